@@ -1,0 +1,43 @@
+# cdcd — the two set-up commands that work on a fresh machine are `make demo`
+# and `make test`; both install what they need first (`make deps`).
+
+GO       ?= go
+PKGS     := ./...
+# Packages where concurrency lives run under the race detector.
+RACE_PKGS := ./pkg/trail/... ./pkg/capture/... ./pkg/source/... ./pkg/checkpoint/...
+FUZZTIME ?= 30s
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all build test test-short lint fuzz bench deps clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/cdcd ./cmd/cdcd
+
+deps:
+	bash scripts/deps.sh
+
+test: deps
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v -e /pkg/trail -e /pkg/capture -e /pkg/source -e /pkg/checkpoint)
+	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+
+# Unit tests only: no servers.
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+lint:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
+	$(GO) vet $(PKGS)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/decode
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./pkg/trail
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/decode ./pkg/trail
+	$(GO) test -run '^$$' -bench BenchmarkCaptureVsRecvlogical -benchtime 1x -count 1 -timeout 30m ./pkg/capture
+
+clean:
+	rm -rf bin

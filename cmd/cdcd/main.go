@@ -1,0 +1,67 @@
+// Command cdcd is the change-data-capture daemon: it captures PostgreSQL
+// logical replication into a durable local trail and (with later commands)
+// applies it to sinks.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cdcd: "+err.Error())
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "cdcd",
+		Short:         "Change data capture for PostgreSQL: pgoutput → durable trail → sinks",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.AddCommand(newCaptureCmd(), newTrailCmd())
+	return root
+}
+
+// newLogger builds the process logger: text on a terminal, JSON otherwise
+// (journald, files), unless format says otherwise.
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if level == "" {
+		level = "info"
+	}
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "", "auto":
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		}
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, errors.New("log format " + format + ": use auto, text or json")
+}

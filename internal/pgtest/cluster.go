@@ -1,0 +1,484 @@
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const (
+	// startTimeout bounds StartT and StartStandbyT, which have no context of their own.
+	startTimeout = 2 * time.Minute
+	// stopTimeout is how long Stop waits for a fast shutdown before an immediate one.
+	stopTimeout = 30 * time.Second
+)
+
+// Options configures a cluster. The zero value starts a PostgreSQL 15 primary with
+// the defaults described on each field.
+type Options struct {
+	// Version is the server's major version. Default 15; for a standby, the
+	// primary's version (a different one is an error).
+	Version Version
+	// Conf holds extra postgresql.conf settings, which override the harness's
+	// defaults: wal_level=logical, max_wal_senders=20, max_replication_slots=20,
+	// max_connections=100, shared_buffers=128MB, fsync=off, synchronous_commit=off,
+	// hot_standby=on, hot_standby_feedback=on, timezone=UTC. Values are quoted for
+	// postgresql.conf unless already in single quotes. listen_addresses, port and
+	// unix_socket_directories cannot be overridden. A standby starts from its
+	// primary's settings, then applies its own Conf. Default none.
+	Conf map[string]string
+	// Name labels the cluster in its temporary directory name, its errors and, for
+	// a standby, its application_name on the primary. Default "primary" or "standby".
+	Name string
+}
+
+// Cluster is a running throwaway PostgreSQL server started by [Start] or
+// [Cluster.StartStandby]. Its methods are safe for concurrent use.
+type Cluster struct {
+	// Version is the server's major version.
+	Version Version
+	// Port is the TCP port on 127.0.0.1 the server listens on.
+	Port int
+	// DataDir is the server's data directory.
+	DataDir string
+	// Dir is the temporary directory holding DataDir, the server log and the Unix
+	// socket; Stop removes it.
+	Dir string
+	// Name is the label from [Options.Name].
+	Name string
+
+	binDir string
+	conf   map[string]string // settings in pgtest.conf, without the harness's own
+	slot   string            // physical slot on the primary, for a standby
+
+	mu      sync.Mutex
+	proc    *postmaster // nil when not running
+	removed bool
+}
+
+// postmaster is one run of the server process.
+type postmaster struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has been reaped
+	err    error         // exit status, valid once exited is closed
+}
+
+// Start creates a cluster with initdb in a new temporary directory, starts it on a
+// free port and waits until it accepts connections. The caller must Stop it. On
+// failure nothing is left behind, and the error carries the end of the server log.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Version == 0 {
+		opts.Version = V15
+	}
+	if opts.Name == "" {
+		opts.Name = "primary"
+	}
+	c, err := newCluster(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.initdb(ctx); err != nil {
+		return nil, c.fail(err)
+	}
+	c.conf = defaultConf()
+	maps.Copy(c.conf, opts.Conf)
+	if err := configure(c.DataDir); err != nil {
+		return nil, c.fail(err)
+	}
+	if err := c.startFresh(ctx); err != nil {
+		return nil, c.fail(err)
+	}
+	return c, nil
+}
+
+// StartT is [Start] for tests: it fails t with the server log on error and stops the
+// cluster when the test ends.
+func StartT(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	c, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return c
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// newCluster makes the temporary directory, owned by the server user.
+func newCluster(opts Options) (*Cluster, error) {
+	bin, err := serverBinDir(opts.Version)
+	if err != nil {
+		return nil, err
+	}
+	label := unsafeName.ReplaceAllString(opts.Name, "_")
+	if len(label) > 20 { // keeps the socket path under its 107-byte limit
+		label = label[:20]
+	}
+	dir, err := os.MkdirTemp("", fmt.Sprintf("cdcd-pg%d-%s-", opts.Version, label))
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	c := &Cluster{
+		Version: opts.Version,
+		DataDir: filepath.Join(dir, "data"),
+		Dir:     dir,
+		Name:    opts.Name,
+		binDir:  bin,
+	}
+	if err := chownR(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	return c, nil
+}
+
+// fail removes what a failed Start created and adds the log tail to err.
+func (c *Cluster) fail(err error) error {
+	err = fmt.Errorf("pgtest: starting PostgreSQL %d cluster %q: %w", c.Version, c.Name, err)
+	if tail := c.LogTail(30); tail != "" {
+		err = fmt.Errorf("%w\n--- server log (%s) ---\n%s", err, c.logPath(), tail)
+	}
+	if serr := c.Stop(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+func (c *Cluster) logPath() string { return filepath.Join(c.Dir, "server.log") }
+
+func (c *Cluster) initdb(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "initdb"),
+		"-D", c.DataDir, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
+		"--no-sync", "--no-instructions")
+	if err := asServerUser(cmd, c.Dir); err != nil {
+		return err
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// startFresh picks a free port, writes pgtest.conf and starts the server, trying
+// other ports if the chosen one was taken in the meantime.
+func (c *Cluster) startFresh(ctx context.Context) error {
+	var err error
+	for range 5 {
+		if c.Port, err = freePort(); err != nil {
+			return err
+		}
+		if err = writeConf(c.DataDir, clusterConf(c.conf, c.Port, c.Dir)); err != nil {
+			return fmt.Errorf("writing %s: %w", confFile, err)
+		}
+		err = c.start(ctx)
+		if err == nil || !strings.Contains(c.LogTail(10), "could not bind") {
+			return err
+		}
+	}
+	return err
+}
+
+// freePort asks the kernel for a port that is free right now on 127.0.0.1.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start runs the postmaster and waits until it accepts connections.
+func (c *Cluster) start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc != nil {
+		return errors.New("already running")
+	}
+	logf, err := os.OpenFile(c.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close() // the child has its own copy
+	cmd := exec.Command(filepath.Join(c.binDir, "postgres"), "-D", c.DataDir)
+	if err := asServerUser(cmd, c.Dir); err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group, so Kill can take every backend down at once like a crash,
+	// and a Ctrl-C on the terminal reaches only the test binary. If the test binary
+	// dies, SIGQUIT makes the postmaster do an immediate shutdown rather than linger.
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting postgres: %w", err)
+	}
+	p := &postmaster{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	c.proc = p
+	if err := c.waitAccepting(ctx, p); err != nil {
+		c.stopLocked(syscall.SIGQUIT)
+		return err
+	}
+	return nil
+}
+
+// waitAccepting polls until the server accepts a connection, exits, or ctx ends.
+func (c *Cluster) waitAccepting(ctx context.Context, p *postmaster) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := pgx.Connect(cctx, c.DSN("postgres"))
+		cancel()
+		if err == nil {
+			return conn.Close(ctx)
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("postgres exited during startup: %v", p.err)
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for postgres to accept connections: %w (last error: %v)", ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop shuts the server down (a fast shutdown, like pg_ctl stop -m fast) and
+// removes its temporary directory. It never touches a server it did not start and
+// may be called more than once.
+func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.stopLocked(syscall.SIGINT)
+	if !c.removed && os.Getenv("CDCD_PGTEST_KEEP") == "" {
+		if rerr := os.RemoveAll(c.Dir); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("pgtest: removing %s: %w", c.Dir, rerr))
+		}
+		c.removed = true
+	}
+	return err
+}
+
+// Kill simulates a crash: it SIGKILLs the postmaster and all its backends at once
+// and waits until they are gone. The data directory stays; [Cluster.Restart]
+// starts the server again, which then runs crash recovery.
+func (c *Cluster) Kill() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopLocked(syscall.SIGKILL)
+}
+
+// Restart stops the server if it runs (fast shutdown), starts it again on the same
+// port and data directory, and waits until it accepts connections.
+func (c *Cluster) Restart(ctx context.Context) error {
+	c.mu.Lock()
+	if c.removed {
+		c.mu.Unlock()
+		return errors.New("pgtest: Restart after Stop")
+	}
+	err := c.stopLocked(syscall.SIGINT)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := c.start(ctx); err != nil {
+		return fmt.Errorf("pgtest: restarting %q: %w\n--- server log ---\n%s", c.Name, err, c.LogTail(30))
+	}
+	return nil
+}
+
+// stopLocked signals the postmaster and waits for it to exit, escalating to an
+// immediate shutdown and then SIGKILL of the process group if it hangs.
+func (c *Cluster) stopLocked(sig syscall.Signal) error {
+	p := c.proc
+	if p == nil {
+		return nil
+	}
+	c.proc = nil
+	pid := p.cmd.Process.Pid
+	steps := []struct {
+		sig     syscall.Signal
+		pgid    bool
+		timeout time.Duration
+	}{{sig, sig == syscall.SIGKILL, stopTimeout}, {syscall.SIGQUIT, false, 10 * time.Second}, {syscall.SIGKILL, true, 10 * time.Second}}
+	for _, s := range steps {
+		target := pid
+		if s.pgid {
+			target = -pid
+		}
+		_ = syscall.Kill(target, s.sig) // ESRCH: already gone
+		select {
+		case <-p.exited:
+			if s.pgid {
+				waitGroupGone(pid)
+			}
+			return nil
+		case <-time.After(s.timeout):
+		}
+	}
+	return fmt.Errorf("pgtest: postgres (pid %d) of %q did not exit", pid, c.Name)
+}
+
+// waitGroupGone waits briefly until no process of group pgid is left, so that a
+// restarted server does not find the old shared memory still attached.
+func waitGroupGone(pgid int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// LogTail returns the last n lines of the server log, or "" if there is none.
+func (c *Cluster) LogTail(n int) string {
+	b, err := os.ReadFile(c.logPath())
+	if err != nil || n <= 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// DSN returns a connection string for database db as the superuser postgres.
+func (c *Cluster) DSN(db string) string {
+	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(c.Port) + "/" + db + "?sslmode=disable"
+}
+
+// ReplicationDSN returns a connection string for a logical replication connection
+// (replication=database) to database db.
+func (c *Cluster) ReplicationDSN(db string) string {
+	return c.DSN(db) + "&replication=database"
+}
+
+// Exec runs each SQL string in database db on one connection, in order, with the
+// simple query protocol, so a string may hold several statements.
+func (c *Cluster) Exec(ctx context.Context, db string, sql ...string) error {
+	conn, err := c.connect(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, s := range sql {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("pgtest: %q on %s: %w", abbrev(s), c.Name, err)
+		}
+	}
+	return nil
+}
+
+// ExecT is [Cluster.Exec] for tests: it fails t on error.
+func (c *Cluster) ExecT(t testing.TB, db string, sql ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := c.Exec(ctx, db, sql...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CreateDatabase creates database name.
+func (c *Cluster) CreateDatabase(ctx context.Context, name string) error {
+	return c.Exec(ctx, "postgres", "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+}
+
+func (c *Cluster) connect(ctx context.Context, db string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(c.DSN(db))
+	if err != nil {
+		return nil, err
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: connecting to %s: %w", c.Name, err)
+	}
+	return conn, nil
+}
+
+func abbrev(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
+
+// querier is the part of *pgx.Conn that poll's checks use.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// poll runs check on a connection to c every 10 ms until it reports done, ctx
+// ends, or the server exits. Connection and query errors are retried: the server
+// may not be ready yet.
+func poll(ctx context.Context, c *Cluster, check func(querier) (bool, error)) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	var lastErr error
+	for {
+		if conn != nil && conn.IsClosed() {
+			conn = nil
+		}
+		if conn == nil {
+			conn, lastErr = c.connect(ctx, "postgres")
+		}
+		if conn != nil {
+			var done bool
+			done, lastErr = check(conn)
+			if done {
+				return nil
+			}
+		}
+		c.mu.Lock()
+		p := c.proc
+		c.mu.Unlock()
+		if p == nil {
+			return errors.New("server not running")
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("server exited: %v", p.err)
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,248 @@
+// Package capture is cdcd's "extract": it reads a PostgreSQL source's
+// pgoutput stream, decodes it into typed change events, writes whole
+// transactions to the trail, and acknowledges the source only for what the
+// trail holds durably.
+//
+// The acknowledgement rules (see DESIGN.md) live in this file and loop.go:
+//
+//  1. The ack position is a transaction's end LSN, never its commit LSN.
+//  2. Only fsynced trail data is acked; the flush field is set explicitly.
+//  3. When nothing is pending (no open transaction, nothing unsynced) the
+//     keepalive's WAL end is adopted — after it is stored durably in the
+//     ack checkpoint, so rule 4 can still be checked on restart.
+//  4. On start, a slot whose confirmed_flush_lsn is ahead of what the trail
+//     (and the ack checkpoint) holds means data was acked but not stored:
+//     capture refuses to start.
+//  5. Transactions whose end LSN is at or below the trail's last durable end
+//     LSN are skipped (confirmed_flush_lsn can go backwards after a crash).
+//  6. Receive and status updates happen on one goroutine; received buffers
+//     are copied by the decoder.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/checkpoint"
+	"github.com/cdcd-io/cdcd/pkg/source/postgres"
+	"github.com/cdcd-io/cdcd/pkg/trail"
+)
+
+// Config configures a capture. The zero value of every field means its default.
+type Config struct {
+	// Source configures the PostgreSQL source.
+	Source postgres.Config
+	// TrailDir is the trail directory. Required.
+	TrailDir string
+	// Trail configures the trail writer (segment size). Its SystemID is set
+	// by capture from the source.
+	Trail trail.Options
+	// GroupCommitDelay is the longest a committed transaction waits in the
+	// trail's buffer before an fsync; several transactions share one fsync.
+	// Default 5ms.
+	GroupCommitDelay time.Duration
+	// GroupCommitBytes forces an fsync once this many bytes of committed
+	// transactions are unsynced. Default 8 MiB.
+	GroupCommitBytes int64
+	// MinBackoff and MaxBackoff bound the capped exponential backoff between
+	// reconnects. Defaults 500ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) defaults() Config {
+	c.Source = c.Source.Defaults()
+	if c.GroupCommitDelay <= 0 {
+		c.GroupCommitDelay = 5 * time.Millisecond
+	}
+	if c.GroupCommitBytes <= 0 {
+		c.GroupCommitBytes = 8 << 20
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 500 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// ErrSlotAhead is returned when the slot's confirmed_flush_lsn is past what
+// the trail holds durably: the source was told to discard WAL cdcd never
+// stored. Restarting cannot recover it; the target must be re-synchronised.
+var ErrSlotAhead = errors.New("replication slot is ahead of the trail")
+
+// Stats is a snapshot of a capture's progress.
+type Stats struct {
+	// Durable is the end LSN of the last transaction fsynced in the trail.
+	Durable change.LSN
+	// Acked is the last flush position sent to the source.
+	Acked change.LSN
+	// Transactions and Changes count what was written to the trail in this
+	// process (skipped duplicates excluded).
+	Transactions, Changes uint64
+	// Reconnects counts reconnections after retriable errors.
+	Reconnects uint64
+}
+
+// Capture is one running extract. Create it with New and call Run.
+type Capture struct {
+	cfg   Config
+	log   *slog.Logger
+	ack   *checkpoint.File
+	w     *trail.Writer
+	stats Stats
+	// OnDurable, when set, is called from the capture goroutine after each
+	// trail fsync with the durable end LSN (tests and status use it).
+	OnDurable func(change.LSN)
+	// OnConnected, when set, is called after each successful start of
+	// streaming (systemd readiness uses it).
+	OnConnected func()
+}
+
+// New validates cfg and returns a capture ready to Run.
+func New(cfg Config) (*Capture, error) {
+	cfg = cfg.defaults()
+	if cfg.TrailDir == "" {
+		return nil, errors.New("trail.dir is empty: set it to a directory for the trail")
+	}
+	return &Capture{
+		cfg: cfg,
+		log: cfg.Logger,
+		ack: checkpoint.New(filepath.Join(cfg.TrailDir, "capture.ack")),
+	}, nil
+}
+
+// Stats returns progress counters. Call it from the goroutine running Run
+// (e.g. in OnDurable) or after Run returned.
+func (c *Capture) Stats() Stats { return c.stats }
+
+// Run captures until ctx is cancelled (returns nil after a clean stop) or a
+// terminal error occurs. Retriable errors reconnect with capped exponential
+// backoff, resuming from the trail's durable position.
+func (c *Capture) Run(ctx context.Context) (err error) {
+	defer func() {
+		if c.w != nil {
+			if cerr := c.w.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("close trail: %w", cerr)
+			}
+			c.w = nil
+		}
+	}()
+	backoff := c.cfg.MinBackoff
+	for {
+		connected, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			return nil
+		}
+		if postgres.IsTerminal(err) || errors.Is(err, ErrSlotAhead) || errors.Is(err, trail.ErrSystemIDMismatch) || errors.Is(err, trail.ErrCorrupt) || errors.Is(err, errTrail) {
+			return err
+		}
+		if connected {
+			backoff = c.cfg.MinBackoff
+		}
+		c.stats.Reconnects++
+		c.log.Warn("source session ended; reconnecting", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+	}
+}
+
+// errTrail marks trail write errors: they are sticky, so reconnecting
+// cannot help.
+var errTrail = errors.New("trail")
+
+func trailErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", errTrail, err)
+}
+
+// session runs one connection to the source. connected reports whether
+// streaming started (to reset the backoff).
+func (c *Capture) session(ctx context.Context) (connected bool, err error) {
+	src, err := postgres.Connect(ctx, c.cfg.Source, c.log)
+	if err != nil {
+		return false, err
+	}
+	defer src.Close()
+
+	if c.w == nil {
+		opts := c.cfg.Trail
+		opts.SystemID = src.SystemID
+		opts.Logger = c.log
+		w, err := trail.Open(c.cfg.TrailDir, opts)
+		if err != nil {
+			if errors.Is(err, trail.ErrSystemIDMismatch) {
+				return false, fmt.Errorf("trail %s belongs to another source cluster than %016x: point trail.dir at a new directory or source.dsn at the original cluster: %w",
+					c.cfg.TrailDir, src.SystemID, err)
+			}
+			return false, fmt.Errorf("open trail %s: %w", c.cfg.TrailDir, err)
+		}
+		c.w = w
+	} else if c.w.SystemID() != 0 && c.w.SystemID() != src.SystemID {
+		return false, fmt.Errorf("source system identifier changed to %016x (trail has %016x): %w", src.SystemID, c.w.SystemID(), trail.ErrSystemIDMismatch)
+	}
+
+	slot, created, err := src.Prepare(ctx)
+	if err != nil {
+		return false, err
+	}
+	start, err := c.startPosition(slot, created)
+	if err != nil {
+		return false, err
+	}
+	if err := src.StartStream(ctx, start); err != nil {
+		return false, err
+	}
+	c.log.Info("capture streaming", "slot", src.Config().Slot, "start", start.String(),
+		"trail_end", c.w.LastEndLSN().String(), "standby", src.Standby, "server_version", src.ServerVersion)
+	if c.OnConnected != nil {
+		c.OnConnected()
+	}
+	l := newLoop(c, src, start)
+	return true, l.run(ctx)
+}
+
+// startPosition applies rule 4: the trail (or the ack checkpoint, for
+// idle-adopted positions) must hold everything the slot has confirmed.
+func (c *Capture) startPosition(slot postgres.SlotInfo, created bool) (change.LSN, error) {
+	acked, _, err := c.ack.Load()
+	if err != nil {
+		return 0, err
+	}
+	held := max(c.w.LastEndLSN(), change.LSN(acked))
+	if held == 0 {
+		// A new trail: start where the slot is (just created, or left by
+		// an operator). Nothing was ever acknowledged by this trail.
+		c.log.Info("new trail: starting at the slot's position", "confirmed_flush_lsn", slot.ConfirmedFlushLSN.String(), "slot_created", created)
+		return slot.ConfirmedFlushLSN, nil
+	}
+	if slot.ConfirmedFlushLSN > held {
+		return 0, fmt.Errorf("%w: slot confirmed_flush_lsn %s, trail holds up to %s: changes between them were acknowledged but never stored; re-create the slot and re-synchronise the target",
+			ErrSlotAhead, slot.ConfirmedFlushLSN, held)
+	}
+	return held, nil
+}

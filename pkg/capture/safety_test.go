@@ -1,0 +1,326 @@
+package capture_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdcd-io/cdcd/internal/pgtest"
+	"github.com/cdcd-io/cdcd/pkg/capture"
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/trail"
+)
+
+// TestCaptureLargeTransactionFlatMemory streams one 200,000-row transaction
+// and samples the heap meanwhile: capture must not hold the transaction.
+func TestCaptureLargeTransactionFlatMemory(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{})
+	pg.ExecT(t, "postgres", `CREATE TABLE big (id int PRIMARY KEY, pad text)`)
+	dir := t.TempDir()
+	r := startCapture(t, testConfig(pg, dir))
+	waitSlot(t, pg)
+
+	runtime.GC()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	// 200,000 rows of ~250 bytes: ~50 MB of row data in one transaction.
+	pg.ExecT(t, "postgres", `INSERT INTO big SELECT g, repeat(md5(g::text), 7) FROM generate_series(1, 200000) g`)
+	r.waitPast(t, marker(t, pg), 2*time.Minute)
+	close(stop)
+	wg.Wait()
+	r.stop(t)
+
+	txs := readTrail(t, dir)
+	var rows int
+	for _, tx := range txs {
+		for _, c := range tx.changes {
+			if c.Op == change.OpInsert {
+				rows++
+			}
+		}
+	}
+	require.Equal(t, 200000, rows)
+	t.Logf("peak heap in use while capturing: %.1f MiB", float64(peak.Load())/(1<<20))
+	require.Less(t, peak.Load(), uint64(40<<20), "heap must stay flat, far below the 50 MB transaction")
+}
+
+// TestCaptureIdleSlotAdvances: with no writes at all, heartbeats keep the
+// slot's confirmed_flush_lsn moving so the source can recycle WAL.
+func TestCaptureIdleSlotAdvances(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{})
+	cfg := testConfig(pg, t.TempDir())
+	cfg.Source.Heartbeat = 200 * time.Millisecond
+	startCapture(t, cfg)
+	waitSlot(t, pg)
+	first := confirmedFlush(t, pg)
+	deadline := time.Now().Add(20 * time.Second)
+	for confirmedFlush(t, pg) <= first {
+		require.True(t, time.Now().Before(deadline), "confirmed_flush_lsn stuck at %s on an idle source", first)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func confirmedFlush(t testing.TB, c *pgtest.Cluster) change.LSN {
+	t.Helper()
+	var s *string
+	require.NoError(t, query(c, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdcd'", &s))
+	if s == nil {
+		return 0
+	}
+	l, err := change.ParseLSN(*s)
+	require.NoError(t, err)
+	return l
+}
+
+// TestCaptureRefusesSlotAhead: a slot moved past what the trail holds means
+// acknowledged data was never stored; capture must stop, loudly.
+func TestCaptureRefusesSlotAhead(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{})
+	pg.ExecT(t, "postgres", `CREATE TABLE t (id int PRIMARY KEY)`)
+	dir := t.TempDir()
+	cfg := testConfig(pg, dir)
+	cfg.Source.Heartbeat = -1
+	r := startCapture(t, cfg)
+	waitSlot(t, pg)
+	pg.ExecT(t, "postgres", `INSERT INTO t VALUES (1)`)
+	r.waitPast(t, marker(t, pg), 30*time.Second)
+	r.stop(t)
+
+	pg.ExecT(t, "postgres", `INSERT INTO t VALUES (2)`, `INSERT INTO t VALUES (3)`,
+		`SELECT pg_replication_slot_advance('cdcd', pg_current_wal_lsn())`)
+	c, err := capture.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = c.Run(ctx)
+	require.ErrorIs(t, err, capture.ErrSlotAhead)
+	require.Contains(t, err.Error(), "confirmed_flush_lsn")
+}
+
+// TestCaptureRefusesOtherCluster: a trail belongs to one source cluster.
+func TestCaptureRefusesOtherCluster(t *testing.T) {
+	a := pgtest.StartT(t, pgtest.Options{Name: "a"})
+	b := pgtest.StartT(t, pgtest.Options{Name: "b"})
+	dir := t.TempDir()
+	r := startCapture(t, testConfig(a, dir))
+	waitSlot(t, a)
+	r.waitPast(t, marker(t, a), 30*time.Second)
+	r.stop(t)
+
+	c, err := capture.New(testConfig(b, dir))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = c.Run(ctx)
+	require.ErrorIs(t, err, trail.ErrSystemIDMismatch)
+}
+
+// TestCaptureMissingSlotIsTerminal: without create, a missing slot is one
+// clear error naming it and the remedy, not an endless reconnect loop.
+func TestCaptureMissingSlotIsTerminal(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{})
+	pg.ExecT(t, "postgres", `CREATE PUBLICATION cdcd FOR ALL TABLES`)
+	cfg := testConfig(pg, t.TempDir())
+	cfg.Source.Create = false
+	cfg.Source.Slot = "nope"
+	c, err := capture.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = c.Run(ctx)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "replication slot nope does not exist")
+	require.Contains(t, err.Error(), "source.create")
+	require.NoError(t, ctx.Err(), "returned at once, no retry loop")
+}
+
+// TestCaptureCrashSafety SIGKILLs the cdcd process repeatedly while a writer
+// commits numbered rows; the trail must then hold every committed row
+// exactly once, in commit order.
+func TestCaptureCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the cdcd binary")
+	}
+	pg := pgtest.StartT(t, pgtest.Options{})
+	pg.ExecT(t, "postgres", `CREATE TABLE numbered (n int PRIMARY KEY, pad text)`)
+	bin := buildCdcd(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(t.TempDir(), "cdcd.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+source:
+  dsn: %q
+  create: true
+  heartbeat: 500ms
+  status_interval: 100ms
+trail:
+  dir: %q
+  segment_bytes: 256KiB
+log:
+  format: text
+`, pg.DSN("postgres"), dir)), 0o600))
+
+	// The writer commits n = 1, 2, 3, … in order, sometimes several per
+	// transaction, until told to stop.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var committed atomic.Int64
+	writerDone := make(chan error, 1)
+	go func() {
+		writerDone <- func() error {
+			conn, err := pgx.Connect(context.Background(), pg.DSN("postgres"))
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			n := int64(0)
+			for ctx.Err() == nil {
+				k := int64(1 + rand.IntN(5))
+				_, err := conn.Exec(context.Background(),
+					`INSERT INTO numbered SELECT g, repeat('p', 100) FROM generate_series($1::int, $2::int) g`, n+1, n+k)
+				if err != nil {
+					return err
+				}
+				n += k
+				committed.Store(n)
+			}
+			return nil
+		}()
+	}()
+
+	logs := filepath.Join(t.TempDir(), "cdcd.log")
+	for i := range 6 {
+		cmd := cdcdCmd(bin, cfgPath, logs)
+		require.NoError(t, cmd.Start())
+		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+		t.Logf("kill %d: %d rows committed so far", i+1, committed.Load())
+	}
+	cancel()
+	require.NoError(t, <-writerDone)
+	total := committed.Load()
+	require.Positive(t, total)
+	m := marker(t, pg)
+
+	// A last, clean run catches up.
+	cmd := cdcdCmd(bin, cfgPath, logs)
+	require.NoError(t, cmd.Start())
+	deadline := time.Now().Add(2 * time.Minute)
+	for !trailPast(t, dir, m) {
+		if time.Now().After(deadline) {
+			out, _ := os.ReadFile(logs)
+			t.Fatalf("trail did not catch up; cdcd log:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "clean stop exits 0")
+
+	var got []int64
+	for _, tx := range readTrail(t, dir) {
+		for _, c := range tx.changes {
+			if c.Op == change.OpInsert && c.Relation.Name == "numbered" {
+				n, err := strconv.ParseInt(string(col(c, c.New, "n").Data), 10, 64)
+				require.NoError(t, err)
+				got = append(got, n)
+			}
+		}
+	}
+	require.Len(t, got, int(total), "every committed row exactly once")
+	for i, n := range got {
+		if n != int64(i+1) {
+			t.Fatalf("row %d of the trail is n=%d, want %d (duplicate, gap or reordering)", i, n, i+1)
+		}
+	}
+	t.Logf("%d rows, %d segments, all exactly once in commit order", total, countSegments(t, dir))
+}
+
+// trailPast reports whether the trail (possibly being written) holds a
+// commit ending past l.
+func trailPast(t testing.TB, dir string, l change.LSN) bool {
+	t.Helper()
+	r, err := trail.NewReader(dir, 0, trail.ReaderOptions{})
+	if err != nil {
+		return false // not created yet
+	}
+	defer r.Close()
+	for {
+		rec, err := r.Next(context.Background())
+		if err != nil {
+			return false
+		}
+		if rec.Type == trail.RecordCommit && rec.Tx.EndLSN > l {
+			return true
+		}
+	}
+}
+
+func countSegments(t testing.TB, dir string) int {
+	m, err := filepath.Glob(filepath.Join(dir, "*.trail"))
+	require.NoError(t, err)
+	return len(m)
+}
+
+func cdcdCmd(bin, cfg, logPath string) *exec.Cmd {
+	cmd := exec.Command(bin, "capture", "--config", cfg)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err == nil {
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	return cmd
+}
+
+// buildCdcd builds the cdcd binary once per test binary run.
+func buildCdcd(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		d, err := os.MkdirTemp("", "cdcd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(d, "cdcd")
+		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", builtBin, "github.com/cdcd-io/cdcd/cmd/cdcd").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return builtBin
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)

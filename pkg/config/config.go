@@ -1,0 +1,173 @@
+// Package config maps cdcd's YAML configuration file onto the config
+// structs of the packages that do the work. It is the one place where YAML
+// keys meet Go fields; every other package takes plain structs.
+//
+// ${NAME} in the file is replaced by the environment variable NAME before
+// parsing (for secrets such as passwords); an unset variable is an error.
+// Unknown keys are errors, so a typo never silently falls back to a default.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/cdcd-io/cdcd/pkg/capture"
+	"github.com/cdcd-io/cdcd/pkg/source/postgres"
+	"github.com/cdcd-io/cdcd/pkg/trail"
+)
+
+// File is the YAML document.
+type File struct {
+	Source  Source  `yaml:"source"`
+	Trail   Trail   `yaml:"trail"`
+	Capture Capture `yaml:"capture"`
+	Log     Log     `yaml:"log"`
+}
+
+// Source is the `source:` section.
+type Source struct {
+	// Kind is the source type; only "postgres" (the default) exists.
+	Kind string `yaml:"kind"`
+	// DSN is the connection string of the primary or PG16+ standby. Required.
+	DSN string `yaml:"dsn"`
+	// PrimaryDSN is the primary's connection string when DSN is a standby.
+	PrimaryDSN string `yaml:"primary_dsn"`
+	// Slot is the logical replication slot. Default "cdcd".
+	Slot string `yaml:"slot"`
+	// Publication is the publication name. Default "cdcd".
+	Publication string `yaml:"publication"`
+	// Create creates a missing publication (FOR ALL TABLES) and slot. Default false.
+	Create bool `yaml:"create"`
+	// Heartbeat is the heartbeat interval; "off" disables. Default 10s.
+	Heartbeat Duration `yaml:"heartbeat"`
+	// StatusInterval is the standby status update interval. Default 10s.
+	StatusInterval Duration `yaml:"status_interval"`
+}
+
+// Trail is the `trail:` section.
+type Trail struct {
+	// Dir is the trail directory. Required.
+	Dir string `yaml:"dir"`
+	// SegmentBytes is the segment size, e.g. 64MiB. Default 64MiB.
+	SegmentBytes ByteSize `yaml:"segment_bytes"`
+}
+
+// Capture is the `capture:` section.
+type Capture struct {
+	// GroupCommitDelay bounds how long a commit waits for its fsync. Default 5ms.
+	GroupCommitDelay Duration `yaml:"group_commit_delay"`
+	// GroupCommitBytes forces an fsync after this many unsynced bytes. Default 8MiB.
+	GroupCommitBytes ByteSize `yaml:"group_commit_bytes"`
+}
+
+// Log is the `log:` section.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text, json, or auto (text on a terminal, JSON otherwise). Default auto.
+	Format string `yaml:"format"`
+}
+
+// Load reads, expands and validates a configuration file.
+func Load(path string) (*File, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	f, err := Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return f, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// Parse parses a configuration document.
+func Parse(raw []byte) (*File, error) {
+	var missing []string
+	expanded := envRef.ReplaceAllFunc(raw, func(m []byte) []byte {
+		name := string(envRef.FindSubmatch(m)[1])
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			missing = append(missing, name)
+		}
+		return []byte(v)
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("environment variable %s is not set (referenced as ${%s})", missing[0], missing[0])
+	}
+	var f File
+	if len(bytes.TrimSpace(expanded)) > 0 {
+		if err := yaml.UnmarshalWithOptions(expanded, &f, yaml.DisallowUnknownField()); err != nil {
+			return nil, errors.New(oneLine(yaml.FormatError(err, false, false)))
+		}
+	}
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+func (f *File) validate() error {
+	switch f.Source.Kind {
+	case "", "postgres":
+	default:
+		return fmt.Errorf("source.kind %q is not supported: use postgres", f.Source.Kind)
+	}
+	if f.Source.DSN == "" {
+		return errors.New("source.dsn is required: the source's connection string, e.g. postgres://cdc@host:5432/app")
+	}
+	if f.Trail.Dir == "" {
+		return errors.New("trail.dir is required: a local directory for the trail, e.g. /var/lib/cdcd/trail")
+	}
+	if f.Trail.SegmentBytes != 0 && f.Trail.SegmentBytes < 64<<10 {
+		return fmt.Errorf("trail.segment_bytes %d is too small: use at least 64KiB", f.Trail.SegmentBytes)
+	}
+	switch f.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q is not one of debug, info, warn, error", f.Log.Level)
+	}
+	switch f.Log.Format {
+	case "", "auto", "text", "json":
+	default:
+		return fmt.Errorf("log.format %q is not one of auto, text, json", f.Log.Format)
+	}
+	return nil
+}
+
+// CaptureConfig returns the capture configuration the file describes.
+func (f *File) CaptureConfig() capture.Config {
+	hb := time.Duration(f.Source.Heartbeat)
+	return capture.Config{
+		Source: postgres.Config{
+			DSN:            f.Source.DSN,
+			PrimaryDSN:     f.Source.PrimaryDSN,
+			Slot:           f.Source.Slot,
+			Publication:    f.Source.Publication,
+			Create:         f.Source.Create,
+			Heartbeat:      hb,
+			StatusInterval: time.Duration(f.Source.StatusInterval),
+		},
+		TrailDir:         f.Trail.Dir,
+		Trail:            trail.Options{SegmentBytes: int64(f.Trail.SegmentBytes)},
+		GroupCommitDelay: time.Duration(f.Capture.GroupCommitDelay),
+		GroupCommitBytes: int64(f.Capture.GroupCommitBytes),
+	}
+}

@@ -1,0 +1,63 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+)
+
+// FillPrimaryKey sets rel.PrimaryKey from the catalog. pgoutput flags the
+// replica-identity columns, which under REPLICA IDENTITY FULL are all of
+// them, so the real key must come from pg_index.
+func (s *Source) FillPrimaryKey(ctx context.Context, rel *change.Relation) error {
+	rows, err := s.catalog.Query(ctx, `
+		SELECT a.attname
+		FROM pg_index i
+		JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ON true
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indrelid = $1 AND i.indisprimary
+		ORDER BY k.ord`, rel.OID)
+	if err != nil {
+		return classify(fmt.Errorf("read primary key of %s: %w", rel.QualifiedName(), err))
+	}
+	defer rows.Close()
+	var pk []int
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		i := rel.Column(name)
+		if i < 0 {
+			return fmt.Errorf("primary key column %s of %s is not in the published columns: publish every key column", name, rel.QualifiedName())
+		}
+		pk = append(pk, i)
+	}
+	if err := rows.Err(); err != nil {
+		return classify(fmt.Errorf("read primary key of %s: %w", rel.QualifiedName(), err))
+	}
+	rel.PrimaryKey = pk
+	return nil
+}
+
+// Heartbeat emits a transactional logical decoding message on the primary
+// (the source itself, or PrimaryDSN when the source is a standby), so the
+// slot receives a transaction to acknowledge even when the database is idle.
+// It returns false when heartbeats cannot be sent from here (a standby
+// without PrimaryDSN).
+func (s *Source) Heartbeat(ctx context.Context) (bool, error) {
+	const stmt = `SELECT pg_logical_emit_message(true, 'cdcd.heartbeat', now()::text)`
+	if s.Standby {
+		if s.cfg.PrimaryDSN == "" {
+			return false, nil
+		}
+		return true, onPrimary(ctx, s.cfg.PrimaryDSN, stmt)
+	}
+	_, err := s.catalog.Exec(ctx, stmt)
+	return true, err
+}
+
+// HeartbeatPrefix is the logical message prefix of cdcd's heartbeats; sinks
+// ignore messages with it.
+const HeartbeatPrefix = "cdcd.heartbeat"

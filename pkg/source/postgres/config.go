@@ -1,0 +1,47 @@
+package postgres
+
+import "time"
+
+// Config configures the PostgreSQL source. The zero value of every field
+// means its default.
+type Config struct {
+	// DSN is the source connection string (URL or key=value). Required.
+	// It may point at a primary or at a PG16+ physical standby.
+	DSN string
+	// PrimaryDSN, when the source is a standby, is the primary's connection
+	// string, used to create the publication and emit heartbeats (a standby
+	// is read-only). Default: none; on a standby heartbeats are then off.
+	PrimaryDSN string
+	// Slot is the logical replication slot name. Default "cdcd".
+	Slot string
+	// Publication is the pgoutput publication name. Default "cdcd".
+	Publication string
+	// Create makes the source create a missing publication (FOR ALL TABLES)
+	// and slot. Default false: a missing one is an error.
+	Create bool
+	// Heartbeat is the interval of pg_logical_emit_message heartbeats that
+	// keep the slot moving on an idle database. Default 10s; negative
+	// disables them.
+	Heartbeat time.Duration
+	// StatusInterval is how often a standby status update is sent even when
+	// the position did not change. Default 10s (the server's
+	// wal_receiver_timeout is 60s by default).
+	StatusInterval time.Duration
+}
+
+// Defaults returns c with every zero field set to its default.
+func (c Config) Defaults() Config {
+	if c.Slot == "" {
+		c.Slot = "cdcd"
+	}
+	if c.Publication == "" {
+		c.Publication = "cdcd"
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 10 * time.Second
+	}
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = 10 * time.Second
+	}
+	return c
+}

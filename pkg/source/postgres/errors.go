@@ -1,0 +1,89 @@
+package postgres
+
+import (
+	"errors"
+	"net"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TerminalError marks an error that retrying cannot fix (bad credentials, a
+// missing slot, a misconfiguration): capture stops instead of reconnecting.
+type TerminalError struct{ Err error }
+
+func (e *TerminalError) Error() string { return e.Err.Error() }
+func (e *TerminalError) Unwrap() error { return e.Err }
+
+// Terminal wraps err as a TerminalError.
+func Terminal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &TerminalError{Err: err}
+}
+
+// IsTerminal reports whether err (or anything it wraps) is terminal.
+func IsTerminal(err error) bool {
+	var t *TerminalError
+	return errors.As(err, &t)
+}
+
+// terminalCodes are SQLSTATEs that reconnecting cannot cure.
+var terminalCodes = map[string]bool{
+	"28000": true, // invalid_authorization_specification (pg_hba, no REPLICATION)
+	"28P01": true, // invalid_password
+	"3D000": true, // invalid_catalog_name: database does not exist
+	"42501": true, // insufficient_privilege
+	"42704": true, // undefined_object: slot or publication missing
+	"42710": true, // duplicate_object
+	"0A000": true, // feature_not_supported
+	"55000": true, // object_not_in_prerequisite_state: wal_level, invalidated slot
+}
+
+// classify marks err terminal when its cause cannot be fixed by reconnecting.
+// Everything else (network errors, admin shutdown, slot in use by a dying
+// session) is retriable.
+func classify(err error) error {
+	if err == nil || IsTerminal(err) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && terminalCodes[pgErr.Code] {
+		return Terminal(err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return err
+	}
+	return err
+}
+
+// redactErr removes the DSN's password from an error's text, should a driver
+// ever echo it.
+func redactErr(err error, dsn string) error {
+	if err == nil {
+		return nil
+	}
+	pw := password(dsn)
+	if pw == "" || !strings.Contains(err.Error(), pw) {
+		return err
+	}
+	return &redacted{msg: strings.ReplaceAll(err.Error(), pw, "xxxxx"), err: err}
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r *redacted) Error() string { return r.msg }
+func (r *redacted) Unwrap() error { return r.err }
+
+func password(dsn string) string {
+	c, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	return c.Password
+}

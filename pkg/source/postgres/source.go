@@ -1,0 +1,306 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+)
+
+// Source is one session with a PostgreSQL source: a replication connection
+// for the stream and a regular connection for catalog queries. It is not
+// safe for concurrent use; the stream methods must be called from a single
+// goroutine (receive and status updates share the connection).
+type Source struct {
+	cfg     Config
+	log     *slog.Logger
+	repl    *pgconn.PgConn
+	catalog *pgx.Conn
+
+	// SystemID is the source cluster's system identifier (the same on a
+	// primary and its physical standbys).
+	SystemID uint64
+	// Timeline is the server's current timeline.
+	Timeline int32
+	// XLogPos is the server's flush position when the session started.
+	XLogPos change.LSN
+	// ServerVersion is server_version_num, e.g. 170002.
+	ServerVersion int
+	// Standby reports that the server is in recovery (a physical standby).
+	Standby bool
+
+	pkQuery string
+}
+
+// Connect opens the replication and catalog connections and identifies the
+// system. Errors name the server without its password.
+func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error) {
+	cfg = cfg.Defaults()
+	if cfg.DSN == "" {
+		return nil, Terminal(errors.New("source.dsn is empty: set it to the source's connection string"))
+	}
+	if err := validIdent("source.slot", cfg.Slot); err != nil {
+		return nil, err
+	}
+	if err := validIdent("source.publication", cfg.Publication); err != nil {
+		return nil, err
+	}
+	replCfg, err := pgconn.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, Terminal(fmt.Errorf("parse source.dsn %s: %w", Redact(cfg.DSN), redactErr(err, cfg.DSN)))
+	}
+	replCfg.RuntimeParams["replication"] = "database"
+	replCfg.RuntimeParams["application_name"] = "cdcd"
+	repl, err := pgconn.ConnectConfig(ctx, replCfg)
+	if err != nil {
+		return nil, classify(fmt.Errorf("connect to source %s: %w", describe(replCfg), redactErr(err, cfg.DSN)))
+	}
+	s := &Source{cfg: cfg, log: log, repl: repl}
+	catCfg, err := pgx.ParseConfig(cfg.DSN)
+	if err != nil {
+		s.Close()
+		return nil, Terminal(fmt.Errorf("parse source.dsn: %w", redactErr(err, cfg.DSN)))
+	}
+	catCfg.RuntimeParams["application_name"] = "cdcd-catalog"
+	s.catalog, err = pgx.ConnectConfig(ctx, catCfg)
+	if err != nil {
+		s.Close()
+		return nil, classify(fmt.Errorf("connect to source %s: %w", describe(replCfg), redactErr(err, cfg.DSN)))
+	}
+	id, err := pglogrepl.IdentifySystem(ctx, repl)
+	if err != nil {
+		s.Close()
+		return nil, classify(fmt.Errorf("identify source system: %w", err))
+	}
+	sysID, err := strconv.ParseUint(id.SystemID, 10, 64)
+	if err != nil {
+		s.Close()
+		return nil, Terminal(fmt.Errorf("identify source system: bad system id %q", id.SystemID))
+	}
+	s.SystemID, s.Timeline, s.XLogPos = sysID, id.Timeline, change.LSN(id.XLogPos)
+	if err := s.catalog.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, pg_is_in_recovery()`).
+		Scan(&s.ServerVersion, &s.Standby); err != nil {
+		s.Close()
+		return nil, classify(fmt.Errorf("read source version: %w", err))
+	}
+	if s.Standby && s.ServerVersion < 160000 {
+		s.Close()
+		return nil, Terminal(fmt.Errorf("source %s is a PostgreSQL %d standby: logical decoding on a standby needs PostgreSQL 16 or later; point source.dsn at the primary or upgrade",
+			describe(replCfg), s.ServerVersion/10000))
+	}
+	return s, nil
+}
+
+// Close closes both connections.
+func (s *Source) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if s.repl != nil {
+		s.repl.Close(ctx)
+	}
+	if s.catalog != nil {
+		s.catalog.Close(ctx)
+	}
+}
+
+// SlotInfo is what pg_replication_slots says about the slot.
+type SlotInfo struct {
+	Exists            bool
+	Plugin            string
+	Database          string
+	ConfirmedFlushLSN change.LSN
+	Active            bool
+	WALStatus         string
+	// Conflicting is the PG16+ invalidation flag (always false on older).
+	Conflicting bool
+}
+
+// Slot reads the slot's state.
+func (s *Source) Slot(ctx context.Context) (SlotInfo, error) {
+	var info SlotInfo
+	var lsn *string
+	var plugin, db, walStatus *string
+	conflict := "false"
+	if s.ServerVersion >= 160000 {
+		conflict = "coalesce(conflicting, false)"
+	}
+	err := s.catalog.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, active, wal_status, `+conflict+`
+		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).
+		Scan(&plugin, &db, &lsn, &info.Active, &walStatus, &info.Conflicting)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return info, nil
+	}
+	if err != nil {
+		return info, classify(fmt.Errorf("read slot %s: %w", s.cfg.Slot, err))
+	}
+	info.Exists = true
+	info.Plugin, info.Database, info.WALStatus = deref(plugin), deref(db), deref(walStatus)
+	if lsn != nil {
+		if info.ConfirmedFlushLSN, err = change.ParseLSN(*lsn); err != nil {
+			return info, err
+		}
+	}
+	return info, nil
+}
+
+// Prepare makes sure the publication and the slot exist, creating them when
+// Config.Create allows it. It returns the slot's state afterwards and whether
+// the slot was created now.
+func (s *Source) Prepare(ctx context.Context) (SlotInfo, bool, error) {
+	if err := s.preparePublication(ctx); err != nil {
+		return SlotInfo{}, false, err
+	}
+	info, err := s.Slot(ctx)
+	if err != nil {
+		return info, false, err
+	}
+	if info.Exists {
+		if info.Plugin != "pgoutput" {
+			return info, false, Terminal(fmt.Errorf("slot %s uses plugin %q: cdcd needs a pgoutput slot; drop it or set source.slot to another name", s.cfg.Slot, info.Plugin))
+		}
+		if info.Conflicting || info.WALStatus == "lost" {
+			return info, false, Terminal(fmt.Errorf("slot %s is invalidated (wal_status=%s, conflicting=%v): changes were lost on the source; re-create the slot and re-synchronise the target (cdcd never re-creates it silently)",
+				s.cfg.Slot, info.WALStatus, info.Conflicting))
+		}
+		return info, false, nil
+	}
+	if !s.cfg.Create {
+		return info, false, Terminal(fmt.Errorf("replication slot %s does not exist on the source: create it (SELECT pg_create_logical_replication_slot('%s', 'pgoutput')) or set source.create: true", s.cfg.Slot, s.cfg.Slot))
+	}
+	if err := s.createSlot(ctx); err != nil {
+		return info, false, err
+	}
+	info, err = s.Slot(ctx)
+	return info, true, err
+}
+
+func (s *Source) preparePublication(ctx context.Context) error {
+	var exists bool
+	if err := s.catalog.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
+		return classify(fmt.Errorf("look up publication %s: %w", s.cfg.Publication, err))
+	}
+	if exists {
+		return nil
+	}
+	if !s.cfg.Create {
+		return Terminal(fmt.Errorf("publication %s does not exist on the source: create it (CREATE PUBLICATION %s FOR ALL TABLES) or set source.create: true", s.cfg.Publication, s.cfg.Publication))
+	}
+	stmt := "CREATE PUBLICATION " + pgx.Identifier{s.cfg.Publication}.Sanitize() + " FOR ALL TABLES"
+	if !s.Standby {
+		if _, err := s.catalog.Exec(ctx, stmt); err != nil {
+			return classify(fmt.Errorf("create publication %s: %w", s.cfg.Publication, err))
+		}
+		s.log.Info("created publication", "publication", s.cfg.Publication)
+		return nil
+	}
+	if s.cfg.PrimaryDSN == "" {
+		return Terminal(fmt.Errorf("publication %s does not exist and the source is a standby (read-only): create it on the primary or set source.primary_dsn", s.cfg.Publication))
+	}
+	if err := onPrimary(ctx, s.cfg.PrimaryDSN, stmt); err != nil {
+		return classify(fmt.Errorf("create publication %s on the primary: %w", s.cfg.Publication, err))
+	}
+	s.log.Info("created publication on the primary", "publication", s.cfg.Publication)
+	// The standby sees the publication once it has replayed the commit.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := s.catalog.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
+			return classify(err)
+		}
+		if exists {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("publication %s created on the primary but not replayed on the standby after 30s", s.cfg.Publication)
+}
+
+func (s *Source) createSlot(ctx context.Context) error {
+	// On a standby, slot creation waits for a running-xacts record from the
+	// primary; ask the primary for one while we wait.
+	stop := func() {}
+	if s.Standby && s.cfg.PrimaryDSN != "" {
+		hctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			t := time.NewTicker(500 * time.Millisecond)
+			defer t.Stop()
+			for {
+				_ = onPrimary(hctx, s.cfg.PrimaryDSN, "SELECT pg_log_standby_snapshot()")
+				select {
+				case <-hctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		stop = func() { cancel(); <-done }
+	}
+	_, err := pglogrepl.CreateReplicationSlot(ctx, s.repl, s.cfg.Slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+	stop()
+	if err != nil {
+		return classify(fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err))
+	}
+	s.log.Info("created replication slot", "slot", s.cfg.Slot, "standby", s.Standby)
+	return nil
+}
+
+// StartStream starts pgoutput streaming (protocol v1, messages on, streaming
+// off) from start. The server moves a start position below the slot's
+// confirmed_flush_lsn up to it silently; callers check the slot first.
+func (s *Source) StartStream(ctx context.Context, start change.LSN) error {
+	args := []string{
+		"proto_version '1'",
+		"publication_names '" + s.cfg.Publication + "'",
+		"messages 'true'",
+	}
+	err := pglogrepl.StartReplication(ctx, s.repl, s.cfg.Slot, pglogrepl.LSN(start),
+		pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args})
+	if err != nil {
+		return classify(fmt.Errorf("start replication on slot %s at %s: %w", s.cfg.Slot, start, err))
+	}
+	return nil
+}
+
+// Config returns the source's configuration with defaults applied.
+func (s *Source) Config() Config { return s.cfg }
+
+func onPrimary(ctx context.Context, dsn, stmt string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return redactErr(err, dsn)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, stmt)
+	return err
+}
+
+func validIdent(key, v string) error {
+	if v == "" || len(v) > 63 || strings.ToLower(v) != v || strings.ContainsFunc(v, func(r rune) bool {
+		return !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+	}) {
+		return Terminal(fmt.Errorf("%s %q is not a valid slot/publication name: use lower-case letters, digits and underscores (at most 63)", key, v))
+	}
+	return nil
+}
+
+func describe(c *pgconn.Config) string {
+	return fmt.Sprintf("%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

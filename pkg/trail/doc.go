@@ -1,0 +1,146 @@
+// Package trail is cdcd's durable, segmented, append-only local log between
+// capture and apply (GoldenGate calls it the "trail").
+//
+// Capture writes whole source transactions with a Writer and acknowledges the
+// source only up to Writer.Sync's result; every sink's apply reads the trail
+// independently with a Reader from its own checkpoint. A slow or broken sink
+// therefore costs trail disk, never WAL retention on the source.
+//
+// # Directory
+//
+// A trail is a directory of segment files named by the sequence number of the
+// first record they hold, zero-padded to 20 digits so that lexical order is
+// numeric order:
+//
+//	00000000000000000001.trail
+//	00000000000000004711.trail
+//
+// Sequence numbers start at 1 and are contiguous across segments: a segment
+// holds the records [its first seq, the next segment's first seq). Only the
+// newest segment is written to ("active"); older ones are sealed and never
+// change until purged. Two more kinds of file may appear:
+//
+//   - "<segment>.tmp": a segment being created. It is written completely,
+//     fsynced, then renamed into place and the directory fsynced, so a crash
+//     never leaves a half-made segment under a real name. Open deletes
+//     leftovers.
+//   - "<segment>.broken" (or ".broken.N"): bytes cut off the tail of the
+//     active segment by recovery, kept for forensics (as etcd's repair.go
+//     does). Nothing reads them.
+//
+// # Segment header
+//
+// Every segment starts with a 48-byte header; all integers are little endian:
+//
+//	offset size field
+//	     0    8 magic "cdcdtrl\x00"
+//	     8    2 format version (1)
+//	    10    2 header size in bytes (48), so a later version can grow it
+//	    12    4 flags (0)
+//	    16    8 source system identifier (0 = unknown)
+//	    24    8 sequence number of the segment's first record (= file name)
+//	    32    8 EndLSN of the last COMMIT before this segment (0 = none)
+//	    40    4 reserved (0)
+//	    44    4 CRC-32C (Castagnoli) of bytes [0, 44)
+//
+// The previous EndLSN lets Open learn the trail's resume position from the
+// active segment alone, even when that segment holds no COMMIT yet. The system
+// identifier stops a trail from being continued from a different database
+// cluster (a restored or re-initialised source has a new identifier).
+//
+// # Record frames
+//
+// Records follow the header back to back, each framed and 8-byte aligned:
+//
+//	offset size field
+//	     0    4 payload length n (> 0)
+//	     4    4 CRC-32C over (segment first seq as 8 bytes ‖ length as 4 bytes ‖ payload)
+//	     8    n payload
+//	   8+n    p zero padding, p = (8 - n%8) % 8
+//
+// Seeding the checksum with the segment's first sequence number binds a record
+// to its segment: a record (or a stale page) copied from another segment fails
+// the check even though its own bytes are intact. Alignment keeps frame
+// headers from straddling sectors and makes frames easy to find in a hex dump.
+//
+// # Record payloads
+//
+// A payload is a record type byte, the record's sequence number (uvarint) and
+// a type-specific body. Integers are encoding/binary uvarints unless noted;
+// "varint" is the zig-zag signed form; "str" and "bytes" are a uvarint length
+// followed by that many bytes; "bool" is one byte 0 or 1.
+//
+//	1 SCHEMA  relation OID, schema str, name str, replica identity byte,
+//	          column count, per column {name str, type OID, type name str,
+//	          typmod varint, key bool}, primary-key count, per key column
+//	          index into the columns
+//	2 BEGIN   transaction (below)
+//	3 CHANGE  op byte (change.Op), LSN, then
+//	            insert/update/delete: relation OID, flags byte (1 old row
+//	              present, 2 old row is key-only, 4 new row present), old row
+//	              if present, new row if present;
+//	            truncate: flags byte (1 cascade, 2 restart identity),
+//	              relation count, relation OIDs
+//	4 MESSAGE LSN, flags byte (1 transactional, 2 content present), prefix
+//	          str, content bytes
+//	5 COMMIT  transaction (below)
+//
+// A transaction is XID, FinalLSN, CommitLSN, EndLSN, commit time (a byte: 0
+// for the zero time, else 1 followed by Unix seconds varint and nanoseconds),
+// origin str. BEGIN and COMMIT carry the same encoding so either can be read
+// alone; the COMMIT's EndLSN is the position capture resumes from and
+// acknowledges. Times decode in UTC.
+//
+// A row is a value count followed by each value: a kind byte (change.ValueKind:
+// absent, null, text, binary, unchanged-TOAST — all five survive a round
+// trip), and for text and binary the data as bytes. A row's value count must
+// equal its relation's column count.
+//
+// Changes name their relation by OID; a reader resolves it to the latest
+// SCHEMA record seen for that OID. The Writer writes a SCHEMA record before
+// the first change of any relation it has not written yet, and every new
+// segment starts by re-writing the latest SCHEMA of every relation the writer
+// knows, so each segment is self-describing: a reader starting mid-trail or
+// after a purge resolves relations from the segment start, and Open rebuilds
+// the schema map from the active segment alone.
+//
+// # Transactions, durability and rollover
+//
+// A transaction is BEGIN, any SCHEMA/CHANGE/MESSAGE records, COMMIT. SCHEMA
+// records and non-transactional MESSAGE records may also stand alone between
+// transactions. Records are buffered in memory and written in large chunks;
+// nothing is fsynced until Sync, which is the group commit: one fdatasync
+// covers every transaction committed since the previous one, and only then
+// does Writer.Durable (the Reader's Limit) move. Rollover to a new segment
+// happens only inside Sync, between transactions, once the active segment has
+// reached Options.SegmentBytes.
+//
+// An I/O error while writing, truncating or syncing is sticky: after a failed
+// fsync the kernel may have dropped the dirty pages, so retrying could report
+// lost data as durable. The Writer must be reopened, which re-runs recovery.
+//
+// # Recovery
+//
+// Open validates every segment header (magic, version, checksum, first seq
+// matching the name, one system identifier) and scans the active segment
+// record by record. From the first frame that is short, has an impossible
+// length, fails its checksum or breaks the sequence — a write torn by a crash,
+// or garbage — the tail is cut back to the end of the last complete
+// transaction or stand-alone record; a transaction without its COMMIT is cut
+// too. The cut bytes are copied to "<segment>.broken" first. This can only
+// lose records that were never synced, and therefore never acknowledged to the
+// source, unless the disk itself corrupted synced data — which capture then
+// detects, because the slot's confirmed position is ahead of the trail.
+//
+// Sealed segments are only header-checked on Open, to keep startup fast. A
+// Reader that meets damage in a sealed segment, or below its Limit, returns a
+// *CorruptError naming the file and byte offset (errors.Is(err, ErrCorrupt)).
+//
+// # Readers
+//
+// A Reader may follow a live Writer: at the end of the active segment it polls
+// for more, treats a partially written frame as "not yet", and moves on to the
+// next segment once that exists. With ReaderOptions.Limit set to
+// Writer.Durable, a reader never reads past synced data, so it never sees a
+// transaction the writer later rolls back, nor bytes a rollback rewrites.
+package trail
