@@ -35,8 +35,9 @@ type Options struct {
 	Version Version
 	// Conf holds extra postgresql.conf settings, which override the harness's
 	// defaults: wal_level=logical, max_wal_senders=20, max_replication_slots=20,
-	// max_connections=100, shared_buffers=128MB, fsync=off, synchronous_commit=off,
-	// hot_standby=on, hot_standby_feedback=on, timezone=UTC. Values are quoted for
+	// max_connections=100, shared_buffers=128MB, fsync=off, hot_standby=on,
+	// hot_standby_feedback=on, timezone=UTC; everything else is PostgreSQL's
+	// default (synchronous_commit=on, full_page_writes=on). Values are quoted for
 	// postgresql.conf unless already in single quotes. listen_addresses, port and
 	// unix_socket_directories cannot be overridden. A standby starts from its
 	// primary's settings, then applies its own Conf. Default none.
@@ -226,9 +227,9 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Own process group, so Kill can take every backend down at once like a crash,
-	// and a Ctrl-C on the terminal reaches only the test binary. If the test binary
-	// dies, SIGQUIT makes the postmaster do an immediate shutdown rather than linger.
+	// Own process group, so that a Ctrl-C on the terminal reaches only the test
+	// binary, which then stops the server in its cleanup. If the test binary dies,
+	// SIGQUIT makes the postmaster do an immediate shutdown rather than linger.
 	cmd.SysProcAttr.Setpgid = true
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 	if err := cmd.Start(); err != nil {
@@ -313,7 +314,7 @@ func (c *Cluster) Restart(ctx context.Context) error {
 }
 
 // stopLocked signals the postmaster and waits for it to exit, escalating to an
-// immediate shutdown and then SIGKILL of the process group if it hangs.
+// immediate shutdown (SIGQUIT) and then to killing every server process.
 func (c *Cluster) stopLocked(sig syscall.Signal) error {
 	p := c.proc
 	if p == nil {
@@ -321,39 +322,93 @@ func (c *Cluster) stopLocked(sig syscall.Signal) error {
 	}
 	c.proc = nil
 	pid := p.cmd.Process.Pid
-	steps := []struct {
-		sig     syscall.Signal
-		pgid    bool
-		timeout time.Duration
-	}{{sig, sig == syscall.SIGKILL, stopTimeout}, {syscall.SIGQUIT, false, 10 * time.Second}, {syscall.SIGKILL, true, 10 * time.Second}}
-	for _, s := range steps {
-		target := pid
-		if s.pgid {
-			target = -pid
-		}
-		_ = syscall.Kill(target, s.sig) // ESRCH: already gone
-		select {
-		case <-p.exited:
-			if s.pgid {
-				waitGroupGone(pid)
+	if sig != syscall.SIGKILL {
+		for _, s := range []struct {
+			sig     syscall.Signal
+			timeout time.Duration
+		}{{sig, stopTimeout}, {syscall.SIGQUIT, 10 * time.Second}} {
+			_ = syscall.Kill(pid, s.sig) // ESRCH: already gone
+			select {
+			case <-p.exited:
+				return nil
+			case <-time.After(s.timeout):
 			}
-			return nil
-		case <-time.After(s.timeout):
 		}
 	}
-	return fmt.Errorf("pgtest: postgres (pid %d) of %q did not exit", pid, c.Name)
+	if err := killAll(pid, p.exited); err != nil {
+		return fmt.Errorf("pgtest: killing postgres (pid %d) of %q: %w", pid, c.Name, err)
+	}
+	return nil
 }
 
-// waitGroupGone waits briefly until no process of group pgid is left, so that a
-// restarted server does not find the old shared memory still attached.
-func waitGroupGone(pgid int) {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+// killAll SIGKILLs the postmaster pid and its children and waits until they have
+// exited, so that a restarted server does not find the old shared memory still
+// attached. The children cannot be reached by process group: each calls setsid.
+// The postmaster is stopped first so that it cannot fork while we look.
+func killAll(pid int, exited <-chan struct{}) error {
+	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	kids := childrenOf(pid)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for _, k := range kids {
+		_ = syscall.Kill(k, syscall.SIGKILL)
 	}
+	deadline := time.After(10 * time.Second)
+	select {
+	case <-exited:
+	case <-deadline:
+		return errors.New("postmaster did not exit after SIGKILL")
+	}
+	for _, k := range kids {
+		for alive(k) {
+			select {
+			case <-deadline:
+				return fmt.Errorf("child %d did not exit after SIGKILL", k)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// childrenOf lists the processes whose parent is pid, from /proc.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range entries {
+		k, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ppid, ok := procStat(k); ok && ppid == pid {
+			kids = append(kids, k)
+		}
+	}
+	return kids
+}
+
+// alive reports whether pid still runs; a zombie has already released its memory.
+func alive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z" && state != "X"
+}
+
+// procStat returns the state and parent pid from /proc/<pid>/stat.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, false
+	}
+	// "pid (comm) state ppid ...": comm may contain spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
 }
 
 // LogTail returns the last n lines of the server log, or "" if there is none.

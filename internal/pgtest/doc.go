@@ -18,11 +18,12 @@
 // postmaster run as the "postgres" OS user and the temporary directories are chowned
 // to it; otherwise they run as the current user.
 //
-// Defaults favour speed over durability (fsync=off, synchronous_commit=off,
+// Defaults favour speed over durability against machine crashes (fsync=off,
 // initdb --no-sync): a crash of the machine loses the cluster, which is throwaway
-// anyway. Benchmarks that measure commit latency should override them through
-// [Options.Conf]. A crash of the server alone ([Cluster.Kill]) is still recovered
-// from correctly, because the kernel keeps the written pages.
+// anyway. synchronous_commit stays on, which with fsync=off costs one write(2) per
+// commit, so a crash of the server alone ([Cluster.Kill], then [Cluster.Restart])
+// keeps every acknowledged commit. Benchmarks that measure commit latency should
+// set fsync=on through [Options.Conf].
 //
 // Set CDCD_PGTEST_KEEP=1 to keep the temporary directories after Stop for debugging.
 package pgtest

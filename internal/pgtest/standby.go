@@ -220,21 +220,23 @@ func (s *Cluster) waitInRecovery(ctx context.Context) error {
 }
 
 // WaitReplay waits until standby has replayed all WAL that c, its primary, had
-// inserted when WaitReplay was called, so that everything committed on c before
-// the call is visible on standby.
+// flushed when WaitReplay was called (pg_last_wal_replay_lsn() on the standby
+// reaching pg_current_wal_flush_lsn() on c), so that everything committed on c
+// before the call is visible on standby.
 //
-// To be sure that WAL reaches the standby even when nothing else flushes it (an
-// idle primary with synchronous_commit=off flushes only commit records), it runs a
-// CHECKPOINT on c, which writes no transaction that logical decoding would see,
-// then waits until pg_last_wal_replay_lsn() on the standby reaches
-// pg_current_wal_flush_lsn() on c.
+// Commits made with synchronous_commit=off are not flushed at once. When c was
+// started with synchronous_commit=off in [Options.Conf], WaitReplay first runs a
+// CHECKPOINT on c, which flushes all WAL and writes no transaction that logical
+// decoding would see; sessions that turn it off themselves must wait on their own.
 func (c *Cluster) WaitReplay(ctx context.Context, standby *Cluster) error {
 	conn, err := c.connect(ctx, "postgres")
 	if err != nil {
 		return err
 	}
+	if v := strings.ToLower(strings.Trim(c.conf["synchronous_commit"], "'")); v == "off" || v == "false" || v == "0" || v == "no" {
+		_, err = conn.Exec(ctx, "CHECKPOINT")
+	}
 	var target string
-	_, err = conn.Exec(ctx, "CHECKPOINT")
 	if err == nil {
 		err = conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&target)
 	}

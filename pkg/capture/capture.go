@@ -109,6 +109,10 @@ type Capture struct {
 	// OnDurable, when set, is called from the capture goroutine after each
 	// trail fsync with the durable end LSN (tests and status use it).
 	OnDurable func(change.LSN)
+	// startHook lets tests request an older start position, to make the
+	// server re-send transactions the trail already holds (as it does after
+	// confirmed_flush_lsn went backwards on a source crash).
+	startHook func(slot, held change.LSN) change.LSN
 	// OnConnected, when set, is called after each successful start of
 	// streaming (systemd readiness uses it).
 	OnConnected func()
@@ -243,6 +247,9 @@ func (c *Capture) startPosition(slot postgres.SlotInfo, created bool) (change.LS
 	if slot.ConfirmedFlushLSN > held {
 		return 0, fmt.Errorf("%w: slot confirmed_flush_lsn %s, trail holds up to %s: changes between them were acknowledged but never stored; re-create the slot and re-synchronise the target",
 			ErrSlotAhead, slot.ConfirmedFlushLSN, held)
+	}
+	if c.startHook != nil {
+		return c.startHook(slot.ConfirmedFlushLSN, held), nil
 	}
 	return held, nil
 }

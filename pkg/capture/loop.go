@@ -36,9 +36,6 @@ type loop struct {
 	nextHeartbeat time.Time
 	heartbeatOff  bool
 
-	recvCtx      context.Context
-	recvCancel   context.CancelFunc
-	recvDeadline time.Time
 }
 
 func newLoop(c *Capture, src *postgres.Source, start change.LSN) *loop {
@@ -61,10 +58,10 @@ func newLoop(c *Capture, src *postgres.Source, start change.LSN) *loop {
 }
 
 func (l *loop) run(ctx context.Context) (err error) {
+	// Shutdown interrupts a blocked receive; the loop then sees ctx done.
+	stopInterrupt := context.AfterFunc(ctx, l.src.Interrupt)
+	defer stopInterrupt()
 	defer func() {
-		if l.recvCancel != nil {
-			l.recvCancel()
-		}
 		// However the session ends, drop a half-received transaction and
 		// make the complete ones durable, so the next session resumes right
 		// after them.
@@ -88,7 +85,7 @@ func (l *loop) run(ctx context.Context) (err error) {
 		if err := l.timedWork(ctx); err != nil {
 			return err
 		}
-		msg, err := l.src.Receive(l.receiveContext(ctx))
+		msg, err := l.src.Receive(l.deadline())
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -248,24 +245,18 @@ func (l *loop) sendStatus() error {
 	return nil
 }
 
-// receiveContext returns a context whose deadline is the next timed work,
-// reusing the previous one while it is still right: a context per message
-// would cost allocations on the hot path.
-func (l *loop) receiveContext(ctx context.Context) context.Context {
-	deadline := l.nextStatus
-	if l.pendingSync && l.syncDue.Before(deadline) {
-		deadline = l.syncDue
+// deadline is when the next timed work is due: the receive waits no longer.
+func (l *loop) deadline() time.Time {
+	d := l.nextStatus
+	if l.pendingSync && l.syncDue.Before(d) {
+		d = l.syncDue
 	}
-	if !l.heartbeatOff && l.nextHeartbeat.Before(deadline) {
-		deadline = l.nextHeartbeat
+	if !l.heartbeatOff && l.nextHeartbeat.Before(d) {
+		d = l.nextHeartbeat
 	}
-	if l.recvCtx != nil && l.recvCtx.Err() == nil && !deadline.Before(l.recvDeadline) {
-		return l.recvCtx
+	if d.IsZero() {
+		// A zero deadline would mean "no deadline" to the socket.
+		d = l.now()
 	}
-	if l.recvCancel != nil {
-		l.recvCancel()
-	}
-	l.recvCtx, l.recvCancel = context.WithDeadline(ctx, deadline)
-	l.recvDeadline = deadline
-	return l.recvCtx
+	return d
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -38,7 +39,7 @@ type Source struct {
 	// Standby reports that the server is in recovery (a physical standby).
 	Standby bool
 
-	pkQuery string
+	interrupted atomic.Bool
 }
 
 // Connect opens the replication and catalog connections and identifies the

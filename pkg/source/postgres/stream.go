@@ -37,17 +37,24 @@ type Message struct {
 	Data           []byte
 }
 
-// Receive waits for the next stream message until ctx's deadline. A passed
-// deadline returns a Timeout message and no error (the connection stays
-// usable); a cancelled ctx returns ctx.Err().
-func (s *Source) Receive(ctx context.Context) (Message, error) {
-	raw, err := s.repl.ReceiveMessage(ctx)
+// Receive waits for the next stream message until deadline. A passed
+// deadline returns a Timeout message and no error: the connection stays
+// usable (pgconn keeps a partially read message across read timeouts).
+//
+// The deadline is set on the socket rather than through a context: pgconn
+// starts a goroutine per call for a cancellable context, which costs more
+// than decoding a row on the hot path. Interrupt wakes a blocked Receive.
+func (s *Source) Receive(deadline time.Time) (Message, error) {
+	if err := s.repl.Conn().SetReadDeadline(deadline); err != nil {
+		return Message{}, fmt.Errorf("receive from source: %w", err)
+	}
+	if s.interrupted.Load() {
+		return Message{Kind: Timeout}, nil
+	}
+	raw, err := s.repl.ReceiveMessage(context.Background())
 	if err != nil {
-		if pgconn.Timeout(err) && ctx.Err() != context.Canceled {
+		if pgconn.Timeout(err) {
 			return Message{Kind: Timeout}, nil
-		}
-		if ctx.Err() == context.Canceled {
-			return Message{}, ctx.Err()
 		}
 		return Message{}, classify(fmt.Errorf("receive from source: %w", err))
 	}
@@ -84,6 +91,13 @@ func (s *Source) Receive(ctx context.Context) (Message, error) {
 	default:
 		return Message{}, fmt.Errorf("receive from source: unexpected message %T", raw)
 	}
+}
+
+// Interrupt makes a blocked or later Receive return a Timeout at once. It is
+// safe to call from another goroutine (e.g. context.AfterFunc on shutdown).
+func (s *Source) Interrupt() {
+	s.interrupted.Store(true)
+	_ = s.repl.Conn().SetReadDeadline(time.Now())
 }
 
 // SendStatus sends a standby status update. flush is the position the

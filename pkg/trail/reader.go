@@ -1,0 +1,280 @@
+package trail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+)
+
+// ReaderOptions configures a Reader. The zero value reads what is on disk and
+// stops with io.EOF.
+type ReaderOptions struct {
+	// Follow makes Next wait at the end of the trail for more records, until
+	// its context is done. Default false: Next returns io.EOF at the end.
+	Follow bool
+	// Limit, when set, bounds reading: Next never returns a record at or
+	// beyond Limit().Seq and never reads bytes past it. Pass Writer.Durable
+	// so an in-process reader sees only synced, committed data — never a
+	// transaction the writer later rolls back. Default nil: read everything
+	// complete on disk (for tools, and readers of a trail no one writes).
+	Limit func() Position
+	// PollInterval is how long a following reader sleeps before looking for
+	// more data. Default 20ms: far below a typical group-commit interval's
+	// effect on end-to-end latency, and cheap (one read system call).
+	PollInterval time.Duration
+}
+
+// Reader reads a trail's records in sequence order, across segments. It is
+// not safe for concurrent use; run one Reader per consumer.
+type Reader struct {
+	dir     string
+	from    uint64
+	opts    ReaderOptions
+	f       *os.File
+	fr      *frameReader
+	path    string
+	first   uint64 // first seq of the current segment
+	off     int64  // offset of the next frame
+	nextSeq uint64
+	sysID   uint64
+	haveSys bool
+	schemas map[uint32]*change.Relation
+	closed  bool
+}
+
+// NewReader returns a reader positioned at the first record with seq >= from;
+// from 0 means the start of the oldest segment. Reading begins at the start
+// of the segment holding from, so the relations of later changes resolve.
+// NewReader fails with ErrPurged when from lies below the oldest segment.
+// An empty directory is fine for a following reader: it waits for the first
+// segment.
+func NewReader(dir string, from uint64, opts ReaderOptions) (*Reader, error) {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 20 * time.Millisecond
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("open trail reader: %w", err)
+	}
+	r := &Reader{dir: dir, from: from, opts: opts, schemas: make(map[uint32]*change.Relation)}
+	if _, err := r.openStart(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// openStart opens the segment holding r.from; false when there is none yet.
+func (r *Reader) openStart() (bool, error) {
+	seqs, err := listSegments(r.dir)
+	if err != nil || len(seqs) == 0 {
+		return false, err
+	}
+	if r.from > 0 && r.from < seqs[0] {
+		return false, fmt.Errorf("open trail reader at seq %d: oldest segment starts at %d: %w", r.from, seqs[0], ErrPurged)
+	}
+	i, found := slices.BinarySearch(seqs, r.from)
+	if !found && i > 0 {
+		i--
+	}
+	return true, r.openSegment(seqs[i])
+}
+
+func (r *Reader) openSegment(first uint64) error {
+	path := filepath.Join(r.dir, segmentName(first))
+	f, h, err := openSegment(path, first)
+	if err != nil {
+		return fmt.Errorf("trail reader: %w", err)
+	}
+	if r.haveSys && h.systemID != r.sysID {
+		f.Close()
+		return &CorruptError{File: path, Offset: 16, Reason: fmt.Sprintf("system identifier %d differs from the previous segment's %d", h.systemID, r.sysID)}
+	}
+	r.sysID, r.haveSys = h.systemID, true
+	if r.f != nil {
+		r.f.Close()
+	}
+	if r.fr == nil {
+		r.fr = newFrameReader(f, first)
+	} else { // keep the buffer
+		r.fr.f, r.fr.seed = f, crcSeed(first)
+		r.fr.reset()
+	}
+	r.f, r.path, r.first, r.off, r.nextSeq = f, path, first, headerSize, first
+	return nil
+}
+
+// Next returns the next record. At the end of the trail it returns io.EOF,
+// or with Follow waits until there is more or ctx is done (returning
+// ctx.Err()). Damage in a sealed segment or below Limit is a *CorruptError;
+// a half-written record at the end of the active segment is not — it is
+// waited for (Follow) or treated as the end.
+func (r *Reader) Next(ctx context.Context) (Record, error) {
+	for {
+		if r.closed {
+			return Record{}, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return Record{}, err
+		}
+		if r.f == nil {
+			ok, err := r.openStart()
+			if err != nil {
+				return Record{}, err
+			}
+			if !ok {
+				if err := r.wait(ctx); err != nil {
+					return Record{}, err
+				}
+			}
+			continue
+		}
+
+		// below: the record at nextSeq is known durable and complete.
+		limitOff, below := int64(-1), false
+		if r.opts.Limit != nil {
+			lim := r.opts.Limit()
+			if r.nextSeq >= lim.Seq {
+				if err := r.wait(ctx); err != nil {
+					return Record{}, err
+				}
+				continue
+			}
+			below = true
+			if lim.Segment == r.first {
+				limitOff = lim.Offset
+			}
+		}
+		p, next, err := r.fr.next(r.off, limitOff)
+		if (errors.Is(err, errEnd) || errors.Is(err, errTorn)) && !below {
+			// The writer may have finished this segment and moved on
+			// between our read and now: look again once the next
+			// segment is known to exist, with fresh bytes.
+			if !r.nextExists() {
+				if err := r.wait(ctx); err != nil {
+					return Record{}, r.atEnd(err)
+				}
+				continue
+			}
+			r.fr.reset()
+			p, next, err = r.fr.next(r.off, -1)
+		}
+		switch {
+		case errors.Is(err, errEnd):
+			if limitOff >= 0 {
+				return Record{}, r.corrupt(r.off, fmt.Sprintf("end of data before the durable position (seq %d)", r.nextSeq))
+			}
+			if err := r.openSegment(r.nextSeq); err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return Record{}, r.corrupt(r.off, fmt.Sprintf("sealed segment ends at seq %d, but no segment starts there", r.nextSeq))
+				}
+				return Record{}, err
+			}
+			continue
+		case errors.Is(err, errTorn):
+			return Record{}, r.corrupt(r.off, r.fr.reason)
+		case err != nil:
+			return Record{}, err
+		}
+
+		rec, ok, err := r.record(p)
+		if err != nil {
+			return Record{}, err
+		}
+		r.off, r.nextSeq = next, r.nextSeq+1
+		if ok {
+			return rec, nil
+		}
+	}
+}
+
+// record decodes a checked payload; ok is false for records before r.from,
+// which are skipped (only their SCHEMA records are applied).
+func (r *Reader) record(p []byte) (rec Record, ok bool, err error) {
+	t, seq, err := peekRecord(p)
+	if err != nil {
+		return Record{}, false, r.corrupt(r.off, err.Error())
+	}
+	if seq != r.nextSeq {
+		return Record{}, false, r.corrupt(r.off, fmt.Sprintf("record seq %d, want %d", seq, r.nextSeq))
+	}
+	ok = seq >= r.from
+	if !ok && t != RecordSchema {
+		return Record{}, false, nil
+	}
+	if t == RecordChange || t == RecordMessage {
+		// Values alias the payload: give the record its own copy of the
+		// reader's buffer.
+		p = slices.Clone(p)
+	}
+	rec, err = decodeRecord(p, r.schemas)
+	if err != nil {
+		return Record{}, false, r.corrupt(r.off, err.Error())
+	}
+	if rec.Type == RecordSchema {
+		r.schemas[rec.Relation.OID] = rec.Relation
+	}
+	return rec, ok, nil
+}
+
+// nextExists reports whether the segment following the current one exists,
+// which means the writer has sealed the current one.
+func (r *Reader) nextExists() bool {
+	_, err := os.Stat(filepath.Join(r.dir, segmentName(r.nextSeq)))
+	return err == nil
+}
+
+// atEnd turns the end of a non-following read into io.EOF, after checking
+// that no later segment exists that this one fails to lead to.
+func (r *Reader) atEnd(err error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	seqs, lerr := listSegments(r.dir)
+	if lerr != nil {
+		return lerr
+	}
+	if len(seqs) > 0 && seqs[len(seqs)-1] > r.first {
+		return r.corrupt(r.off, fmt.Sprintf("data ends at seq %d, but a later segment starts at %d", r.nextSeq, seqs[len(seqs)-1]))
+	}
+	return io.EOF
+}
+
+// wait sleeps for PollInterval, or returns io.EOF when not following.
+func (r *Reader) wait(ctx context.Context) error {
+	if !r.opts.Follow {
+		return io.EOF
+	}
+	if r.fr != nil {
+		r.fr.reset() // the bytes after a wait may differ (rollback)
+	}
+	t := time.NewTimer(r.opts.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (r *Reader) corrupt(off int64, reason string) error {
+	return &CorruptError{File: r.path, Offset: off, Reason: reason}
+}
+
+// Close releases the reader's file.
+func (r *Reader) Close() error {
+	if r.closed {
+		return ErrClosed
+	}
+	r.closed = true
+	if r.f != nil {
+		return r.f.Close()
+	}
+	return nil
+}

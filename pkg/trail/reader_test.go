@@ -1,0 +1,205 @@
+package trail
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+)
+
+// TestFollowLiveWriter runs a writer (group commit every few transactions,
+// frequent rollovers, an occasional rolled-back transaction) against two
+// following readers: one bounded by Durable, one unbounded that must cope
+// with half-written frames.
+func TestFollowLiveWriter(t *testing.T) {
+	const txCount = 600
+	dir := t.TempDir()
+	w := openW(t, dir, Options{SegmentBytes: 16 << 10, BufferBytes: 512})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	follow := func(limit func() Position) ([]Record, error) {
+		r, err := NewReader(dir, 0, ReaderOptions{Follow: true, Limit: limit, PollInterval: time.Millisecond})
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		var recs []Record
+		for {
+			rec, err := r.Next(ctx)
+			if err != nil {
+				return recs, err
+			}
+			recs = append(recs, rec)
+			if rec.Type == RecordCommit && rec.Tx.XID == txn(txCount-1).XID {
+				return recs, nil
+			}
+		}
+	}
+	var bounded, unbounded []Record
+	var g errgroup.Group
+	g.Go(func() (err error) { bounded, err = follow(w.Durable); return err })
+	g.Go(func() (err error) { unbounded, err = follow(nil); return err })
+	g.Go(func() error {
+		users, orders := usersRel(), ordersRel()
+		for n := range txCount {
+			rel := users
+			if n%2 == 0 {
+				rel = orders
+			}
+			if n%50 == 7 { // the source disconnects mid-transaction
+				if err := w.Begin(txn(-n)); err != nil {
+					return err
+				}
+				if err := w.Change(insert(users, -n)); err != nil {
+					return err
+				}
+				if _, err := w.Sync(); err != nil {
+					return err
+				}
+				time.Sleep(time.Millisecond)
+				if err := w.Rollback(); err != nil {
+					return err
+				}
+			}
+			tx := txn(n)
+			if err := w.Begin(tx); err != nil {
+				return err
+			}
+			for i := range 1 + n%5 {
+				if err := w.Change(insert(rel, n*1000+i)); err != nil {
+					return err
+				}
+			}
+			if err := w.Commit(tx); err != nil {
+				return err
+			}
+			if n%4 == 0 {
+				if _, err := w.Sync(); err != nil {
+					return err
+				}
+			}
+		}
+		_, err := w.Sync()
+		return err
+	})
+	require.NoError(t, g.Wait())
+	require.NoError(t, w.Close())
+
+	all := readAll(t, dir, 0, ReaderOptions{})
+	require.Equal(t, all[:len(bounded)], bounded)
+	requireContiguous(t, bounded, 1)
+	txs := commits(bounded)
+	require.Len(t, txs, txCount)
+	for n, tx := range txs {
+		require.Equal(t, txn(n), tx)
+	}
+	for _, r := range bounded {
+		if r.Type == RecordBegin {
+			require.GreaterOrEqual(t, r.Tx.XID, uint32(1000), "a rolled-back transaction was read")
+		}
+	}
+	// The unbounded reader may have seen rolled-back records, but it got
+	// every committed transaction.
+	require.Len(t, commits(unbounded), txCount)
+	segs, err := Segments(dir)
+	require.NoError(t, err)
+	require.Greater(t, len(segs), 3, "the readers crossed segments")
+}
+
+func TestLimitHidesUnsyncedRecords(t *testing.T) {
+	dir := t.TempDir()
+	w := openW(t, dir, Options{})
+	defer w.Close()
+	r, err := NewReader(dir, 0, ReaderOptions{Limit: w.Durable})
+	require.NoError(t, err)
+	defer r.Close()
+	ctx := context.Background()
+
+	first := writeTx(t, w, 1, 2, usersRel())
+	_, err = r.Next(ctx)
+	require.ErrorIs(t, err, io.EOF, "committed but not synced")
+
+	_, err = w.Sync()
+	require.NoError(t, err)
+	var got []Record
+	for {
+		rec, err := r.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		got = append(got, rec)
+	}
+	require.Equal(t, []*change.Tx{first}, commits(got))
+
+	// An open transaction stays hidden even after a Sync flushed it.
+	require.NoError(t, w.Begin(txn(2)))
+	require.NoError(t, w.Change(insert(usersRel(), 9)))
+	_, err = w.Sync()
+	require.NoError(t, err)
+	_, err = r.Next(ctx)
+	require.ErrorIs(t, err, io.EOF)
+	require.NoError(t, w.Rollback())
+
+	// The unbounded reader does see the flushed records.
+	require.Len(t, readAll(t, dir, 0, ReaderOptions{}), len(got)+2)
+}
+
+func TestFollowFromEmptyDirectory(t *testing.T) {
+	dir := t.TempDir()
+	r, err := NewReader(dir, 0, ReaderOptions{Follow: true, PollInterval: time.Millisecond})
+	require.NoError(t, err)
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	done := make(chan Record, 1)
+	go func() {
+		rec, err := r.Next(ctx)
+		if err == nil {
+			done <- rec
+		}
+		close(done)
+	}()
+	time.Sleep(10 * time.Millisecond)
+	w := openW(t, dir, Options{})
+	defer w.Close()
+	require.NoError(t, w.Schema(usersRel()))
+	_, err = w.Sync()
+	require.NoError(t, err)
+	rec, ok := <-done
+	require.True(t, ok)
+	require.Equal(t, RecordSchema, rec.Type)
+}
+
+func TestNextHonoursContext(t *testing.T) {
+	dir := t.TempDir()
+	w := openW(t, dir, Options{})
+	defer w.Close()
+	r, err := NewReader(dir, 0, ReaderOptions{Follow: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err = r.Next(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, r.Close())
+	_, err = r.Next(context.Background())
+	require.ErrorIs(t, err, ErrClosed)
+}
+
+func TestReaderStartsMidSegment(t *testing.T) {
+	dir := t.TempDir()
+	txs := committedTrail(t, dir, 5)
+	all := readAll(t, dir, 0, ReaderOptions{})
+	for from := uint64(1); from <= uint64(len(all))+1; from++ {
+		recs := readAll(t, dir, from, ReaderOptions{})
+		require.Equal(t, all[from-1:], recs, "from %d", from)
+	}
+	require.Equal(t, txs, commits(all))
+}
