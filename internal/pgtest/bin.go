@@ -38,8 +38,9 @@ const (
 // the cdcd module. It returns an error telling to run `make deps` when the server
 // binary is not there.
 //
-// When the process is root, the server actually runs from [serverBinDir], which may
-// be a copy of this directory that the postgres OS user can reach.
+// When the process is root and the postgres OS user cannot reach this directory
+// (a repository under /root, mode 0700), clusters run from a copy of the
+// installation under /var/tmp instead; see serverBinDir.
 func BinDir(v Version) (string, error) {
 	var dir string
 	switch v {

@@ -36,7 +36,6 @@ func defaultConf() map[string]string {
 		// The server log goes to stderr, which the harness sends to server.log.
 		"logging_collector": "off",
 		"log_line_prefix":   "%m [%p] %q%a ",
-		"log_min_messages":  "warning",
 		"lc_messages":       "C",
 		"datestyle":         "iso, mdy",
 		"timezone":          "UTC",

@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -39,7 +40,7 @@ func queryInt(t *testing.T, ctx context.Context, dsn, sql string) int {
 func TestStartExecStop(t *testing.T) {
 	t.Parallel()
 	for _, v := range []Version{V15, V17} {
-		t.Run(string(rune('0'+v/10))+string(rune('0'+v%10)), func(t *testing.T) {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
 			t.Parallel()
 			requireBinaries(t, v)
 			ctx := testCtx(t)
@@ -184,4 +185,39 @@ func TestQuoteConf(t *testing.T) {
 	assert.Equal(t, "'on'", quoteConf("on"))
 	assert.Equal(t, "'it''s'", quoteConf("it's"))
 	assert.Equal(t, "'already'", quoteConf("'already'"))
+}
+
+// BenchmarkStart measures initdb plus startup plus shutdown of one cluster.
+func BenchmarkStart(b *testing.B) {
+	for _, v := range []Version{V15, V17} {
+		b.Run(fmt.Sprint(v), func(b *testing.B) {
+			for b.Loop() {
+				c, err := Start(b.Context(), Options{Version: v, Name: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Stop(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkStartStandby measures making and stopping a standby of a running primary.
+func BenchmarkStartStandby(b *testing.B) {
+	for _, v := range []Version{V15, V17} {
+		b.Run(fmt.Sprint(v), func(b *testing.B) {
+			p := StartT(b, Options{Version: v, Name: "bench"})
+			for b.Loop() {
+				s, err := p.StartStandby(b.Context(), Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Stop(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -35,7 +35,6 @@ type loop struct {
 	nextStatus    time.Time
 	nextHeartbeat time.Time
 	heartbeatOff  bool
-
 }
 
 func newLoop(c *Capture, src *postgres.Source, start change.LSN) *loop {

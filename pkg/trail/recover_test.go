@@ -72,8 +72,8 @@ func TestRecoverTornFrameHeader(t *testing.T) {
 
 func TestRecoverGarbageTail(t *testing.T) {
 	for name, garbage := range map[string][]byte{
-		"random": randomBytes(1000),
-		"zeros":  make([]byte, 4096), // a file extended by the filesystem but never written
+		"random":      randomBytes(1000),
+		"zeros":       make([]byte, 4096), // a file extended by the filesystem but never written
 		"huge length": {0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8},
 	} {
 		t.Run(name, func(t *testing.T) {

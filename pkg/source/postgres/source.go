@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 )
@@ -60,6 +63,11 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error)
 		return nil, Terminal(fmt.Errorf("parse source.dsn %s: %w", Redact(cfg.DSN), redactErr(err, cfg.DSN)))
 	}
 	replCfg.RuntimeParams["replication"] = "database"
+	// pgproto3 reads the socket 8 KiB at a time; a bulk stream wants far
+	// fewer, larger reads.
+	replCfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, 256<<10), w)
+	}
 	replCfg.RuntimeParams["application_name"] = "cdcd"
 	repl, err := pgconn.ConnectConfig(ctx, replCfg)
 	if err != nil {
