@@ -105,9 +105,12 @@ type Record struct {
 // of its segment and the byte offset in it), which lets a reader bounded by
 // Writer.Durable avoid even reading bytes past it.
 type Position struct {
-	Seq     uint64
+	// Seq is the sequence number of the first record not included.
+	Seq uint64
+	// Segment is the first seq (the name) of the segment holding Seq.
 	Segment uint64
-	Offset  int64
+	// Offset is the byte offset in Segment where record Seq begins.
+	Offset int64
 }
 
 // header is a decoded segment header.
@@ -162,11 +165,10 @@ func crcSeed(firstSeq uint64) uint32 {
 	return crc32.Update(0, castagnoli, b[:])
 }
 
-// frameCRC is the checksum of one frame: seed ‖ length ‖ payload.
-func frameCRC(seed uint32, payload []byte) uint32 {
-	var l [4]byte
-	binary.LittleEndian.PutUint32(l[:], uint32(len(payload)))
-	return crc32.Update(crc32.Update(seed, castagnoli, l[:]), castagnoli, payload)
+// frameCRC is the checksum of one frame: seed ‖ length ‖ payload. The length
+// is passed as the frame's own 4 header bytes, so nothing escapes to the heap.
+func frameCRC(seed uint32, length, payload []byte) uint32 {
+	return crc32.Update(crc32.Update(seed, castagnoli, length[:4]), castagnoli, payload)
 }
 
 // padded is the on-disk size of a frame with an n-byte payload.
@@ -178,5 +180,5 @@ func segmentName(firstSeq uint64) string { return fmt.Sprintf("%020d%s", firstSe
 // putFrameHeader writes the length and checksum of payload into b[:8].
 func putFrameHeader(b []byte, seed uint32, payload []byte) {
 	binary.LittleEndian.PutUint32(b, uint32(len(payload)))
-	binary.LittleEndian.PutUint32(b[4:], frameCRC(seed, payload))
+	binary.LittleEndian.PutUint32(b[4:], frameCRC(seed, b[:4], payload))
 }

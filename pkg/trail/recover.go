@@ -289,6 +289,7 @@ func (w *Writer) startSegment() error {
 			return err
 		}
 	}
+	w.dataOff = w.size()
 	if err := w.flush(); err != nil {
 		return err
 	}

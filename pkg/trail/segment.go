@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -209,6 +210,7 @@ func (fr *frameReader) next(off, limit int64) ([]byte, int64, error) {
 			return nil, 0, errTorn
 		}
 	}
+	sumLen := crc32.Update(fr.seed, castagnoli, h[:4]) // before fill may move h
 	p, err := fr.fill(off+frameHeader, int(n), limit)
 	if err != nil {
 		return nil, 0, err
@@ -217,7 +219,7 @@ func (fr *frameReader) next(off, limit int64) ([]byte, int64, error) {
 		fr.reason = fmt.Sprintf("frame length %d runs past the readable data", n)
 		return nil, 0, errTorn
 	}
-	if got := frameCRC(fr.seed, p); got != sum {
+	if got := crc32.Update(sumLen, castagnoli, p); got != sum {
 		fr.reason = fmt.Sprintf("frame checksum %08x, want %08x", got, sum)
 		return nil, 0, errTorn
 	}

@@ -65,12 +65,18 @@ type Writer struct {
 	written  int64  // bytes of the active segment already in the file
 	buf      []byte // encoded frames not yet written, logically at offset written
 	dirty    bool   // written since the last fsync
+	// dataOff is where the active segment's own records begin, after the
+	// re-written schemas: a segment holding nothing more is never rolled
+	// over, or idle Syncs with many relations and a small SegmentBytes
+	// would create empty segments forever.
+	dataOff int64
 
 	nextSeq    uint64
 	safeOff    int64  // end of the last record outside a transaction
 	safeSeq    uint64 // seq following it
 	lastEndLSN change.LSN
-	tx         *openTx // nil between transactions
+	tx         openTx // valid while inTx; reused to save an allocation per transaction
+	inTx       bool
 	schemas    map[uint32]*change.Relation
 
 	durable    atomic.Pointer[Position]
@@ -127,10 +133,11 @@ func (w *Writer) Begin(tx *change.Tx) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if w.tx != nil {
+	if w.inTx {
 		return fmt.Errorf("trail begin xid %d: transaction %d is still open", tx.XID, w.tx.xid)
 	}
-	w.tx = &openTx{xid: tx.XID, off: w.size(), seq: w.nextSeq}
+	w.tx = openTx{xid: tx.XID, off: w.size(), seq: w.nextSeq, undo: w.tx.undo[:0]}
+	w.inTx = true
 	start := w.startFrame()
 	w.buf = appendTx(w.buf, RecordBegin, w.nextSeq, tx)
 	return w.endFrame(start)
@@ -155,7 +162,8 @@ func (w *Writer) Schema(rel *change.Relation) error {
 
 // Change writes a CHANGE record (insert, update, delete, truncate) or, for
 // OpMessage, a MESSAGE record. Data changes and transactional messages need
-// an open transaction; a non-transactional message may stand alone. A
+// an open transaction; a non-transactional message may stand alone (inside a
+// transaction it becomes part of it, and a Rollback drops it). A
 // relation the writer has not written yet (or a new Relation value with a
 // different schema) gets a SCHEMA record first, so a trail is never missing
 // the schema of a change.
@@ -168,7 +176,7 @@ func (w *Writer) Change(c *change.Change) error {
 	if err := validateChange(c); err != nil {
 		return fmt.Errorf("trail change: %w", err)
 	}
-	if w.tx == nil && (c.Op != change.OpMessage || c.Message.Transactional) {
+	if !w.inTx && (c.Op != change.OpMessage || c.Message.Transactional) {
 		return fmt.Errorf("trail change: %s outside a transaction", c.Op)
 	}
 	switch c.Op {
@@ -201,7 +209,7 @@ func (w *Writer) Commit(tx *change.Tx) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if w.tx == nil {
+	if !w.inTx {
 		return fmt.Errorf("trail commit xid %d: no open transaction", tx.XID)
 	}
 	if tx.XID != w.tx.xid {
@@ -212,7 +220,7 @@ func (w *Writer) Commit(tx *change.Tx) error {
 	if err := w.endFrame(start); err != nil {
 		return err
 	}
-	w.tx = nil
+	w.inTx = false
 	w.lastEndLSN = tx.EndLSN
 	w.markSafe()
 	return nil
@@ -233,7 +241,7 @@ func (w *Writer) Sync() (change.LSN, error) {
 	if err := w.syncActive(); err != nil {
 		return 0, err
 	}
-	if w.tx == nil && w.size() >= w.opts.SegmentBytes {
+	if !w.inTx && w.size() >= w.opts.SegmentBytes && w.size() > w.dataOff {
 		if err := w.rollover(); err != nil {
 			return 0, err
 		}
@@ -255,10 +263,10 @@ func (w *Writer) Rollback() error {
 }
 
 func (w *Writer) rollback() error {
-	tx := w.tx
-	if tx == nil {
+	if !w.inTx {
 		return nil
 	}
+	tx := &w.tx
 	if tx.off >= w.written {
 		w.buf = w.buf[:tx.off-w.written]
 	} else {
@@ -277,7 +285,7 @@ func (w *Writer) rollback() error {
 			w.schemas[u.oid] = u.prev
 		}
 	}
-	w.tx = nil
+	w.inTx = false
 	return nil
 }
 
@@ -357,7 +365,7 @@ func (w *Writer) size() int64 { return w.written + int64(len(w.buf)) }
 
 // markSafe records that everything written so far is outside any transaction.
 func (w *Writer) markSafe() {
-	if w.tx == nil {
+	if !w.inTx {
 		w.safeOff, w.safeSeq = w.size(), w.nextSeq
 	}
 }
@@ -439,7 +447,7 @@ func (w *Writer) writeSchema(rel *change.Relation) error {
 	if err := w.endFrame(start); err != nil {
 		return err
 	}
-	if w.tx != nil {
+	if w.inTx {
 		w.tx.undo = append(w.tx.undo, schemaUndo{oid: rel.OID, prev: w.schemas[rel.OID]})
 	}
 	w.schemas[rel.OID] = rel

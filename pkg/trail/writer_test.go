@@ -265,3 +265,18 @@ func TestStickyErrors(t *testing.T) {
 		require.ErrorIs(t, w.Close(), errIO)
 	})
 }
+
+func TestIdleSyncDoesNotRollOver(t *testing.T) {
+	dir := t.TempDir()
+	w := openW(t, dir, Options{SegmentBytes: 100}) // smaller than the schemas alone
+	require.NoError(t, w.Schema(usersRel()))
+	require.NoError(t, w.Schema(ordersRel()))
+	for range 5 {
+		_, err := w.Sync()
+		require.NoError(t, err)
+	}
+	require.NoError(t, w.Close())
+	segs, err := Segments(dir)
+	require.NoError(t, err)
+	require.Len(t, segs, 2, "one rollover for the stand-alone schemas, then none")
+}
