@@ -42,9 +42,9 @@ type Config struct {
 	// Trail configures the trail writer (segment size). Its SystemID is set
 	// by capture from the source.
 	Trail trail.Options
-	// GroupCommitDelay is the longest a committed transaction waits in the
-	// trail's buffer before an fsync; several transactions share one fsync.
-	// Default 5ms.
+	// GroupCommitDelay is how long a commit may wait for more commits to
+	// share its fsync when no fsync is running. Fsyncs run beside the stream,
+	// so commits arriving during one already share the next. Default 1ms.
 	GroupCommitDelay time.Duration
 	// GroupCommitBytes forces an fsync once this many bytes of committed
 	// transactions are unsynced. Default 8 MiB.
@@ -61,7 +61,7 @@ type Config struct {
 func (c Config) defaults() Config {
 	c.Source = c.Source.Defaults()
 	if c.GroupCommitDelay <= 0 {
-		c.GroupCommitDelay = 5 * time.Millisecond
+		c.GroupCommitDelay = time.Millisecond
 	}
 	if c.GroupCommitBytes <= 0 {
 		c.GroupCommitBytes = 8 << 20

@@ -8,6 +8,7 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/decode"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
+	"github.com/cdcd-io/cdcd/pkg/trail"
 )
 
 // loop is one streaming session: it owns the replication connection, so
@@ -27,19 +28,33 @@ type loop struct {
 	serverWALEnd change.LSN
 
 	skipping      bool      // the open transaction is a re-delivery
-	pendingSync   bool      // committed records written but not fsynced
-	syncDue       time.Time // when pending records must be fsynced
+	pendingSync   bool      // committed records written but not yet handed to the syncer
+	syncDue       time.Time // when pending records must be handed to the syncer
 	unsyncedBytes int64
-	sawData       bool // XLogData since the last heartbeat
+	// The syncer goroutine fsyncs flushed trail data while this loop keeps
+	// receiving: an inline fsync would stall the stream for milliseconds
+	// per group commit. One sync is in flight at a time; commits arriving
+	// meanwhile form the next group.
+	syncReq      chan trail.FlushMark
+	syncRes      chan syncResult
+	syncInFlight bool
+	sawData      bool // XLogData since the last heartbeat
 
 	nextStatus    time.Time
 	nextHeartbeat time.Time
 	heartbeatOff  bool
 }
 
+type syncResult struct {
+	durable change.LSN
+	err     error
+}
+
 func newLoop(c *Capture, src *postgres.Source, start change.LSN) *loop {
 	now := c.cfg.Now()
 	l := &loop{
+		syncReq:    make(chan trail.FlushMark, 1),
+		syncRes:    make(chan syncResult, 1),
 		c:          c,
 		src:        src,
 		dec:        decode.New(),
@@ -60,7 +75,18 @@ func (l *loop) run(ctx context.Context) (err error) {
 	// Shutdown interrupts a blocked receive; the loop then sees ctx done.
 	stopInterrupt := context.AfterFunc(ctx, l.src.Interrupt)
 	defer stopInterrupt()
+	syncerDone := make(chan struct{})
+	go l.syncer(syncerDone)
 	defer func() {
+		// The in-flight fsync finishes before anything else touches the
+		// trail; then the syncer goroutine ends.
+		if l.syncInFlight {
+			if serr := l.syncCompleted(<-l.syncRes); serr != nil && err == nil {
+				err = serr
+			}
+		}
+		close(l.syncReq)
+		<-syncerDone
 		// However the session ends, drop a half-received transaction and
 		// make the complete ones durable, so the next session resumes right
 		// after them.
@@ -69,12 +95,12 @@ func (l *loop) run(ctx context.Context) (err error) {
 				err = trailErr(fmt.Errorf("roll back open transaction: %w", rerr))
 			}
 		}
-		if serr := l.sync(); serr != nil && err == nil {
+		if serr := l.syncNow(); serr != nil && err == nil {
 			err = serr
 		}
 		if err == nil || ctx.Err() != nil {
 			// Clean stop: tell the source what is durable now.
-			_ = l.src.SendStatus(context.Background(), l.acked, false)
+			_ = l.src.SendStatus(context.Background(), l.held, false)
 		}
 	}()
 	for {
@@ -157,7 +183,7 @@ func (l *loop) handle(ctx context.Context, walStart change.LSN, data []byte) err
 		l.c.stats.Transactions++
 		l.markPending()
 		if l.unsyncedBytes >= l.c.cfg.GroupCommitBytes {
-			return l.sync()
+			return l.startSync()
 		}
 	}
 	return nil
@@ -170,34 +196,90 @@ func (l *loop) markPending() {
 	}
 }
 
-// sync fsyncs committed records (group commit) and acknowledges them.
-func (l *loop) sync() error {
-	if !l.pendingSync {
+// syncer fsyncs the marks the loop hands it, one at a time.
+func (l *loop) syncer(done chan<- struct{}) {
+	defer close(done)
+	for m := range l.syncReq {
+		d, err := l.c.w.SyncFlushed(m)
+		l.syncRes <- syncResult{durable: d, err: err}
+	}
+}
+
+// startSync hands the committed records to the syncer (group commit) unless
+// a sync is already running; the next one then picks them up.
+func (l *loop) startSync() error {
+	if !l.pendingSync || l.syncInFlight {
 		return nil
 	}
-	durable, err := l.c.w.Sync()
+	m, err := l.c.w.Flush()
 	if err != nil {
 		return trailErr(err)
 	}
 	l.pendingSync = false
 	l.unsyncedBytes = 0
-	l.held = max(l.held, durable)
-	l.c.stats.Durable = durable
+	l.syncInFlight = true
+	l.syncReq <- m
+	return nil
+}
+
+// pollSync collects a finished fsync without waiting.
+func (l *loop) pollSync() error {
+	if !l.syncInFlight {
+		return nil
+	}
+	select {
+	case r := <-l.syncRes:
+		return l.syncCompleted(r)
+	default:
+		return nil
+	}
+}
+
+// syncCompleted records a finished fsync: its commits may now be acked.
+func (l *loop) syncCompleted(r syncResult) error {
+	l.syncInFlight = false
+	if r.err != nil {
+		return trailErr(r.err)
+	}
+	l.durable(r.durable)
+	return nil
+}
+
+// syncNow fsyncs synchronously (session end, no sync in flight).
+func (l *loop) syncNow() error {
+	if !l.pendingSync {
+		return nil
+	}
+	d, err := l.c.w.Sync()
+	if err != nil {
+		return trailErr(err)
+	}
+	l.pendingSync = false
+	l.unsyncedBytes = 0
+	l.durable(d)
+	return nil
+}
+
+func (l *loop) durable(d change.LSN) {
+	l.held = max(l.held, d)
+	l.c.stats.Durable = d
 	if l.c.OnDurable != nil {
-		l.c.OnDurable(durable)
+		l.c.OnDurable(d)
 	}
 	if l.held > l.acked {
 		l.nextStatus = time.Time{} // ack promptly
 	}
-	return nil
 }
 
 // timedWork runs whatever is due: group-commit fsync, status update,
 // heartbeat.
 func (l *loop) timedWork(ctx context.Context) error {
+	if err := l.pollSync(); err != nil {
+		return err
+	}
 	now := l.now()
 	if l.pendingSync && !now.Before(l.syncDue) {
-		if err := l.sync(); err != nil {
+		if err := l.startSync(); err != nil {
 			return err
 		}
 	}
@@ -228,7 +310,7 @@ func (l *loop) timedWork(ctx context.Context) error {
 // first so a restart can tell an idle-adopted position from lost data.
 func (l *loop) sendStatus() error {
 	ack := l.held
-	idle := !l.dec.InTx() && !l.pendingSync
+	idle := !l.dec.InTx() && !l.pendingSync && !l.syncInFlight
 	if idle && l.serverWALEnd > ack {
 		if err := l.c.ack.Store(uint64(l.serverWALEnd)); err != nil {
 			return trailErr(err)
@@ -247,8 +329,14 @@ func (l *loop) sendStatus() error {
 // deadline is when the next timed work is due: the receive waits no longer.
 func (l *loop) deadline() time.Time {
 	d := l.nextStatus
-	if l.pendingSync && l.syncDue.Before(d) {
+	if l.pendingSync && !l.syncInFlight && l.syncDue.Before(d) {
 		d = l.syncDue
+	}
+	if l.syncInFlight {
+		// Poll for the fsync's end; when data flows, every message does.
+		if p := l.now().Add(time.Millisecond); p.Before(d) {
+			d = p
+		}
 	}
 	if !l.heartbeatOff && l.nextHeartbeat.Before(d) {
 		d = l.nextHeartbeat

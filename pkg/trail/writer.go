@@ -82,6 +82,10 @@ type Writer struct {
 	durable    atomic.Pointer[Position]
 	durableEnd atomic.Uint64
 
+	// asyncSyncs counts marks handed out by Flush and not yet synced: the
+	// segment file must not be rolled over or closed under them.
+	asyncSyncs int
+
 	err    error // sticky: the first write, truncate or fsync failure
 	closed bool
 
@@ -241,7 +245,7 @@ func (w *Writer) Sync() (change.LSN, error) {
 	if err := w.syncActive(); err != nil {
 		return 0, err
 	}
-	if !w.inTx && w.size() >= w.opts.SegmentBytes && w.size() > w.dataOff {
+	if w.asyncSyncs == 0 && !w.inTx && w.size() >= w.opts.SegmentBytes && w.size() > w.dataOff {
 		if err := w.rollover(); err != nil {
 			return 0, err
 		}
