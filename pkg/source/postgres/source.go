@@ -43,6 +43,7 @@ type Source struct {
 	Standby bool
 
 	interrupted atomic.Bool
+	deadline    time.Time // the read deadline armed on the socket
 }
 
 // Connect opens the replication and catalog connections and identifies the

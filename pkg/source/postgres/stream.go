@@ -45,8 +45,13 @@ type Message struct {
 // starts a goroutine per call for a cancellable context, which costs more
 // than decoding a row on the hot path. Interrupt wakes a blocked Receive.
 func (s *Source) Receive(deadline time.Time) (Message, error) {
-	if err := s.repl.Conn().SetReadDeadline(deadline); err != nil {
-		return Message{}, fmt.Errorf("receive from source: %w", err)
+	// Re-arming the socket timer for every message costs; keep the armed
+	// deadline while it is still ahead and no later than asked.
+	if !(s.deadline.After(time.Now()) && !s.deadline.After(deadline)) {
+		if err := s.repl.Conn().SetReadDeadline(deadline); err != nil {
+			return Message{}, fmt.Errorf("receive from source: %w", err)
+		}
+		s.deadline = deadline
 	}
 	if s.interrupted.Load() {
 		return Message{Kind: Timeout}, nil
@@ -97,6 +102,8 @@ func (s *Source) Receive(deadline time.Time) (Message, error) {
 // safe to call from another goroutine (e.g. context.AfterFunc on shutdown).
 func (s *Source) Interrupt() {
 	s.interrupted.Store(true)
+	// Receive may keep an armed deadline without re-arming; this one then
+	// fires at once.
 	_ = s.repl.Conn().SetReadDeadline(time.Now())
 }
 
