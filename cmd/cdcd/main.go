@@ -37,7 +37,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newCaptureCmd(), newTrailCmd())
+	root.AddCommand(newRunCmd(), newCaptureCmd(), newTrailCmd())
 	return root
 }
 

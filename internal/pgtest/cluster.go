@@ -46,6 +46,12 @@ type Options struct {
 	// Name labels the cluster in its temporary directory name, its errors and, for
 	// a standby, its application_name on the primary. Default "primary" or "standby".
 	Name string
+	// Password, when set, becomes the superuser postgres's password and
+	// non-replication TCP connections must authenticate with it
+	// (scram-sha-256); [Cluster.DSN] then carries it. The Unix socket and
+	// replication connections stay trusted. A standby inherits its primary's
+	// password. Default "": every connection is trusted.
+	Password string
 }
 
 // Cluster is a running throwaway PostgreSQL server started by [Start] or
@@ -63,7 +69,8 @@ type Cluster struct {
 	// Name is the label from [Options.Name].
 	Name string
 
-	binDir string
+	password string // Options.Password
+	binDir   string
 	conf   map[string]string // settings in pgtest.conf, without the harness's own
 	slot   string            // physical slot on the primary, for a standby
 
@@ -86,12 +93,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.password = opts.Password
 	if err := c.initdb(ctx); err != nil {
 		return nil, c.fail(err)
 	}
 	c.conf = defaultConf()
 	maps.Copy(c.conf, opts.Conf)
-	if err := configure(c.DataDir); err != nil {
+	if err := configure(c.DataDir, c.password != ""); err != nil {
 		return nil, c.fail(err)
 	}
 	if err := c.startFresh(ctx); err != nil {
@@ -163,9 +171,17 @@ func (c *Cluster) fail(err error) error {
 func (c *Cluster) logPath() string { return filepath.Join(c.Dir, "server.log") }
 
 func (c *Cluster) initdb(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "initdb"),
-		"-D", c.DataDir, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
-		"--no-sync", "--no-instructions")
+	args := []string{"-D", c.DataDir, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
+		"--no-sync", "--no-instructions"}
+	if c.password != "" {
+		pwfile := filepath.Join(c.Dir, "pwfile")
+		if err := writeServerFile(pwfile, c.password+"\n"); err != nil {
+			return fmt.Errorf("writing the password file: %w", err)
+		}
+		defer os.Remove(pwfile)
+		args = append(args, "--pwfile="+pwfile)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "initdb"), args...)
 	if err := asServerUser(cmd, c.Dir); err != nil {
 		return err
 	}
@@ -261,9 +277,14 @@ func (c *Cluster) LogTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// DSN returns a connection string for database db as the superuser postgres.
+// DSN returns a connection string for database db as the superuser postgres,
+// with its password when [Options.Password] set one.
 func (c *Cluster) DSN(db string) string {
-	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(c.Port) + "/" + url.PathEscape(db) + "?sslmode=disable"
+	user := "postgres"
+	if c.password != "" {
+		user = url.UserPassword("postgres", c.password).String()
+	}
+	return "postgres://" + user + "@127.0.0.1:" + strconv.Itoa(c.Port) + "/" + url.PathEscape(db) + "?sslmode=disable"
 }
 
 // ReplicationDSN returns a connection string for a logical replication connection

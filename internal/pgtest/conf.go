@@ -69,8 +69,18 @@ host  all         all 127.0.0.1/32 trust
 host  replication all 127.0.0.1/32 trust
 `
 
-// configure points a fresh initdb data directory at confFile and writes pg_hba.conf.
-func configure(dataDir string) error {
+// hbaConfPassword is hbaConf with password authentication for TCP connections
+// other than replication ones.
+const hbaConfPassword = `# Written by github.com/cdcd-io/cdcd/internal/pgtest.
+local all         all              trust
+local replication all              trust
+host  all         all 127.0.0.1/32 scram-sha-256
+host  replication all 127.0.0.1/32 trust
+`
+
+// configure points a fresh initdb data directory at confFile and writes
+// pg_hba.conf, asking TCP clients for a password when password is set.
+func configure(dataDir string, password bool) error {
 	f, err := os.OpenFile(filepath.Join(dataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
@@ -82,7 +92,11 @@ func configure(dataDir string) error {
 	if err != nil {
 		return fmt.Errorf("editing postgresql.conf: %w", err)
 	}
-	return writeServerFile(filepath.Join(dataDir, "pg_hba.conf"), hbaConf)
+	hba := hbaConf
+	if password {
+		hba = hbaConfPassword
+	}
+	return writeServerFile(filepath.Join(dataDir, "pg_hba.conf"), hba)
 }
 
 // writeServerFile writes a file the server reads, owned by the server user.

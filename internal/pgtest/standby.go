@@ -54,6 +54,7 @@ func (c *Cluster) StartStandby(ctx context.Context, opts Options) (*Cluster, err
 	if err := c.baseBackup(ctx, s.DataDir, s.slot); err != nil {
 		return nil, s.fail(err)
 	}
+	s.password = c.password // the data directory, roles included, is a copy
 	s.conf = maps.Clone(c.conf)
 	s.conf["primary_conninfo"] = fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=%s", c.Port, s.slot)
 	s.conf["primary_slot_name"] = s.slot

@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
@@ -101,11 +103,13 @@ type Stats struct {
 
 // Capture is one running extract. Create it with New and call Run.
 type Capture struct {
-	cfg   Config
-	log   *slog.Logger
-	ack   *checkpoint.File
-	w     *trail.Writer
-	stats Stats
+	cfg     Config
+	log     *slog.Logger
+	ack     *checkpoint.File
+	w       *trail.Writer
+	trailW  atomic.Pointer[trail.Writer] // w, for other goroutines
+	statsMu sync.Mutex
+	stats   Stats
 	// OnDurable, when set, is called from the capture goroutine after each
 	// trail fsync with the durable end LSN (tests and status use it).
 	OnDurable func(change.LSN)
@@ -131,9 +135,22 @@ func New(cfg Config) (*Capture, error) {
 	}, nil
 }
 
-// Stats returns progress counters. Call it from the goroutine running Run
-// (e.g. in OnDurable) or after Run returned.
-func (c *Capture) Stats() Stats { return c.stats }
+// Stats returns progress counters. Safe for concurrent use.
+func (c *Capture) Stats() Stats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	return c.stats
+}
+
+func (c *Capture) updateStats(f func(*Stats)) {
+	c.statsMu.Lock()
+	f(&c.stats)
+	c.statsMu.Unlock()
+}
+
+// Trail returns the trail writer once capture has opened it (nil before).
+// In-process readers use its Durable and Changed. Safe for concurrent use.
+func (c *Capture) Trail() *trail.Writer { return c.trailW.Load() }
 
 // Run captures until ctx is cancelled (returns nil after a clean stop) or a
 // terminal error occurs. Retriable errors reconnect with capped exponential
@@ -144,7 +161,6 @@ func (c *Capture) Run(ctx context.Context) (err error) {
 			if cerr := c.w.Close(); cerr != nil && err == nil {
 				err = fmt.Errorf("close trail: %w", cerr)
 			}
-			c.w = nil
 		}
 	}()
 	backoff := c.cfg.MinBackoff
@@ -162,7 +178,7 @@ func (c *Capture) Run(ctx context.Context) (err error) {
 		if connected {
 			backoff = c.cfg.MinBackoff
 		}
-		c.stats.Reconnects++
+		c.updateStats(func(s *Stats) { s.Reconnects++ })
 		c.log.Warn("source session ended; reconnecting", "err", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
@@ -206,6 +222,7 @@ func (c *Capture) session(ctx context.Context) (connected bool, err error) {
 			return false, fmt.Errorf("open trail %s: %w", c.cfg.TrailDir, err)
 		}
 		c.w = w
+		c.trailW.Store(w)
 	} else if c.w.SystemID() != 0 && c.w.SystemID() != src.SystemID {
 		return false, fmt.Errorf("source system identifier changed to %016x (trail has %016x): %w", src.SystemID, c.w.SystemID(), trail.ErrSystemIDMismatch)
 	}

@@ -38,7 +38,8 @@ type loop struct {
 	syncReq      chan trail.FlushMark
 	syncRes      chan syncResult
 	syncInFlight bool
-	sawData      bool // XLogData since the last heartbeat
+	sawData      bool   // XLogData since the last heartbeat
+	txs, changes uint64 // written since the last stats update
 
 	nextStatus    time.Time
 	nextHeartbeat time.Time
@@ -164,7 +165,7 @@ func (l *loop) handle(ctx context.Context, walStart change.LSN, data []byte) err
 		if err := w.Change(ev.Change); err != nil {
 			return trailErr(err)
 		}
-		l.c.stats.Changes++
+		l.changes++
 		if !l.dec.InTx() {
 			l.markPending()
 		}
@@ -180,7 +181,7 @@ func (l *loop) handle(ctx context.Context, walStart change.LSN, data []byte) err
 		if err := w.Commit(ev.Tx); err != nil {
 			return trailErr(err)
 		}
-		l.c.stats.Transactions++
+		l.txs++
 		l.markPending()
 		if l.unsyncedBytes >= l.c.cfg.GroupCommitBytes {
 			return l.startSync()
@@ -262,7 +263,9 @@ func (l *loop) syncNow() error {
 
 func (l *loop) durable(d change.LSN) {
 	l.held = max(l.held, d)
-	l.c.stats.Durable = d
+	txs, changes := l.txs, l.changes
+	l.txs, l.changes = 0, 0
+	l.c.updateStats(func(s *Stats) { s.Durable = d; s.Transactions += txs; s.Changes += changes })
 	if l.c.OnDurable != nil {
 		l.c.OnDurable(d)
 	}
@@ -322,7 +325,7 @@ func (l *loop) sendStatus() error {
 		return err
 	}
 	l.acked = ack
-	l.c.stats.Acked = ack
+	l.c.updateStats(func(s *Stats) { s.Acked = ack })
 	return nil
 }
 

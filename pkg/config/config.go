@@ -25,10 +25,11 @@ import (
 
 // File is the YAML document.
 type File struct {
-	Source  Source  `yaml:"source"`
-	Trail   Trail   `yaml:"trail"`
-	Capture Capture `yaml:"capture"`
-	Log     Log     `yaml:"log"`
+	Source  Source     `yaml:"source"`
+	Trail   Trail      `yaml:"trail"`
+	Capture Capture    `yaml:"capture"`
+	Sinks   []SinkSpec `yaml:"sinks"`
+	Log     Log        `yaml:"log"`
 }
 
 // Source is the `source:` section.
@@ -57,6 +58,9 @@ type Trail struct {
 	Dir string `yaml:"dir"`
 	// SegmentBytes is the segment size, e.g. 64MiB. Default 64MiB.
 	SegmentBytes ByteSize `yaml:"segment_bytes"`
+	// PurgeInterval is how often segments every sink has applied are
+	// deleted. Default 10s.
+	PurgeInterval Duration `yaml:"purge_interval"`
 }
 
 // Capture is the `capture:` section.
@@ -110,6 +114,10 @@ func Parse(raw []byte) (*File, error) {
 			return nil, errors.New(oneLine(yaml.FormatError(err, false, false)))
 		}
 	}
+	if len(f.Sinks) == 0 {
+		// The embedded default: print changes as JSON lines.
+		f.Sinks = []SinkSpec{{Name: "stdout", Kind: "stdout"}}
+	}
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
@@ -138,6 +146,31 @@ func (f *File) validate() error {
 	}
 	if f.Trail.SegmentBytes != 0 && f.Trail.SegmentBytes < 64<<10 {
 		return fmt.Errorf("trail.segment_bytes %d is too small: use at least 64KiB", f.Trail.SegmentBytes)
+	}
+	names := map[string]bool{}
+	for i, s := range f.Sinks {
+		key := fmt.Sprintf("sinks[%d]", i)
+		if s.Name == "" {
+			return fmt.Errorf("%s.name is required: a unique name keys the sink's checkpoint", key)
+		}
+		if names[s.Name] {
+			return fmt.Errorf("%s.name %q is used twice: sink names must be unique", key, s.Name)
+		}
+		names[s.Name] = true
+		switch s.Kind {
+		case "postgres":
+			if s.DSN == "" {
+				return fmt.Errorf("%s.dsn is required for a postgres sink", key)
+			}
+		case "stdout":
+		case "":
+			return fmt.Errorf("%s.kind is required: postgres or stdout", key)
+		default:
+			return fmt.Errorf("%s.kind %q is not supported: use postgres or stdout", key, s.Kind)
+		}
+		if s.Batch.MaxRows < 0 {
+			return fmt.Errorf("%s.batch.max_rows must not be negative", key)
+		}
 	}
 	switch f.Log.Level {
 	case "", "debug", "info", "warn", "error":

@@ -85,5 +85,6 @@ func (w *Writer) SyncFlushed(m FlushMark) (change.LSN, error) {
 	if uint64(m.end) > w.durableEnd.Load() {
 		w.durableEnd.Store(uint64(m.end))
 	}
+	w.notify()
 	return w.LastEndLSN(), nil
 }

@@ -29,6 +29,14 @@ type ReaderOptions struct {
 	// more data. Default 20ms: far below a typical group-commit interval's
 	// effect on end-to-end latency, and cheap (one read system call).
 	PollInterval time.Duration
+	// Idle, when set, is called each time a following reader has returned
+	// everything available and is about to wait: a batching consumer closes
+	// its batch there instead of waiting for a timer. Default nil.
+	Idle func()
+	// Wake, when set, returns a channel that is closed when the trail has
+	// grown (Writer.Changed): a following reader then wakes at once instead
+	// of at the next poll. Default nil: poll only.
+	Wake func() <-chan struct{}
 }
 
 // Reader reads a trail's records in sequence order, across segments. It is
@@ -253,12 +261,21 @@ func (r *Reader) wait(ctx context.Context) error {
 	if r.fr != nil {
 		r.fr.reset() // the bytes after a wait may differ (rollback)
 	}
+	var wake <-chan struct{}
+	if r.opts.Wake != nil {
+		wake = r.opts.Wake()
+	}
+	if r.opts.Idle != nil {
+		r.opts.Idle()
+	}
 	t := time.NewTimer(r.opts.PollInterval)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
+		return nil
+	case <-wake:
 		return nil
 	}
 }

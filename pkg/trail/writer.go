@@ -81,6 +81,8 @@ type Writer struct {
 
 	durable    atomic.Pointer[Position]
 	durableEnd atomic.Uint64
+	changedMu  sync.Mutex
+	changed    chan struct{} // closed by the next publish; nil until asked for
 
 	// asyncSyncs counts marks handed out by Flush and not yet synced: the
 	// segment file must not be rolled over or closed under them.
@@ -437,6 +439,27 @@ func (w *Writer) syncActive() error {
 func (w *Writer) publish() {
 	w.durable.Store(&Position{Seq: w.safeSeq, Segment: w.segFirst, Offset: w.safeOff})
 	w.durableEnd.Store(uint64(w.lastEndLSN))
+	w.notify()
+}
+
+// Changed returns a channel closed the next time the durable position
+// moves: pass it as ReaderOptions.Wake so in-process readers wake at once.
+func (w *Writer) Changed() <-chan struct{} {
+	w.changedMu.Lock()
+	defer w.changedMu.Unlock()
+	if w.changed == nil {
+		w.changed = make(chan struct{})
+	}
+	return w.changed
+}
+
+func (w *Writer) notify() {
+	w.changedMu.Lock()
+	if w.changed != nil {
+		close(w.changed)
+		w.changed = nil
+	}
+	w.changedMu.Unlock()
 }
 
 // writeSchema appends a SCHEMA record and updates the schema map.

@@ -1,0 +1,316 @@
+// Package apply is cdcd's "replicat": one Worker per sink reads the trail
+// from that sink's own position, groups whole source transactions into
+// batches (closed by rows, bytes or delay, or as soon as the reader has
+// caught up), and hands them to the sink.
+//
+// Position handling, in order of preference:
+//   - a sink.PositionStore writes the batch position in the same target
+//     transaction as the data: exactly-once;
+//   - otherwise the worker stores the position in a checkpoint file after the
+//     sink accepted the batch: at-least-once (a crash between the two
+//     re-delivers the batch).
+//
+// A source transaction larger than one batch is sent in Partial chunks that
+// a transactional sink applies in one target transaction, so memory stays
+// bounded and atomicity holds.
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/checkpoint"
+	"github.com/cdcd-io/cdcd/pkg/sink"
+	"github.com/cdcd-io/cdcd/pkg/trail"
+)
+
+// Config configures a Worker. The zero value of every field means its default.
+type Config struct {
+	// Name is the sink's name (logs, checkpoint file). Required.
+	Name string
+	// TrailDir is the trail directory. Required.
+	TrailDir string
+	// MaxRows closes a batch at this many row changes. Default 10000.
+	MaxRows int
+	// MaxBytes closes a batch at about this many bytes of values. Default 16 MiB.
+	MaxBytes int
+	// MaxDelay closes a batch this long after its first transaction even
+	// while more keeps arriving. Default 100ms. A batch is also closed as
+	// soon as the reader has caught up with the trail.
+	MaxDelay time.Duration
+	// QueueBatches is how many batches may wait between reading and
+	// applying (backpressure). Default 2.
+	QueueBatches int
+	// Durable bounds reading to what capture has made durable (pass the
+	// trail writer's Durable in-process). Default nil: everything complete
+	// on disk.
+	Durable func() trail.Position
+	// Wake wakes the reader when the trail grows (the writer's Changed).
+	// Default nil: poll every 20ms.
+	Wake func() <-chan struct{}
+	// MinBackoff and MaxBackoff bound the retry backoff. Defaults 200ms, 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// DrainTimeout bounds how long shutdown waits for the in-flight batch.
+	// Default 60s.
+	DrainTimeout time.Duration
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) defaults() Config {
+	if c.MaxRows <= 0 {
+		c.MaxRows = 10000
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 16 << 20
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = 100 * time.Millisecond
+	}
+	if c.QueueBatches <= 0 {
+		c.QueueBatches = 2
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 200 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// OpenFunc connects a sink. The worker calls it at start and again after
+// every retriable error.
+type OpenFunc func(ctx context.Context) (sink.Sink, error)
+
+// Stats is a snapshot of a worker's progress.
+type Stats struct {
+	Position     sink.Position
+	Transactions uint64
+	Rows         uint64
+	Batches      uint64
+	Retries      uint64
+	// LastCommitTime is the source commit time of the last applied
+	// transaction (lag in seconds = now - LastCommitTime while behind).
+	LastCommitTime time.Time
+	// LastError is the last error met, retried or not; empty when none.
+	LastError string
+	// Stopped reports that the worker ended with a terminal error.
+	Stopped bool
+}
+
+// Worker applies the trail to one sink.
+type Worker struct {
+	cfg  Config
+	open OpenFunc
+	log  *slog.Logger
+	ckpt *checkpoint.File
+
+	mu    sync.Mutex
+	stats Stats
+	pos   atomic.Uint64 // Position.Seq, lock-free for purge
+}
+
+// New returns a worker for the sink opened by open.
+func New(cfg Config, open OpenFunc) (*Worker, error) {
+	cfg = cfg.defaults()
+	if cfg.Name == "" {
+		return nil, errors.New("apply: sink name is empty")
+	}
+	if cfg.TrailDir == "" {
+		return nil, errors.New("apply: trail directory is empty")
+	}
+	return &Worker{
+		cfg:  cfg,
+		open: open,
+		log:  cfg.Logger.With("sink", cfg.Name),
+		ckpt: checkpoint.New(filepath.Join(cfg.TrailDir, "sink-"+cfg.Name+".pos")),
+	}, nil
+}
+
+// Name is the sink's name.
+func (w *Worker) Name() string { return w.cfg.Name }
+
+// Applied is the trail sequence number of the last record applied (0 before
+// the first); records up to it may be purged as far as this sink goes.
+func (w *Worker) Applied() uint64 { return w.pos.Load() }
+
+// Stats returns a snapshot of the worker's progress. Safe for concurrent use.
+func (w *Worker) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats
+}
+
+// Run applies until ctx is cancelled (then it finishes the in-flight batch,
+// records the position and returns nil) or a terminal error occurs.
+func (w *Worker) Run(ctx context.Context) error {
+	backoff := w.cfg.MinBackoff
+	for {
+		progressed, err := w.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			return nil
+		}
+		w.setError(err)
+		if !sink.IsRetriable(err) {
+			w.mu.Lock()
+			w.stats.Stopped = true
+			w.mu.Unlock()
+			return fmt.Errorf("sink %s: %w", w.cfg.Name, err)
+		}
+		if progressed {
+			backoff = w.cfg.MinBackoff
+		}
+		w.mu.Lock()
+		w.stats.Retries++
+		w.mu.Unlock()
+		w.log.Warn("sink failed; retrying from its position", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, w.cfg.MaxBackoff)
+	}
+}
+
+func (w *Worker) setError(err error) {
+	w.mu.Lock()
+	w.stats.LastError = err.Error()
+	w.mu.Unlock()
+}
+
+// session runs one connection to the sink: read → batch → apply.
+// progressed reports whether any batch was applied.
+func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
+	s, err := w.open(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if cerr := s.Close(cctx); cerr != nil && err == nil && ctx.Err() == nil {
+			err = cerr
+		}
+	}()
+	pos, err := w.loadPosition(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	w.setPosition(pos)
+	w.log.Info("apply starting", "seq", pos.Seq, "end_lsn", pos.EndLSN.String())
+
+	queue := make(chan *sink.Batch, w.cfg.QueueBatches)
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	b := &batcher{cfg: w.cfg, out: queue, ctx: readCtx}
+	r, err := trail.NewReader(w.cfg.TrailDir, pos.Seq+1, trail.ReaderOptions{
+		Follow: true, Limit: w.cfg.Durable, Wake: w.cfg.Wake, Idle: b.idle,
+	})
+	if err != nil {
+		return false, fmt.Errorf("open trail for sink %s: %w", w.cfg.Name, err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		defer r.Close()
+		readErr <- b.run(r)
+	}()
+	defer func() {
+		stopReading()
+		for range queue { // let the reader goroutine finish
+		}
+		if rerr := <-readErr; rerr != nil && err == nil && ctx.Err() == nil {
+			err = rerr
+		}
+	}()
+
+	_, stores := s.(sink.PositionStore)
+	for batch := range queue {
+		// Shutdown: finish the batch being applied, never start another,
+		// except to complete a large transaction already begun.
+		if ctx.Err() != nil {
+			return progressed, nil
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.DrainTimeout)
+		err := s.Apply(actx, batch)
+		cancel()
+		if err != nil {
+			return progressed, err
+		}
+		progressed = true
+		if !batch.Partial {
+			if !stores {
+				if err := w.ckpt.Store(batch.Position.Seq); err != nil {
+					return progressed, fmt.Errorf("store checkpoint of sink %s: %w", w.cfg.Name, err)
+				}
+			}
+			w.applied(batch)
+		} else {
+			w.mu.Lock()
+			w.stats.Rows += uint64(batch.Rows)
+			w.mu.Unlock()
+		}
+	}
+	return progressed, nil
+}
+
+func (w *Worker) loadPosition(ctx context.Context, s sink.Sink) (sink.Position, error) {
+	if ps, ok := s.(sink.PositionStore); ok {
+		pos, err := ps.Position(ctx)
+		if err != nil {
+			return pos, fmt.Errorf("read position of sink %s: %w", w.cfg.Name, err)
+		}
+		return pos, nil
+	}
+	seq, _, err := w.ckpt.Load()
+	return sink.Position{Seq: seq}, err
+}
+
+func (w *Worker) setPosition(p sink.Position) {
+	w.pos.Store(p.Seq)
+	w.mu.Lock()
+	w.stats.Position = p
+	w.mu.Unlock()
+}
+
+func (w *Worker) applied(b *sink.Batch) {
+	w.pos.Store(b.Position.Seq)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stats.Position = b.Position
+	w.stats.Batches++
+	w.stats.Rows += uint64(b.Rows)
+	for _, tx := range b.Txs {
+		if tx.Tx != nil && tx.Tx.EndLSN != 0 {
+			w.stats.Transactions++
+			w.stats.LastCommitTime = tx.Tx.CommitTime
+		}
+	}
+}
+
+// ValueBytes is the size apply accounts for a row image.
+func ValueBytes(r change.Row) int {
+	n := 0
+	for _, v := range r {
+		n += len(v.Data) + 1
+	}
+	return n
+}

@@ -1,0 +1,268 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
+	"github.com/cdcd-io/cdcd/pkg/trail"
+)
+
+// fakeSink records batches; it can fail on demand. Fault paths only: real
+// sinks are tested against real servers in their packages.
+type fakeSink struct {
+	mu       sync.Mutex
+	batches  []*sink.Batch
+	pos      sink.Position
+	stores   bool
+	failNext error
+	opened   int
+	open     []sink.Tx // the Partial transaction in progress
+}
+
+type storingSink struct{ *fakeSink }
+
+func (s storingSink) Position(context.Context) (sink.Position, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pos, nil
+}
+
+func (s *fakeSink) Apply(_ context.Context, b *sink.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.failNext; err != nil {
+		s.failNext = nil
+		s.open = nil
+		return err
+	}
+	s.batches = append(s.batches, b)
+	if !b.Partial {
+		s.pos = b.Position
+	}
+	return nil
+}
+
+func (s *fakeSink) Close(context.Context) error { return nil }
+
+func (s *fakeSink) end() change.LSN {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pos.EndLSN
+}
+
+func (s *fakeSink) snapshot() []*sink.Batch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*sink.Batch(nil), s.batches...)
+}
+
+var rel = &change.Relation{OID: 1, Schema: "public", Name: "t", ReplicaIdentity: 'd',
+	Columns: []change.Column{{Name: "id", TypeOID: 23, TypeName: "int4", Key: true}}, PrimaryKey: []int{0}}
+
+// writeTrail writes n transactions of k inserts each (ids numbered
+// globally) plus, when heartbeat, a heartbeat transaction after each.
+func writeTrail(t *testing.T, dir string, n, k int, heartbeat bool) *trail.Writer {
+	t.Helper()
+	w, err := trail.Open(dir, trail.Options{})
+	require.NoError(t, err)
+	lsn := change.LSN(0x1000000)
+	id := 0
+	tx := func(changes ...*change.Change) {
+		lsn += 0x100
+		x := &change.Tx{XID: uint32(lsn), FinalLSN: lsn, CommitLSN: lsn, EndLSN: lsn + 0x10, CommitTime: time.Now()}
+		require.NoError(t, w.Begin(x))
+		for _, c := range changes {
+			require.NoError(t, w.Change(c))
+		}
+		require.NoError(t, w.Commit(x))
+	}
+	for range n {
+		var cs []*change.Change
+		for range k {
+			id++
+			cs = append(cs, &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(id))}})
+		}
+		tx(cs...)
+		if heartbeat {
+			tx(&change.Change{Op: change.OpMessage, Message: &change.Message{Transactional: true, Prefix: sink.HeartbeatPrefix, Content: []byte("x")}})
+		}
+	}
+	_, err = w.Sync()
+	require.NoError(t, err)
+	return w
+}
+
+// ids flattens the inserted ids the sink received, in order.
+func ids(bs []*sink.Batch) []string {
+	var out []string
+	for _, b := range bs {
+		for _, tx := range b.Txs {
+			for _, c := range tx.Changes {
+				if c.Op == change.OpInsert {
+					out = append(out, string(c.New[0].Data))
+				}
+			}
+		}
+	}
+	return out
+}
+
+func runUntil(t *testing.T, w *Worker, done func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !done() {
+		select {
+		case err := <-errc:
+			t.Fatalf("worker ended early: %v", err)
+		default:
+		}
+		require.True(t, time.Now().Before(deadline), "timed out")
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	require.NoError(t, <-errc)
+}
+
+func want(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprint(i + 1)
+	}
+	return out
+}
+
+func TestBatchesWholeTransactionsAndSkipsHeartbeats(t *testing.T) {
+	dir := t.TempDir()
+	tw := writeTrail(t, dir, 50, 3, true)
+	fs := &fakeSink{}
+	w, err := New(Config{Name: "x", TrailDir: dir, MaxRows: 10, Durable: tw.Durable},
+		func(context.Context) (sink.Sink, error) { return storingSink{fs}, nil })
+	require.NoError(t, err)
+	runUntil(t, w, func() bool { return len(ids(fs.snapshot())) == 150 && fs.end() == tw.LastEndLSN() })
+	bs := fs.snapshot()
+	require.Equal(t, want(150), ids(bs))
+	for _, b := range bs {
+		require.False(t, b.Partial, "3-row transactions fit in 10-row batches")
+		require.LessOrEqual(t, b.Rows, 12, "a batch closes at max_rows (one transaction may overshoot)")
+		for _, tx := range b.Txs {
+			for _, c := range tx.Changes {
+				if c.Op == change.OpMessage {
+					require.NotEqual(t, sink.HeartbeatPrefix, c.Message.Prefix)
+				}
+			}
+		}
+	}
+	require.Greater(t, len(bs), 10)
+	st := w.Stats()
+	require.Equal(t, uint64(150), st.Rows)
+	require.Equal(t, uint64(100), st.Transactions, "heartbeat transactions count: they move the position")
+}
+
+func TestLargeTransactionIsChunked(t *testing.T) {
+	dir := t.TempDir()
+	tw := writeTrail(t, dir, 2, 95, false)
+	fs := &fakeSink{}
+	w, err := New(Config{Name: "x", TrailDir: dir, MaxRows: 20, Durable: tw.Durable},
+		func(context.Context) (sink.Sink, error) { return storingSink{fs}, nil })
+	require.NoError(t, err)
+	runUntil(t, w, func() bool { return fs.end() == tw.LastEndLSN() })
+	bs := fs.snapshot()
+	require.Equal(t, want(190), ids(bs))
+	partial := 0
+	for _, b := range bs {
+		require.LessOrEqual(t, b.Rows, 20, "memory bounded: no batch above max_rows")
+		if b.Partial {
+			partial++
+		}
+	}
+	require.GreaterOrEqual(t, partial, 8, "each 95-row transaction goes in chunks")
+	require.False(t, bs[len(bs)-1].Partial)
+}
+
+func TestCheckpointFileWithoutPositionStore(t *testing.T) {
+	dir := t.TempDir()
+	tw := writeTrail(t, dir, 10, 2, false)
+	fs := &fakeSink{}
+	open := func(context.Context) (sink.Sink, error) { return fs, nil }
+	w, err := New(Config{Name: "plain", TrailDir: dir, Durable: tw.Durable}, open)
+	require.NoError(t, err)
+	runUntil(t, w, func() bool { return len(ids(fs.snapshot())) == 20 })
+
+	// A new worker resumes after the checkpoint: nothing re-delivered.
+	fs2 := &fakeSink{}
+	w2, err := New(Config{Name: "plain", TrailDir: dir, Durable: tw.Durable}, func(context.Context) (sink.Sink, error) { return fs2, nil })
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	require.NoError(t, w2.Run(ctx))
+	require.Empty(t, fs2.snapshot())
+	require.Equal(t, w.Applied(), w2.Applied())
+}
+
+func TestRetriableErrorResumesFromPosition(t *testing.T) {
+	dir := t.TempDir()
+	tw := writeTrail(t, dir, 20, 1, false)
+	fs := &fakeSink{failNext: sink.Retriable(errors.New("connection reset"))}
+	opens := 0
+	w, err := New(Config{Name: "x", TrailDir: dir, Durable: tw.Durable, MinBackoff: time.Millisecond},
+		func(context.Context) (sink.Sink, error) { opens++; return storingSink{fs}, nil })
+	require.NoError(t, err)
+	runUntil(t, w, func() bool { return fs.end() == tw.LastEndLSN() })
+	require.Equal(t, want(20), ids(fs.snapshot()), "no loss, no duplicate after the retry")
+	require.Equal(t, 2, opens, "the sink is reopened after a retriable error")
+	require.Equal(t, uint64(1), w.Stats().Retries)
+}
+
+func TestTerminalErrorStopsTheSink(t *testing.T) {
+	dir := t.TempDir()
+	tw := writeTrail(t, dir, 3, 1, false)
+	fs := &fakeSink{failNext: errors.New("target table public.t does not exist")}
+	w, err := New(Config{Name: "x", TrailDir: dir, Durable: tw.Durable},
+		func(context.Context) (sink.Sink, error) { return storingSink{fs}, nil })
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = w.Run(ctx)
+	require.ErrorContains(t, err, "sink x: target table public.t does not exist")
+	require.True(t, w.Stats().Stopped)
+	require.Zero(t, w.Applied())
+}
+
+func TestReadsOnlyDurable(t *testing.T) {
+	dir := t.TempDir()
+	tw := writeTrail(t, dir, 5, 1, false)
+	// An unsynced transaction must not reach the sink.
+	x := &change.Tx{XID: 9, FinalLSN: 0x9000000, CommitLSN: 0x9000000, EndLSN: 0x9000010}
+	require.NoError(t, tw.Begin(x))
+	require.NoError(t, tw.Change(&change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text("999")}}))
+	require.NoError(t, tw.Commit(x))
+	fs := &fakeSink{}
+	w, err := New(Config{Name: "x", TrailDir: dir, Durable: tw.Durable, Wake: tw.Changed},
+		func(context.Context) (sink.Sink, error) { return storingSink{fs}, nil })
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, want(5), ids(fs.snapshot()))
+	_, err = tw.Sync()
+	require.NoError(t, err)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ids(fs.snapshot())) < 6 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	require.NoError(t, <-errc)
+	require.Equal(t, append(want(5), "999"), ids(fs.snapshot()))
+}

@@ -1,0 +1,144 @@
+package apply
+
+import (
+	"context"
+	"time"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
+	"github.com/cdcd-io/cdcd/pkg/trail"
+)
+
+// batcher turns trail records into batches of whole transactions.
+type batcher struct {
+	cfg Config
+	out chan<- *sink.Batch
+	ctx context.Context
+
+	cur     *sink.Batch // being built; nil when empty
+	first   time.Time   // when cur got its first change or transaction
+	tx      *sink.Tx    // the open transaction (BEGIN read, COMMIT not yet)
+	chunked bool        // part of tx was already sent in a Partial batch
+	last    sink.Position
+	txRows  int // rows of tx in cur
+	txBytes int
+	err     error // a send interrupted by shutdown
+}
+
+// run reads until the context ends or the reader fails.
+func (b *batcher) run(r *trail.Reader) error {
+	for {
+		rec, err := r.Next(b.ctx)
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := b.add(rec); err != nil {
+			return nil // shutdown while sending
+		}
+	}
+}
+
+func (b *batcher) batch() *sink.Batch {
+	if b.cur == nil {
+		b.cur = &sink.Batch{Position: b.last}
+		b.first = time.Now()
+	}
+	return b.cur
+}
+
+func (b *batcher) add(rec trail.Record) error {
+	switch rec.Type {
+	case trail.RecordBegin:
+		b.tx = &sink.Tx{Tx: rec.Tx}
+		b.chunked, b.txRows, b.txBytes = false, 0, 0
+	case trail.RecordChange, trail.RecordMessage:
+		c := rec.Change
+		if b.tx == nil { // a non-transactional message stands alone
+			if c.Op == change.OpMessage && c.Message.Prefix == sink.HeartbeatPrefix {
+				return nil
+			}
+			cur := b.batch()
+			cur.Txs = append(cur.Txs, sink.Tx{Changes: []*change.Change{c}})
+			return nil
+		}
+		if c.Op == change.OpMessage && c.Message.Prefix == sink.HeartbeatPrefix {
+			return nil // the transaction still moves the position
+		}
+		b.batch()
+		b.tx.Changes = append(b.tx.Changes, c)
+		b.txRows++
+		b.txBytes += changeBytes(c)
+		if b.txRows >= b.cfg.MaxRows || b.txBytes >= b.cfg.MaxBytes {
+			// The transaction alone fills a batch: send it in chunks.
+			return b.sendPartial()
+		}
+		if len(b.cur.Txs) > 0 && (b.cur.Rows+b.txRows > b.cfg.MaxRows || b.cur.Bytes+b.txBytes > b.cfg.MaxBytes) {
+			// Close the batch of complete transactions before this one.
+			return b.send()
+		}
+	case trail.RecordCommit:
+		if b.tx == nil {
+			return nil // resumed after a BEGIN: cannot happen with positions at commits
+		}
+		b.tx.Tx = rec.Tx
+		cur := b.batch()
+		cur.Txs = append(cur.Txs, *b.tx)
+		cur.Rows += b.txRows
+		cur.Bytes += b.txBytes
+		b.last = sink.Position{Seq: rec.Seq, EndLSN: rec.Tx.EndLSN}
+		cur.Position = b.last
+		b.tx = nil
+		if cur.Rows >= b.cfg.MaxRows || cur.Bytes >= b.cfg.MaxBytes || time.Since(b.first) >= b.cfg.MaxDelay {
+			return b.send()
+		}
+	}
+	return nil
+}
+
+// sendPartial sends what is batched plus the open transaction's changes so
+// far, marked Partial; the transaction continues in the next batch.
+func (b *batcher) sendPartial() error {
+	cur := b.batch()
+	cur.Txs = append(cur.Txs, sink.Tx{Tx: b.tx.Tx, Changes: b.tx.Changes})
+	cur.Rows += b.txRows
+	cur.Bytes += b.txBytes
+	cur.Partial = true
+	cur.Position = b.last
+	b.tx.Changes = nil
+	b.txRows, b.txBytes = 0, 0
+	b.chunked = true
+	return b.send()
+}
+
+// idle is called by the reader when it has caught up: send what is ready.
+// An open transaction keeps its changes until its COMMIT (the durable limit
+// only ever ends at a commit, so this is the unusual case of reading a
+// trail no one limits).
+func (b *batcher) idle() {
+	if b.cur != nil && len(b.cur.Txs) > 0 && b.tx == nil {
+		_ = b.send()
+	}
+}
+
+func (b *batcher) send() error {
+	cur := b.cur
+	b.cur = nil
+	if b.tx != nil {
+		// The open transaction's changes so far are not in cur; the next
+		// batch starts now, with them.
+		b.batch()
+	}
+	select {
+	case b.out <- cur:
+		return nil
+	case <-b.ctx.Done():
+		return b.ctx.Err()
+	}
+}
+
+func changeBytes(c *change.Change) int {
+	return ValueBytes(c.Old) + ValueBytes(c.New) + 16
+}
