@@ -119,8 +119,9 @@ type Worker struct {
 	log  *slog.Logger
 	ckpt *checkpoint.File
 
-	mu    sync.Mutex
-	stats Stats
+	mu     sync.Mutex
+	stats  Stats
+	opened bool // the sink was opened once in this process
 	pos   atomic.Uint64 // Position.Seq, lock-free for purge
 }
 
@@ -168,7 +169,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			return nil
 		}
 		w.setError(err)
-		if !sink.IsRetriable(err) {
+		// A sink that cannot be opened at start is a misconfiguration far
+		// more often than an outage: fail fast with its message. Later
+		// failures are retried.
+		if !sink.IsRetriable(err) || !w.opened {
 			w.mu.Lock()
 			w.stats.Stopped = true
 			w.mu.Unlock()
@@ -203,6 +207,7 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	w.opened = true
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

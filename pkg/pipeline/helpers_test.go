@@ -1,0 +1,210 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdcd-io/cdcd/internal/pgtest"
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/config"
+	"github.com/cdcd-io/cdcd/pkg/pipeline"
+)
+
+func testLogger() *slog.Logger {
+	if os.Getenv("CDCD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// yamlConfig is a cdcd config from source to one postgres sink.
+func yamlConfig(source, primary, target *pgtest.Cluster, trailDir string) string {
+	s := fmt.Sprintf(`
+source:
+  dsn: %q
+  create: true
+  heartbeat: 1s
+  status_interval: 200ms
+trail:
+  dir: %q
+  segment_bytes: 1MiB
+  purge_interval: 1s
+sinks:
+  - name: target
+    kind: postgres
+    dsn: %q
+    batch: { max_rows: 5000, max_delay: 50ms }
+log:
+  format: text
+`, source.DSN("postgres"), trailDir, target.DSN("postgres"))
+	if primary != nil {
+		s = strings.Replace(s, "  create: true\n", fmt.Sprintf("  create: true\n  primary_dsn: %q\n", primary.DSN("postgres")), 1)
+	}
+	return s
+}
+
+// running is a pipeline running in the background of a test.
+type running struct {
+	p      *pipeline.Pipeline
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startPipeline(t testing.TB, yaml string) *running {
+	t.Helper()
+	f, err := config.Parse([]byte(yaml))
+	require.NoError(t, err)
+	p, err := pipeline.New(f.PipelineConfig(testLogger()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{p: p, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		r.cancel()
+		select {
+		case <-r.done:
+		case <-time.After(time.Minute):
+		}
+	})
+	return r
+}
+
+// waitApplied waits until the sink has applied a transaction ending past lsn.
+func (r *running) waitApplied(t testing.TB, lsn change.LSN, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := r.p.Workers()[0].Stats()
+		if st.Position.EndLSN > lsn {
+			return
+		}
+		select {
+		case err := <-r.done:
+			r.done <- err
+			t.Fatalf("pipeline stopped early: %v (sink: %s)", err, st.LastError)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sink at %s, not past %s after %s; capture %+v; sink %+v", st.Position.EndLSN, lsn, timeout, r.p.Capture().Stats(), st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *running) stop(t testing.TB) {
+	t.Helper()
+	r.cancel()
+	require.NoError(t, <-r.done)
+	r.done <- nil
+}
+
+func waitSlot(t testing.TB, c *pgtest.Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var active bool
+		err := queryRow(c, "SELECT active FROM pg_replication_slots WHERE slot_name = 'cdcd'", &active)
+		if err == nil && active {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot cdcd not active after 60s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func queryRow(c *pgtest.Cluster, sql string, dst ...any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, sql).Scan(dst...)
+}
+
+func marker(t testing.TB, c *pgtest.Cluster) change.LSN {
+	t.Helper()
+	var s string
+	require.NoError(t, queryRow(c, "SELECT pg_logical_emit_message(true, 'test.marker', 'm')::text", &s))
+	l, err := change.ParseLSN(s)
+	require.NoError(t, err)
+	return l
+}
+
+// tableDigest is a table's row count and an ordered hash of its rows.
+func tableDigest(t testing.TB, c *pgtest.Cluster, table, orderBy string) string {
+	t.Helper()
+	var n int64
+	var h *string
+	require.NoError(t, queryRow(c, fmt.Sprintf(`SELECT count(*), md5(string_agg(x::text, '|' ORDER BY %s)) FROM %s x`, orderBy, table), &n, &h))
+	hs := "<empty>"
+	if h != nil {
+		hs = *h
+	}
+	return fmt.Sprintf("%d rows, md5 %s", n, hs)
+}
+
+// requireSameTables compares tables between source and target.
+func requireSameTables(t testing.TB, src, dst *pgtest.Cluster, tables map[string]string) {
+	t.Helper()
+	for table, orderBy := range tables {
+		require.Equal(t, tableDigest(t, src, table, orderBy), tableDigest(t, dst, table, orderBy), "table %s", table)
+	}
+}
+
+var pgbenchTables = map[string]string{
+	"pgbench_accounts": "aid",
+	"pgbench_branches": "bid",
+	"pgbench_tellers":  "tid",
+	"pgbench_history":  "tid, bid, aid, delta, mtime",
+}
+
+func pgbench(t testing.TB, c *pgtest.Cluster, args ...string) string {
+	t.Helper()
+	bin, err := pgtest.BinDir(pgtest.V15)
+	require.NoError(t, err)
+	cmd := exec.Command(filepath.Join(bin, "pgbench"), append(args, c.DSN("postgres"))...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "pgbench %v: %s", args, out)
+	return string(out)
+}
+
+// buildCdcd builds the cdcd binary once per test binary.
+func buildCdcd(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		d, err := os.MkdirTemp("", "cdcd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(d, "cdcd")
+		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", builtBin, "github.com/cdcd-io/cdcd/cmd/cdcd").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return builtBin
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
