@@ -51,6 +51,10 @@ type Config struct {
 	// GroupCommitBytes forces an fsync once this many bytes of committed
 	// transactions are unsynced. Default 8 MiB.
 	GroupCommitBytes int64
+	// AckInterval is the shortest time between two acknowledgements of new
+	// durable positions (status updates are also sent every
+	// Source.StatusInterval and whenever the server asks). Default 100ms.
+	AckInterval time.Duration
 	// MinBackoff and MaxBackoff bound the capped exponential backoff between
 	// reconnects. Defaults 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
@@ -67,6 +71,9 @@ func (c Config) defaults() Config {
 	}
 	if c.GroupCommitBytes <= 0 {
 		c.GroupCommitBytes = 8 << 20
+	}
+	if c.AckInterval <= 0 {
+		c.AckInterval = 100 * time.Millisecond
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 500 * time.Millisecond

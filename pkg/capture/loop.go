@@ -42,6 +42,7 @@ type loop struct {
 	txs, changes uint64 // written since the last stats update
 
 	nextStatus    time.Time
+	lastStatus    time.Time
 	nextHeartbeat time.Time
 	heartbeatOff  bool
 }
@@ -270,7 +271,11 @@ func (l *loop) durable(d change.LSN) {
 		l.c.OnDurable(d)
 	}
 	if l.held > l.acked {
-		l.nextStatus = time.Time{} // ack promptly
+		// Ack soon, but not after every group commit: each status update
+		// costs the walsender work (and sometimes a slot fsync).
+		if due := l.lastStatus.Add(l.c.cfg.AckInterval); due.Before(l.nextStatus) {
+			l.nextStatus = due
+		}
 	}
 }
 
@@ -290,6 +295,7 @@ func (l *loop) timedWork(ctx context.Context) error {
 		if err := l.sendStatus(); err != nil {
 			return err
 		}
+		l.lastStatus = now
 		l.nextStatus = now.Add(l.c.cfg.Source.StatusInterval)
 	}
 	if !l.heartbeatOff && !now.Before(l.nextHeartbeat) {

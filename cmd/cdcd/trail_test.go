@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/trail"
+)
+
+func TestTrailDump(t *testing.T) {
+	dir := t.TempDir()
+	w, err := trail.Open(dir, trail.Options{SystemID: 42})
+	require.NoError(t, err)
+	rel := &change.Relation{OID: 7, Schema: "app", Name: "orders", ReplicaIdentity: 'd',
+		Columns:    []change.Column{{Name: "id", TypeName: "int8", Key: true}, {Name: "note", TypeName: "text"}},
+		PrimaryKey: []int{0}}
+	tx := &change.Tx{XID: 900, FinalLSN: 0x16B374D8, CommitLSN: 0x16B374D8, EndLSN: 0x16B37500, CommitTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	require.NoError(t, w.Begin(tx))
+	require.NoError(t, w.Change(&change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text("1"), change.Text("hello")}}))
+	require.NoError(t, w.Change(&change.Change{Op: change.OpUpdate, Relation: rel, New: change.Row{change.Text("1"), change.Unchanged}}))
+	require.NoError(t, w.Commit(tx))
+	_, err = w.Sync()
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+
+	var out bytes.Buffer
+	root := newRoot()
+	root.SetOut(&out)
+	root.SetArgs([]string{"trail", "dump", dir})
+	require.NoError(t, root.Execute())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 5, out.String())
+	require.Contains(t, lines[0], "SCHEMA")
+	require.Contains(t, lines[0], "app.orders oid=7 identity=d columns=(id int8 pk, note text)")
+	require.Contains(t, lines[1], "BEGIN")
+	require.Contains(t, lines[1], "xid=900 final_lsn=0/16B374D8 commit_time=2026-01-02T03:04:05Z")
+	require.Contains(t, lines[2], `insert lsn=0/0 app.orders new={id="1", note="hello"}`)
+	require.Contains(t, lines[3], `note=<unchanged-toast>`)
+	require.Contains(t, lines[4], "COMMIT")
+	require.Contains(t, lines[4], "end_lsn=0/16B37500")
+
+	out.Reset()
+	root = newRoot()
+	root.SetOut(&out)
+	root.SetArgs([]string{"trail", "dump", dir, "--from", "3", "--limit", "1"})
+	require.NoError(t, root.Execute())
+	require.Equal(t, 1, strings.Count(out.String(), "\n"))
+	require.Contains(t, out.String(), "insert")
+}
