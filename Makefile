@@ -18,6 +18,12 @@ build:
 deps:
 	bash scripts/deps.sh
 
+# Throwaway servers A (primary) → B (standby) → cdcd → C (target), a ~20 s
+# workload on A, then C checked against A. DEMO_FLAGS: -duration 10s, -keep.
+.PHONY: demo
+demo: deps
+	$(GO) run ./cmd/cdcd-demo $(DEMO_FLAGS)
+
 test: deps
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v -e /pkg/trail -e /pkg/capture -e /pkg/source -e /pkg/checkpoint)

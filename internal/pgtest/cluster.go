@@ -71,8 +71,8 @@ type Cluster struct {
 
 	password string // Options.Password
 	binDir   string
-	conf   map[string]string // settings in pgtest.conf, without the harness's own
-	slot   string            // physical slot on the primary, for a standby
+	conf     map[string]string // settings in pgtest.conf, without the harness's own
+	slot     string            // physical slot on the primary, for a standby
 
 	mu      sync.Mutex
 	proc    *postmaster // nil when not running

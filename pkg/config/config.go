@@ -162,11 +162,18 @@ func (f *File) validate() error {
 			if s.DSN == "" {
 				return fmt.Errorf("%s.dsn is required for a postgres sink", key)
 			}
+		case "kafka":
+			if err := kafkaConfig(s).Validate(); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			if s.Database == "" {
+				f.Sinks[i].Database = sourceDatabase(f.Source.DSN)
+			}
 		case "stdout":
 		case "":
-			return fmt.Errorf("%s.kind is required: postgres or stdout", key)
+			return fmt.Errorf("%s.kind is required: postgres, kafka or stdout", key)
 		default:
-			return fmt.Errorf("%s.kind %q is not supported: use postgres or stdout", key, s.Kind)
+			return fmt.Errorf("%s.kind %q is not supported: use postgres, kafka or stdout", key, s.Kind)
 		}
 		if s.Batch.MaxRows < 0 {
 			return fmt.Errorf("%s.batch.max_rows must not be negative", key)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -125,6 +126,11 @@ func (p *Pipeline) Workers() []*apply.Worker { return p.workers }
 // sink that stops leaves the others (and capture) running: its changes wait
 // in the trail.
 func (p *Pipeline) Run(ctx context.Context) error {
+	// Workers open readers on the trail directory before capture has
+	// connected to the source and created it.
+	if err := os.MkdirAll(p.cfg.Capture.TrailDir, 0o700); err != nil {
+		return fmt.Errorf("create trail directory: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

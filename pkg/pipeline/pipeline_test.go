@@ -145,7 +145,7 @@ func TestExactlyOnceUnderKill9(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var done bool
-		err := queryRow(dst, fmt.Sprintf(`SELECT end_lsn > '%s'::pg_lsn FROM cdcd.checkpoint WHERE sink = 'target'`, m), &done)
+		err := queryRow(dst, fmt.Sprintf(`SELECT end_lsn > '%s'::pg_lsn FROM cdcd.checkpoint WHERE name = 'target'`, m), &done)
 		if err == nil && done {
 			break
 		}

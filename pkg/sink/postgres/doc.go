@@ -1,0 +1,46 @@
+// Package postgres is the PostgreSQL sink, for PostgreSQL and Aurora/RDS
+// PostgreSQL targets: it applies batches of source transactions with
+// set-based statements and stores its position in the same target
+// transaction, so delivery is exactly-once.
+//
+// # Applying a batch
+//
+// Apply collapses the batch's changes per table and key into one final action
+// per key (delete, upsert of the full row, or update of the columns whose
+// values were sent), then runs, per table, one DELETE … USING unnest(…), one
+// INSERT … SELECT … FROM unnest(…) ON CONFLICT (key) DO UPDATE, and one
+// UPDATE … FROM unnest(…) per set of updated columns. Values travel as text
+// arrays and are cast on the server to the target column types read from the
+// catalog. Unchanged TOASTed values are never written: they are merged from
+// an earlier full image of the row in the batch, or left out of the UPDATE.
+// A TRUNCATE, a schema change of a table, or a key change that needs a value
+// only the target has ends a run of collapsed work: what was collected runs
+// first. See plan.go for the collapse rules and why the statement order is
+// safe.
+//
+// Tables without a primary key or replica-identity index take inserts only
+// (plain INSERTs, in order); an update or delete on one is a terminal error.
+//
+// # Transactions and position
+//
+// The first Apply begins a target transaction. A batch that is not Partial
+// ends with an upsert of the sink's row in the checkpoint table (name, seq,
+// end_lsn, updated_at) and COMMIT; a Partial batch leaves the transaction
+// open for the next Apply. An error rolls everything uncommitted back.
+// Position reads the checkpoint row, so after a crash apply resumes right
+// after the last committed batch.
+//
+// # Errors
+//
+// Errors name the sink and its target as host:port/database user=…, never the
+// password. Connection loss, serialization failures, deadlocks, server
+// shutdowns and too_many_connections are marked sink.Retriable; the apply
+// worker then recreates the Sink and retries from Position. Everything else
+// (a missing table or column, authentication, constraint violations) is
+// terminal.
+//
+// The session runs with session_replication_role = replica, as a logical
+// replication subscriber does: user triggers and foreign-key checks do not
+// fire for applied rows. This needs a superuser, rds_superuser, or (PostgreSQL
+// 15 and later) GRANT SET ON PARAMETER session_replication_role.
+package postgres

@@ -1,0 +1,320 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
+)
+
+// DefaultCheckpointTable is the table the sink keeps its positions in when
+// Config.CheckpointTable is empty.
+const DefaultCheckpointTable = "cdcd.checkpoint"
+
+// Config configures a Sink. The zero value of every optional field means the
+// default stated on it.
+type Config struct {
+	// Name is the sink's name: the key of its row in the checkpoint table,
+	// and the name in its errors. Required.
+	Name string
+	// DSN is the target's connection string, a URL or key=value pairs as
+	// libpq takes them (sslmode=verify-full&sslrootcert=/path/ca.pem and the
+	// PG* environment variables included). Required.
+	DSN string
+	// CheckpointTable is the table holding one position row per sink name,
+	// "schema.table" or "table" (then found through the search_path). It and
+	// its schema are created when missing. Default DefaultCheckpointTable.
+	CheckpointTable string
+	// IAM enables Aurora/RDS IAM authentication. Default off.
+	IAM IAMConfig
+	// StatementTimeout bounds every statement on the target
+	// (statement_timeout). Default 0: no limit.
+	StatementTimeout time.Duration
+}
+
+// IAMConfig configures Aurora/RDS IAM database authentication.
+type IAMConfig struct {
+	// Region is the database's AWS region. When set, each new connection
+	// authenticates with a fresh IAM token for the DSN's host, port and user
+	// (valid 15 minutes, so a reconnect never reuses an expired one), signed
+	// with credentials from the default AWS chain (environment, shared
+	// config, web identity, container or instance role). The DSN should then
+	// ask for TLS (sslmode=verify-full). Default "": password authentication
+	// as the DSN says.
+	Region string
+}
+
+// Sink applies batches to a PostgreSQL or Aurora PostgreSQL database. It uses
+// one connection and is used from one goroutine, like sink.Sink says.
+//
+// After Apply returns an error the open transaction is rolled back; if the
+// error is retriable the connection may be gone, and the caller recreates the
+// Sink (Close, then New) before retrying from Position. Apply on a Sink whose
+// connection is closed returns a retriable error.
+type Sink struct {
+	cfg  Config
+	log  *slog.Logger
+	desc string // the target without its password: host:port/db user=…
+	conn *pgx.Conn
+	tx   pgx.Tx // the open target transaction, nil when none
+
+	checkpoint string                      // quoted checkpoint table
+	tables     map[*change.Relation]*table // target tables by source relation
+	staged     map[int]bool                // staging tables created, by column count
+
+	// copyMinRows is the row count from which an upsert set goes through
+	// COPY into a staging table instead of unnest arrays; 0 never.
+	copyMinRows int
+	// statements counts data statements (DML, COPY, TRUNCATE), for tests.
+	statements int
+}
+
+var (
+	_ sink.Sink          = (*Sink)(nil)
+	_ sink.PositionStore = (*Sink)(nil)
+)
+
+// New connects to the target, makes the session a replica session
+// (session_replication_role = replica: triggers and foreign keys do not fire
+// for applied rows, as on a logical replication subscriber), and creates the
+// checkpoint table if missing. Its errors name the target without its
+// password; connection failures are retriable, authentication failures not.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("postgres sink: a name is required")
+	}
+	if cfg.DSN == "" {
+		return nil, fmt.Errorf("postgres sink %q: a DSN is required", cfg.Name)
+	}
+	if cfg.CheckpointTable == "" {
+		cfg.CheckpointTable = DefaultCheckpointTable
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ckSchema, ckTable, err := splitTable(cfg.CheckpointTable)
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink %q: %w", cfg.Name, err)
+	}
+	pcfg, err := pgx.ParseConfig(cfg.DSN) // its errors redact the password
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink %q: %w", cfg.Name, err)
+	}
+	s := &Sink{
+		cfg:         cfg,
+		log:         log.With("sink", cfg.Name),
+		desc:        describe(pcfg),
+		tables:      map[*change.Relation]*table{},
+		staged:      map[int]bool{},
+		copyMinRows: defaultCopyMinRows,
+	}
+	if _, ok := pcfg.RuntimeParams["application_name"]; !ok {
+		pcfg.RuntimeParams["application_name"] = "cdcd sink " + cfg.Name
+	}
+	if cfg.IAM.Region != "" {
+		token, err := iamToken(ctx, cfg.IAM.Region, pcfg)
+		if err != nil {
+			return nil, s.errorf("building an IAM auth token: %w", err)
+		}
+		pcfg.Password = token
+	}
+	if s.conn, err = pgx.ConnectConfig(ctx, pcfg); err != nil {
+		return nil, classify(s.errorf("connecting: %w", err), false)
+	}
+	if err := s.setup(ctx, ckSchema, ckTable); err != nil {
+		s.conn.Close(context.WithoutCancel(ctx))
+		return nil, classify(s.errorf("%w", err), s.conn.IsClosed())
+	}
+	s.log.Info("postgres sink connected", "target", s.desc, "checkpoint_table", cfg.CheckpointTable)
+	return s, nil
+}
+
+// setup prepares the session and the checkpoint table.
+func (s *Sink) setup(ctx context.Context, ckSchema, ckTable string) error {
+	if _, err := s.conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		return fmt.Errorf("SET session_replication_role = replica (needs a superuser, rds_superuser or GRANT SET ON PARAMETER): %w", err)
+	}
+	if s.cfg.StatementTimeout > 0 {
+		ms := strconv.FormatInt(s.cfg.StatementTimeout.Milliseconds(), 10)
+		if _, err := s.conn.Exec(ctx, "SET statement_timeout = "+ms); err != nil {
+			return fmt.Errorf("setting statement_timeout: %w", err)
+		}
+	}
+	if ckSchema == "" {
+		s.checkpoint = pgx.Identifier{ckTable}.Sanitize()
+	} else {
+		s.checkpoint = pgx.Identifier{ckSchema, ckTable}.Sanitize()
+	}
+	// Look before creating: CREATE … IF NOT EXISTS checks privileges first,
+	// and a sink user may lack them on a database prepared for it.
+	var exists bool
+	if err := s.conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.checkpoint).Scan(&exists); err != nil {
+		return fmt.Errorf("looking for checkpoint table %s: %w", s.cfg.CheckpointTable, err)
+	}
+	if exists {
+		return nil
+	}
+	if ckSchema != "" {
+		if _, err := s.conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{ckSchema}.Sanitize()); err != nil {
+			return fmt.Errorf("creating checkpoint schema %s: %w", ckSchema, err)
+		}
+	}
+	_, err := s.conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.checkpoint+` (
+	name text PRIMARY KEY,
+	seq bigint NOT NULL,
+	end_lsn pg_lsn NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now())`)
+	if err != nil {
+		return fmt.Errorf("creating checkpoint table %s: %w", s.cfg.CheckpointTable, err)
+	}
+	return nil
+}
+
+// Apply writes b in the open target transaction, beginning one if none is
+// open. Unless b is Partial it then stores b.Position in the checkpoint table
+// and commits, so data and position become durable together; a Partial batch
+// leaves the transaction open for the next Apply. On error everything not
+// yet committed, the earlier parts of a Partial transaction included, is
+// rolled back.
+func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
+	if s.conn == nil || s.conn.IsClosed() {
+		return sink.Retriable(s.errorf("the connection is closed: recreate the sink"))
+	}
+	defer func() {
+		if err != nil {
+			s.rollback(ctx)
+			err = classify(s.errorf("%w", err), s.conn.IsClosed())
+		}
+	}()
+	steps, err := buildPlan(b.Txs)
+	if err != nil {
+		return err
+	}
+	if s.tx == nil {
+		if s.tx, err = s.conn.Begin(ctx); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+	}
+	for _, st := range steps {
+		if err := s.step(ctx, st); err != nil {
+			return err
+		}
+	}
+	if b.Partial {
+		return nil
+	}
+	// Crash safety: the position is written in the transaction that holds
+	// the batch's rows, so after a crash at any instant the target has
+	// either both or neither, and apply resumes after exactly what it has.
+	if err := s.storePosition(ctx, b.Position); err != nil {
+		return err
+	}
+	err = s.tx.Commit(ctx)
+	s.tx = nil
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// rollback ends the open transaction after an error, if the connection still
+// has one. Staging tables created in it are gone with it.
+func (s *Sink) rollback(ctx context.Context) {
+	if s.tx == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.tx.Rollback(rctx); err != nil && !s.conn.IsClosed() {
+		s.log.Warn("postgres sink rollback failed", "error", err)
+	}
+	s.tx = nil
+	s.staged = map[int]bool{} // those created in the transaction are gone
+}
+
+// storePosition upserts the sink's checkpoint row in the open transaction.
+func (s *Sink) storePosition(ctx context.Context, p sink.Position) error {
+	if p.Seq > math.MaxInt64 {
+		return fmt.Errorf("position seq %d does not fit the checkpoint table's bigint", p.Seq)
+	}
+	_, err := s.tx.Exec(ctx, "INSERT INTO "+s.checkpoint+` AS c (name, seq, end_lsn, updated_at)
+VALUES ($1, $2, $3::text::pg_lsn, now())
+ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn, updated_at = EXCLUDED.updated_at`,
+		s.cfg.Name, int64(p.Seq), p.EndLSN.String())
+	if err != nil {
+		return fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
+	}
+	return nil
+}
+
+// Position returns the position of the last committed batch, the zero
+// Position when the sink has not committed one yet.
+func (s *Sink) Position(ctx context.Context) (sink.Position, error) {
+	if s.conn == nil || s.conn.IsClosed() {
+		return sink.Position{}, sink.Retriable(s.errorf("the connection is closed: recreate the sink"))
+	}
+	var (
+		seq int64
+		lsn string
+		p   sink.Position
+	)
+	err := s.conn.QueryRow(ctx, "SELECT seq, end_lsn::text FROM "+s.checkpoint+" WHERE name = $1", s.cfg.Name).Scan(&seq, &lsn)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, nil
+	}
+	if err != nil {
+		return p, classify(s.errorf("reading position from %s: %w", s.cfg.CheckpointTable, err), s.conn.IsClosed())
+	}
+	if p.EndLSN, err = change.ParseLSN(lsn); err != nil {
+		return p, s.errorf("reading position from %s: %w", s.cfg.CheckpointTable, err)
+	}
+	p.Seq = uint64(seq)
+	return p, nil
+}
+
+// Close rolls back an open Partial transaction and closes the connection.
+func (s *Sink) Close(ctx context.Context) error {
+	if s.conn == nil {
+		return nil
+	}
+	if s.tx != nil {
+		s.rollback(ctx)
+	}
+	err := s.conn.Close(ctx)
+	s.conn = nil
+	if err != nil {
+		return s.errorf("closing: %w", err)
+	}
+	return nil
+}
+
+// errorf formats an error prefixed with the sink and its target.
+func (s *Sink) errorf(format string, args ...any) error {
+	return fmt.Errorf("postgres sink %q (%s): "+format, append([]any{s.cfg.Name, s.desc}, args...)...)
+}
+
+// describe names the target for errors and logs, without its password.
+func describe(c *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s:%d/%s user=%s", c.Host, c.Port, c.Database, c.User)
+}
+
+// splitTable splits "schema.table" (or "table") into its parts, unquoted.
+func splitTable(name string) (schema, table string, err error) {
+	parts := strings.Split(name, ".")
+	switch {
+	case len(parts) == 1 && parts[0] != "":
+		return "", parts[0], nil
+	case len(parts) == 2 && parts[0] != "" && parts[1] != "":
+		return parts[0], parts[1], nil
+	}
+	return "", "", fmt.Errorf("checkpoint table %q: want schema.table or table", name)
+}
