@@ -121,8 +121,8 @@ type Worker struct {
 
 	mu     sync.Mutex
 	stats  Stats
-	opened bool // the sink was opened once in this process
-	pos   atomic.Uint64 // Position.Seq, lock-free for purge
+	opened bool          // the sink was opened once in this process
+	pos    atomic.Uint64 // Position.Seq, lock-free for purge
 }
 
 // New returns a worker for the sink opened by open.

@@ -223,4 +223,3 @@ func (p *Pipeline) Applied() uint64 {
 	}
 	return low
 }
-
