@@ -1,0 +1,234 @@
+package kafka_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cdcd-io/cdcd/internal/kafkatest"
+	"github.com/cdcd-io/cdcd/internal/pgtest"
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/config"
+	"github.com/cdcd-io/cdcd/pkg/pipeline"
+)
+
+func testLogger() *slog.Logger {
+	if os.Getenv("CDCD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// yamlConfig is a cdcd config from pg to one kafka sink; extra is YAML
+// added to the sink entry.
+func yamlConfig(pg *pgtest.Cluster, k *kafkatest.Cluster, trailDir, extra string) string {
+	return fmt.Sprintf(`
+source:
+  dsn: %q
+  create: true
+  heartbeat: 1s
+  status_interval: 200ms
+trail:
+  dir: %q
+  segment_bytes: 1MiB
+  purge_interval: 1s
+sinks:
+  - name: events
+    kind: kafka
+    brokers: [%s]
+    batch: { max_rows: 2000, max_delay: 50ms }
+%s
+log:
+  format: text
+`, pg.DSN("postgres"), trailDir, strings.Join(k.Addrs(), ", "), indent(extra, "    "))
+}
+
+func indent(s, by string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if l != "" {
+			b.WriteString(by + strings.TrimSpace(l) + "\n")
+		}
+	}
+	return b.String()
+}
+
+type running struct {
+	p      *pipeline.Pipeline
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startPipeline(t testing.TB, yaml string) *running {
+	t.Helper()
+	f, err := config.Parse([]byte(yaml))
+	require.NoError(t, err)
+	p, err := pipeline.New(f.PipelineConfig(testLogger()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{p: p, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		r.cancel()
+		select {
+		case <-r.done:
+		case <-time.After(time.Minute):
+		}
+	})
+	return r
+}
+
+// waitApplied waits until the sink has applied a transaction ending past lsn.
+func (r *running) waitApplied(t testing.TB, lsn change.LSN, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := r.p.Workers()[0].Stats()
+		if st.Position.EndLSN > lsn {
+			return
+		}
+		select {
+		case err := <-r.done:
+			r.done <- err
+			t.Fatalf("pipeline stopped early: %v (sink: %s)", err, st.LastError)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sink at %s, not past %s after %s; sink %+v", st.Position.EndLSN, lsn, timeout, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *running) stop(t testing.TB) {
+	t.Helper()
+	r.cancel()
+	require.NoError(t, <-r.done)
+	r.done <- nil
+}
+
+func waitSlot(t testing.TB, c *pgtest.Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var active bool
+		err := queryRow(c, "SELECT active FROM pg_replication_slots WHERE slot_name = 'cdcd'", &active)
+		if err == nil && active {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot cdcd not active after 60s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func queryRow(c *pgtest.Cluster, sql string, dst ...any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, sql).Scan(dst...)
+}
+
+func marker(t testing.TB, c *pgtest.Cluster) change.LSN {
+	t.Helper()
+	var s string
+	require.NoError(t, queryRow(c, "SELECT pg_logical_emit_message(true, 'test.marker', 'm')::text", &s))
+	l, err := change.ParseLSN(s)
+	require.NoError(t, err)
+	return l
+}
+
+// event is a decoded Debezium envelope.
+type event struct {
+	Before    map[string]any `json:"before"`
+	After     map[string]any `json:"after"`
+	Source    map[string]any `json:"source"`
+	Op        string         `json:"op"`
+	TsMs      json.Number    `json:"ts_ms"`
+	Unchanged []string       `json:"unchanged"`
+
+	key       string
+	partition int32
+	headers   map[string]string
+}
+
+func decodeEvent(t testing.TB, r *kgo.Record) event {
+	t.Helper()
+	var e event
+	if r.Value != nil {
+		d := json.NewDecoder(bytes.NewReader(r.Value))
+		d.UseNumber()
+		d.DisallowUnknownFields()
+		require.NoError(t, d.Decode(&e), "value %s", r.Value)
+	}
+	e.key, e.partition = string(r.Key), r.Partition
+	e.headers = map[string]string{}
+	for _, h := range r.Headers {
+		e.headers[h.Key] = string(h.Value)
+	}
+	return e
+}
+
+// readTopic reads a topic with read_committed.
+func readTopic(t testing.TB, k *kafkatest.Cluster, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	recs, err := k.ReadCommitted(ctx, topic)
+	require.NoError(t, err)
+	return recs
+}
+
+// byKey groups events by record key, each key's events in offset order
+// (one key lives in one partition).
+func byKey(t testing.TB, recs []*kgo.Record) map[string][]event {
+	out := map[string][]event{}
+	for _, r := range recs {
+		out[string(r.Key)] = append(out[string(r.Key)], decodeEvent(t, r))
+	}
+	return out
+}
+
+// buildCdcd builds the cdcd binary once per test binary.
+func buildCdcd(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		d, err := os.MkdirTemp("", "cdcd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(d, "cdcd")
+		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", builtBin, "github.com/cdcd-io/cdcd/cmd/cdcd").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return builtBin
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
