@@ -96,17 +96,9 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // Parse parses a configuration document.
 func Parse(raw []byte) (*File, error) {
-	var missing []string
-	expanded := envRef.ReplaceAllFunc(raw, func(m []byte) []byte {
-		name := string(envRef.FindSubmatch(m)[1])
-		v, ok := os.LookupEnv(name)
-		if !ok {
-			missing = append(missing, name)
-		}
-		return []byte(v)
-	})
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("environment variable %s is not set (referenced as ${%s})", missing[0], missing[0])
+	expanded, err := expandEnv(raw)
+	if err != nil {
+		return nil, err
 	}
 	var f File
 	if len(bytes.TrimSpace(expanded)) > 0 {
@@ -122,6 +114,48 @@ func Parse(raw []byte) (*File, error) {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// expandEnv replaces ${NAME} outside comments with the environment
+// variable NAME; an unset one is an error.
+func expandEnv(raw []byte) ([]byte, error) {
+	var out []byte
+	for _, line := range bytes.SplitAfter(raw, []byte("\n")) {
+		code, comment := splitComment(line)
+		var missing string
+		code = envRef.ReplaceAllFunc(code, func(m []byte) []byte {
+			name := string(envRef.FindSubmatch(m)[1])
+			v, ok := os.LookupEnv(name)
+			if !ok && missing == "" {
+				missing = name
+			}
+			return []byte(v)
+		})
+		if missing != "" {
+			return nil, fmt.Errorf("environment variable %s is not set (referenced as ${%s})", missing, missing)
+		}
+		out = append(append(out, code...), comment...)
+	}
+	return out, nil
+}
+
+// splitComment splits a YAML line before its comment: a # at the start or
+// after a blank, outside quotes.
+func splitComment(line []byte) (code, comment []byte) {
+	var quote byte
+	for i, c := range line {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return line[:i], line[i:]
+		}
+	}
+	return line, nil
 }
 
 func oneLine(s string) string {

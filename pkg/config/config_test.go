@@ -66,3 +66,12 @@ func TestByteSize(t *testing.T) {
 		require.Equal(t, want, got, in)
 	}
 }
+
+func TestEnvInCommentsIsIgnored(t *testing.T) {
+	f, err := Parse([]byte("# uses ${NOT_SET_ANYWHERE}\nsource: {dsn: \"x#${CDCD_T_DSN_PART}\"} # ${ALSO_NOT_SET}\ntrail: {dir: /t}\n"))
+	require.Error(t, err, "inside quotes the # is not a comment")
+	t.Setenv("CDCD_T_DSN_PART", "y")
+	f, err = Parse([]byte("# uses ${NOT_SET_ANYWHERE}\nsource: {dsn: \"x#${CDCD_T_DSN_PART}\"} # ${ALSO_NOT_SET}\ntrail: {dir: /t}\n"))
+	require.NoError(t, err)
+	require.Equal(t, "x#y", f.Source.DSN)
+}
