@@ -80,12 +80,26 @@ func (c *Cluster) ReadCommitted(ctx context.Context, topics ...string) ([]*kgo.R
 
 // ReadCommitted reads topics from any cluster; see Cluster.ReadCommitted.
 func ReadCommitted(ctx context.Context, brokers []string, topics ...string) ([]*kgo.Record, error) {
+	return read(ctx, brokers, true, topics)
+}
+
+// ReadUncommitted reads every record of the topics, aborted transactions'
+// included, up to the high watermarks as of the call.
+func (c *Cluster) ReadUncommitted(ctx context.Context, topics ...string) ([]*kgo.Record, error) {
+	return read(ctx, c.addrs, false, topics)
+}
+
+func read(ctx context.Context, brokers []string, committed bool, topics []string) ([]*kgo.Record, error) {
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return nil, err
 	}
 	adm := kadm.NewClient(admCl)
-	ends, err := adm.ListCommittedOffsets(ctx, topics...)
+	list, level := adm.ListEndOffsets, kgo.ReadUncommitted()
+	if committed {
+		list, level = adm.ListCommittedOffsets, kgo.ReadCommitted()
+	}
+	ends, err := list(ctx, topics...)
 	admCl.Close()
 	if err != nil {
 		return nil, fmt.Errorf("list end offsets: %w", err)
@@ -111,7 +125,7 @@ func ReadCommitted(ctx context.Context, brokers []string, topics ...string) ([]*
 		return nil, nil
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(offsets),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.FetchMaxWait(200*time.Millisecond))
+		kgo.FetchIsolationLevel(level), kgo.KeepControlRecords(), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		return nil, err
 	}

@@ -96,9 +96,9 @@ func (s *Sink) row(ctx context.Context, op byte, rel *change.Relation, before, a
 	default:
 		s.enc.unchanged = s.enc.unchanged[:0]
 	}
-	s.produce(ctx, ri.topic, -1, key, value, s.headers(hdr, seq, op), tx)
+	s.produce(ctx, ri.topic, -1, key, value, s.headers(hdr, seq, op))
 	if op == 'd' && s.cfg.Tombstones && s.cfg.Envelope == EnvDebezium && key != nil {
-		s.produce(ctx, ri.topic, -1, key, nil, s.headers(hdr, seq, op), tx)
+		s.produce(ctx, ri.topic, -1, key, nil, s.headers(hdr, seq, op))
 	}
 	return nil
 }
@@ -122,7 +122,7 @@ func (s *Sink) truncate(ctx context.Context, rel *change.Relation, tx *change.Tx
 		value = s.mem.end(vb)
 	}
 	for p := range parts {
-		s.produce(ctx, ri.topic, p, nil, value, s.headers(hdr, seq, 't'), tx)
+		s.produce(ctx, ri.topic, p, nil, value, s.headers(hdr, seq, 't'))
 	}
 	return nil
 }
@@ -157,7 +157,7 @@ var opBytes = map[byte][]byte{'c': []byte("c"), 'u': []byte("u"), 'd': []byte("d
 // produce sends a record asynchronously; failures are collected by the
 // promise and checked per transaction and at Flush. partition ≥ 0 pins the
 // partition (truncate fan-out); -1 partitions by key.
-func (s *Sink) produce(ctx context.Context, topic string, partition int32, key, value []byte, hdr []kgo.RecordHeader, _ *change.Tx) {
+func (s *Sink) produce(ctx context.Context, topic string, partition int32, key, value []byte, hdr []kgo.RecordHeader) {
 	r := s.mem.record()
 	r.Topic, r.Key, r.Value, r.Headers = topic, key, value, hdr
 	if partition >= 0 {
@@ -179,7 +179,8 @@ func (s *Sink) checkpoint(ctx context.Context, p sink.Position, now int64) {
 	b = append(b, `","ts_ms":`...)
 	b = strconv.AppendInt(b, now, 10)
 	b = append(b, '}')
-	s.produce(ctx, s.cfg.CheckpointTopic, -1, s.mem.copy([]byte(s.cfg.Name)), s.mem.end(b), nil, nil)
+	value := s.mem.end(b) // before the key takes the arena's free space
+	s.produce(ctx, s.cfg.CheckpointTopic, -1, s.mem.copy([]byte(s.cfg.Name)), value, nil)
 }
 
 // pinned marks a record whose Partition is chosen by the sink.

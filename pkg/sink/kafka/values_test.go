@@ -2,12 +2,16 @@ package kafka
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 func TestValues(t *testing.T) {
@@ -147,5 +151,23 @@ func TestConfigValidate(t *testing.T) {
 		cfg := ok
 		c.mut(&cfg)
 		require.ErrorContains(t, cfg.Validate(), c.want)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, c := range []struct {
+		err       error
+		retriable bool
+	}{
+		{fmt.Errorf("produce: %w", kerr.SaslAuthenticationFailed), false},
+		{fmt.Errorf("produce: %w", kerr.TopicAuthorizationFailed), false},
+		{fmt.Errorf("produce: %w", kerr.MessageTooLarge), false},
+		{fmt.Errorf("%w: bad value", errEncode), false},
+		{fmt.Errorf("produce: %w", kerr.InvalidRecord), true},
+		{fmt.Errorf("commit: %w", kerr.UnknownServerError), true},
+		{fmt.Errorf("produce: %w", kerr.ProducerFenced), true},
+		{errors.New("EOF"), true},
+	} {
+		require.Equal(t, c.retriable, sink.IsRetriable(classify(c.err)), "%v", c.err)
 	}
 }
