@@ -112,16 +112,16 @@ func BenchmarkPGToPGVsNative(b *testing.B) {
 	report("insert_1M", ca, na)
 	{
 
-	// (b) update: time from the statement's start to drained.
-	timeUpdate := func(src, dst *pgtest.Cluster) time.Duration {
-		t0 := time.Now()
-		src.ExecT(b, "postgres", `UPDATE bench SET a = a + 1, b = b || 'u'`)
-		drained(src, dst)
-		return time.Since(t0)
-	}
-	cb := timeUpdate(cs, ct)
-	nb := timeUpdate(ns, nt)
-	report("update_1M", cb, nb)
+		// (b) update: time from the statement's start to drained.
+		timeUpdate := func(src, dst *pgtest.Cluster) time.Duration {
+			t0 := time.Now()
+			src.ExecT(b, "postgres", `UPDATE bench SET a = a + 1, b = b || 'u'`)
+			drained(src, dst)
+			return time.Since(t0)
+		}
+		cb := timeUpdate(cs, ct)
+		nb := timeUpdate(ns, nt)
+		report("update_1M", cb, nb)
 	}
 backlog:
 
