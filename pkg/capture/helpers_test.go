@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
@@ -89,25 +88,9 @@ func (r *runner) stop(t testing.TB) {
 
 // marker commits a logical message and returns its LSN: once the trail's
 // durable end LSN is past it, everything committed before it is in the trail.
-func marker(t testing.TB, c *pgtest.Cluster) change.LSN {
-	t.Helper()
-	var s string
-	require.NoError(t, query(c, "SELECT pg_logical_emit_message(true, 'test.marker', 'm')::text", &s))
-	l, err := change.ParseLSN(s)
-	require.NoError(t, err)
-	return l
-}
+func marker(t testing.TB, c *pgtest.Cluster) change.LSN { t.Helper(); return c.MarkerT(t) }
 
-func query(c *pgtest.Cluster, sql string, dst ...any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	return conn.QueryRow(ctx, sql).Scan(dst...)
-}
+func query(c *pgtest.Cluster, sql string, dst ...any) error { return c.QueryRow(sql, dst...) }
 
 // txn is one transaction read back from the trail.
 type txn struct {

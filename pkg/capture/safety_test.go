@@ -308,29 +308,7 @@ func cdcdCmd(bin, cfg, logPath string) *exec.Cmd {
 }
 
 // buildCdcd builds the cdcd binary once per test binary run.
-func buildCdcd(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		d, err := os.MkdirTemp("", "cdcd-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(d, "cdcd")
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", builtBin, "github.com/cdcd-io/cdcd/cmd/cdcd").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return builtBin
-}
-
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
+func buildCdcd(t testing.TB) string { t.Helper(); return pgtest.BuildCdcdT(t) }
 
 // TestCaptureSkipsRedelivered: when the server re-sends transactions the
 // trail already holds (confirmed_flush_lsn behind the trail, e.g. after a

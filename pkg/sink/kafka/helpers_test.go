@@ -7,15 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -121,41 +116,11 @@ func (r *running) stop(t testing.TB) {
 	r.done <- nil
 }
 
-func waitSlot(t testing.TB, c *pgtest.Cluster) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var active bool
-		err := queryRow(c, "SELECT active FROM pg_replication_slots WHERE slot_name = 'cdcd'", &active)
-		if err == nil && active {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot cdcd not active after 60s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func waitSlot(t testing.TB, c *pgtest.Cluster) { t.Helper(); c.WaitSlotActiveT(t, "cdcd") }
 
-func queryRow(c *pgtest.Cluster, sql string, dst ...any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	return conn.QueryRow(ctx, sql).Scan(dst...)
-}
+func queryRow(c *pgtest.Cluster, sql string, dst ...any) error { return c.QueryRow(sql, dst...) }
 
-func marker(t testing.TB, c *pgtest.Cluster) change.LSN {
-	t.Helper()
-	var s string
-	require.NoError(t, queryRow(c, "SELECT pg_logical_emit_message(true, 'test.marker', 'm')::text", &s))
-	l, err := change.ParseLSN(s)
-	require.NoError(t, err)
-	return l
-}
+func marker(t testing.TB, c *pgtest.Cluster) change.LSN { t.Helper(); return c.MarkerT(t) }
 
 // event is a decoded Debezium envelope.
 type event struct {
@@ -209,26 +174,4 @@ func byKey(t testing.TB, recs []*kgo.Record) map[string][]event {
 }
 
 // buildCdcd builds the cdcd binary once per test binary.
-func buildCdcd(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		d, err := os.MkdirTemp("", "cdcd-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(d, "cdcd")
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", builtBin, "github.com/cdcd-io/cdcd/cmd/cdcd").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return builtBin
-}
-
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
+func buildCdcd(t testing.TB) string { t.Helper(); return pgtest.BuildCdcdT(t) }
