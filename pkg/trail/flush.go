@@ -25,14 +25,14 @@ func (m FlushMark) End() change.LSN { return m.end }
 // The producer may go on appending while another goroutine runs
 // SyncFlushed(mark) — the fsync then overlaps with receiving and decoding
 // instead of stalling them. Rollover happens here (synchronously, once per
-// segment) when the segment is full and no asynchronous sync is running.
+// segment) when the segment is full, even with asynchronous syncs pending.
 func (w *Writer) Flush() (FlushMark, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.usable(); err != nil {
 		return FlushMark{}, err
 	}
-	if w.asyncSyncs == 0 && !w.inTx && w.size() >= w.opts.SegmentBytes && w.size() > w.dataOff {
+	if w.full() {
 		if err := w.syncActive(); err != nil {
 			return FlushMark{}, err
 		}
@@ -72,6 +72,9 @@ func (w *Writer) SyncFlushed(m FlushMark) (change.LSN, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.asyncSyncs--
+	if w.asyncSyncs == 0 {
+		w.closeRetired()
+	}
 	if err != nil {
 		return 0, w.fail(fmt.Errorf("trail sync %s: %w", m.f.Name(), err))
 	}

@@ -79,3 +79,40 @@ type regressErr struct{}
 func (regressErr) Error() string { return "durable position went backwards or short of the mark" }
 
 var errRegress = regressErr{}
+
+// TestRolloverWhileSyncsPending: a syncer that is never idle must not
+// postpone rollover — segments stay bounded, pending marks on a retired
+// segment still complete, and durability never goes backwards.
+func TestRolloverWhileSyncsPending(t *testing.T) {
+	dir := t.TempDir()
+	w := openW(t, dir, Options{SegmentBytes: 16 << 10, BufferBytes: 4 << 10})
+	rel := usersRel()
+	var pending []FlushMark
+	var end change.LSN
+	for i := 1; i <= 300; i++ {
+		end = writeTx(t, w, i, 5, rel).EndLSN
+		m, err := w.Flush()
+		require.NoError(t, err)
+		pending = append(pending, m)
+		if len(pending) > 2 { // always at least two marks outstanding
+			_, err := w.SyncFlushed(pending[0])
+			require.NoError(t, err)
+			pending = pending[1:]
+		}
+	}
+	segs, err := Segments(dir)
+	require.NoError(t, err)
+	require.Greater(t, len(segs), 5, "rolled over with syncs pending")
+	var last change.LSN
+	for _, m := range pending {
+		got, err := w.SyncFlushed(m)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, got, last)
+		last = got
+	}
+	require.Equal(t, end, last)
+	require.NoError(t, w.Close())
+	recs := readAll(t, dir, 0, ReaderOptions{})
+	requireContiguous(t, recs, recs[0].Seq)
+	require.Len(t, commits(recs), 300)
+}

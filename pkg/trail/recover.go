@@ -262,8 +262,9 @@ func (w *Writer) rollover() error {
 	if err := w.startSegment(); err != nil {
 		return w.fail(fmt.Errorf("trail rollover: %w", err))
 	}
-	if err := old.Close(); err != nil {
-		w.log.Warn("close sealed trail segment", "error", err)
+	w.retired = append(w.retired, old)
+	if w.asyncSyncs == 0 {
+		w.closeRetired()
 	}
 	w.log.Info("trail segment started", "first_seq", w.segFirst, "schemas", len(w.schemas))
 	return nil

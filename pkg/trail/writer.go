@@ -84,9 +84,12 @@ type Writer struct {
 	changedMu  sync.Mutex
 	changed    chan struct{} // closed by the next publish; nil until asked for
 
-	// asyncSyncs counts marks handed out by Flush and not yet synced: the
-	// segment file must not be rolled over or closed under them.
+	// asyncSyncs counts marks handed out by Flush and not yet synced. A
+	// segment rolled over while some are pending is synced by the rollover
+	// itself but only closed (retired) once they have all completed, so a
+	// syncer that is never idle cannot postpone rollover forever.
 	asyncSyncs int
+	retired    []*os.File
 
 	err    error // sticky: the first write, truncate or fsync failure
 	closed bool
@@ -247,7 +250,7 @@ func (w *Writer) Sync() (change.LSN, error) {
 	if err := w.syncActive(); err != nil {
 		return 0, err
 	}
-	if w.asyncSyncs == 0 && !w.inTx && w.size() >= w.opts.SegmentBytes && w.size() > w.dataOff {
+	if w.full() {
 		if err := w.rollover(); err != nil {
 			return 0, err
 		}
@@ -346,7 +349,23 @@ func (w *Writer) Close() error {
 	if cerr := w.f.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("trail close: %w", cerr)
 	}
+	w.closeRetired()
 	return err
+}
+
+// full reports whether the active segment should be rolled over now: it has
+// reached SegmentBytes, holds records of its own, and no transaction is open.
+func (w *Writer) full() bool {
+	return !w.inTx && w.size() >= w.opts.SegmentBytes && w.size() > w.dataOff
+}
+
+func (w *Writer) closeRetired() {
+	for _, f := range w.retired {
+		if err := f.Close(); err != nil {
+			w.log.Warn("close sealed trail segment", "error", err)
+		}
+	}
+	w.retired = w.retired[:0]
 }
 
 func (w *Writer) usable() error {
