@@ -4,7 +4,7 @@
 GO       ?= go
 PKGS     := ./...
 # Packages where concurrency lives run under the race detector.
-RACE_PKGS := ./pkg/trail/... ./pkg/capture/... ./pkg/source/... ./pkg/checkpoint/...
+RACE_PKGS := ./pkg/trail/... ./pkg/capture/... ./pkg/source/... ./pkg/checkpoint/... ./pkg/service/...
 FUZZTIME ?= 30s
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -26,7 +26,7 @@ demo: deps
 
 test: deps
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v -e /pkg/trail -e /pkg/capture -e /pkg/source -e /pkg/checkpoint)
+	$(GO) test -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v -e /pkg/trail -e /pkg/capture -e /pkg/source -e /pkg/checkpoint -e /pkg/service)
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 
 # Unit tests only: no servers.

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/cdcd-io/cdcd/pkg/capture"
+	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/config"
 )
 
 func newCaptureCmd() *cobra.Command {
-	var path string
+	var path, until string
 	cmd := &cobra.Command{
 		Use:   "capture --config FILE",
 		Short: "Capture the source's changes into the trail until stopped (SIGINT/SIGTERM)",
@@ -28,7 +32,22 @@ func newCaptureCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Run(cmd.Context()); err != nil {
+			ctx := cmd.Context()
+			if until != "" {
+				stop, err := change.ParseLSN(until)
+				if err != nil {
+					return fmt.Errorf("--until %q: %w (expected an LSN such as 0/16B3748)", until, err)
+				}
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(ctx)
+				defer cancel()
+				c.OnDurable = func(d change.LSN) {
+					if d >= stop {
+						cancel()
+					}
+				}
+			}
+			if err := c.Run(ctx); err != nil {
 				return err
 			}
 			st := c.Stats()
@@ -38,6 +57,7 @@ func newCaptureCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML)")
+	cmd.Flags().StringVar(&until, "until", "", "stop once every transaction up to this LSN is durable in the trail (e.g. a cut-over point)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

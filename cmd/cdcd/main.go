@@ -21,7 +21,9 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	stopProfile := startProfile()
 	err := newRoot().ExecuteContext(ctx)
+	stopProfile()
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cdcd: "+err.Error())
@@ -37,7 +39,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newRunCmd(), newCaptureCmd(), newTrailCmd())
+	root.AddCommand(newRunCmd(), newCaptureCmd(), newTrailCmd(), newCheckCmd(), newStatusCmd())
 	return root
 }
 

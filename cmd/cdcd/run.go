@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cdcd-io/cdcd/pkg/config"
-	"github.com/cdcd-io/cdcd/pkg/pipeline"
+	"github.com/cdcd-io/cdcd/pkg/service"
 )
 
 func newRunCmd() *cobra.Command {
@@ -22,13 +22,16 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := pipeline.New(f.PipelineConfig(log))
+			// The service adds the HTTP endpoint, the WAL guard and systemd
+			// notifications around the pipeline.
+			svc, err := service.New(f.PipelineConfig(log), f.ServiceConfig(log))
 			if err != nil {
 				return err
 			}
-			if err := p.Run(cmd.Context()); err != nil {
+			if err := svc.Run(cmd.Context()); err != nil {
 				return err
 			}
+			p := svc.Pipeline()
 			st := p.Capture().Stats()
 			log.Info("cdcd stopped", "durable", st.Durable.String(), "acked", st.Acked.String())
 			for _, w := range p.Workers() {

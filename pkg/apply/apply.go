@@ -52,6 +52,15 @@ type Config struct {
 	// trail writer's Durable in-process). Default nil: everything complete
 	// on disk.
 	Durable func() trail.Position
+	// Speculate, with Durable, lets the reader run ahead of the durable
+	// position into the transaction capture is still writing (pass the
+	// trail writer's Generation in-process): a large transaction's Partial
+	// chunks are applied while it is still being received, and only its
+	// final chunk — holding the COMMIT, which is never read before it is
+	// durable — lets the sink commit. A capture rollback under it restarts
+	// the session from the sink's position. Default nil: read durable
+	// data only.
+	Speculate func() uint64
 	// Wake wakes the reader when the trail grows (the writer's Changed).
 	// Default nil: poll every 20ms.
 	Wake func() <-chan struct{}
@@ -227,7 +236,7 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 	defer stopReading()
 	b := &batcher{cfg: w.cfg, out: queue, ctx: readCtx}
 	r, err := trail.NewReader(w.cfg.TrailDir, pos.Seq+1, trail.ReaderOptions{
-		Follow: true, Limit: w.cfg.Durable, Wake: w.cfg.Wake, Idle: b.idle,
+		Follow: true, Limit: w.cfg.Durable, Speculate: w.cfg.Speculate, Wake: w.cfg.Wake, Idle: b.idle,
 	})
 	if err != nil {
 		return false, fmt.Errorf("open trail for sink %s: %w", w.cfg.Name, err)

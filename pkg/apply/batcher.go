@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
@@ -32,6 +33,11 @@ func (b *batcher) run(r *trail.Reader) error {
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, trail.ErrRolledBack) {
+				// Capture lost its source mid-transaction after this
+				// worker had started on it: start over from the position.
+				return sink.Retriable(err)
 			}
 			return err
 		}

@@ -127,6 +127,22 @@ type Capture struct {
 	// OnConnected, when set, is called after each successful start of
 	// streaming (systemd readiness uses it).
 	OnConnected func()
+	// OnChange, when set, is called from the capture goroutine for every
+	// change written to the trail (per-table metrics use it). It must be
+	// quick and must not keep the change.
+	OnChange func(*change.Change)
+	// loopNanos is the wall time of the stream loop's last turn (0 when not
+	// streaming): the systemd watchdog pings only while it moves.
+	loopNanos atomic.Int64
+}
+
+// LastLoop is when the streaming loop last turned; zero while no session is
+// streaming (connecting, or waiting to reconnect). Safe for concurrent use.
+func (c *Capture) LastLoop() time.Time {
+	if n := c.loopNanos.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // New validates cfg and returns a capture ready to Run.
@@ -251,6 +267,7 @@ func (c *Capture) session(ctx context.Context) (connected bool, err error) {
 		c.OnConnected()
 	}
 	l := newLoop(c, src, start)
+	defer c.loopNanos.Store(0)
 	return true, l.run(ctx)
 }
 

@@ -167,6 +167,9 @@ func (l *loop) handle(ctx context.Context, walStart change.LSN, data []byte) err
 			return trailErr(err)
 		}
 		l.changes++
+		if l.c.OnChange != nil {
+			l.c.OnChange(ev.Change)
+		}
 		if !l.dec.InTx() {
 			l.markPending()
 		}
@@ -286,6 +289,7 @@ func (l *loop) timedWork(ctx context.Context) error {
 		return err
 	}
 	now := l.now()
+	l.c.loopNanos.Store(now.UnixNano())
 	if l.pendingSync && !now.Before(l.syncDue) {
 		if err := l.startSync(); err != nil {
 			return err

@@ -30,6 +30,15 @@ type File struct {
 	Capture Capture    `yaml:"capture"`
 	Sinks   []SinkSpec `yaml:"sinks"`
 	Log     Log        `yaml:"log"`
+	// HTTP and WALGuard are the service sections (service.go).
+	HTTP     HTTP     `yaml:"http"`
+	WALGuard WALGuard `yaml:"wal_guard"`
+	// Snapshot, Schema, Tables and Mappings are the snapshot and mapping
+	// sections (snapshot.go).
+	Snapshot Snapshot      `yaml:"snapshot"`
+	Schema   SchemaSection `yaml:"schema"`
+	Tables   Tables        `yaml:"tables"`
+	Mappings []Mapping     `yaml:"mappings"`
 }
 
 // Source is the `source:` section.
@@ -167,6 +176,12 @@ func oneLine(s string) string {
 }
 
 func (f *File) validate() error {
+	if err := f.validateService(); err != nil {
+		return err
+	}
+	if err := f.validateSnapshot(); err != nil {
+		return err
+	}
 	switch f.Source.Kind {
 	case "", "postgres":
 	default:

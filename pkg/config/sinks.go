@@ -156,6 +156,7 @@ func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
 			Open: opener(s, log),
 		})
 	}
+	f.wireSnapshot(&pc, log)
 	return pc
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cdcd-io/cdcd/pkg/apply"
 	"github.com/cdcd-io/cdcd/pkg/capture"
+	"github.com/cdcd-io/cdcd/pkg/snapshot"
 	"github.com/cdcd-io/cdcd/pkg/trail"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	PurgeInterval time.Duration
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
+	// Setup runs before capture starts (the publication's row filters); its
+	// error stops Run. Default none.
+	Setup func(ctx context.Context) error
 }
 
 // Sink is one configured sink.
@@ -39,6 +43,10 @@ type Sink struct {
 	Apply apply.Config
 	// Open connects the sink.
 	Open apply.OpenFunc
+	// Snapshot, when set, copies the source tables into the sink before its
+	// worker starts applying (the trail keeps the stream meanwhile); its
+	// error stops the sink like a terminal apply error. Default none.
+	Snapshot *snapshot.Runner
 }
 
 // Pipeline is a capture plus its apply workers.
@@ -47,6 +55,8 @@ type Pipeline struct {
 	log     *slog.Logger
 	capture *capture.Capture
 	workers []*apply.Worker
+	// snapshots[i] is workers[i]'s snapshot, nil when none.
+	snapshots []*snapshot.Runner
 }
 
 // New validates cfg and builds the pipeline.
@@ -84,6 +94,9 @@ func New(cfg Config) (*Pipeline, error) {
 		if ac.Wake == nil {
 			ac.Wake = p.changed
 		}
+		if ac.Speculate == nil {
+			ac.Speculate = p.generation
+		}
 		if ac.Logger == nil {
 			ac.Logger = cfg.Logger
 		}
@@ -92,6 +105,7 @@ func New(cfg Config) (*Pipeline, error) {
 			return nil, err
 		}
 		p.workers = append(p.workers, w)
+		p.snapshots = append(p.snapshots, s.Snapshot)
 	}
 	return p, nil
 }
@@ -103,6 +117,17 @@ func (p *Pipeline) durable() trail.Position {
 		return w.Durable()
 	}
 	return trail.Position{}
+}
+
+// generation is the trail writer's rollback generation (see
+// apply.Config.Speculate). Before capture has opened (and recovered) the
+// trail it is odd, which holds speculative readers back: the tail on disk
+// may still be cut by recovery.
+func (p *Pipeline) generation() uint64 {
+	if w := p.capture.Trail(); w != nil {
+		return w.Generation()
+	}
+	return 1
 }
 
 var never = make(chan struct{})
@@ -120,6 +145,10 @@ func (p *Pipeline) Capture() *capture.Capture { return p.capture }
 // Workers returns the apply workers (for stats).
 func (p *Pipeline) Workers() []*apply.Worker { return p.workers }
 
+// Snapshots returns each worker's snapshot runner, nil where none (for
+// status: Runner.Progress).
+func (p *Pipeline) Snapshots() []*snapshot.Runner { return p.snapshots }
+
 // Run runs until ctx is cancelled — then every worker finishes its
 // in-flight batch, capture syncs and acknowledges, and Run returns nil — or
 // until capture fails or every sink has stopped with a terminal error. A
@@ -130,6 +159,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// connected to the source and created it.
 	if err := os.MkdirAll(p.cfg.Capture.TrailDir, 0o700); err != nil {
 		return fmt.Errorf("create trail directory: %w", err)
+	}
+	if p.cfg.Setup != nil {
+		if err := p.cfg.Setup(ctx); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -150,11 +184,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	var mu sync.Mutex
 	running := len(p.workers)
 	var firstSinkErr error
-	for _, w := range p.workers {
+	for i, w := range p.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := w.Run(ctx)
+			var err error
+			if snap := p.snapshots[i]; snap != nil {
+				if err = snap.Run(ctx); err != nil && ctx.Err() != nil {
+					err = nil // shutdown: the snapshot resumes on the next start
+				}
+			}
+			if err == nil && ctx.Err() == nil {
+				err = w.Run(ctx)
+			}
 			if err == nil {
 				return
 			}

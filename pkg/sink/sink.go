@@ -51,6 +51,10 @@ type Batch struct {
 	Rows int
 	// Bytes is the approximate size of the batch's values.
 	Bytes int
+	// Snapshot marks a batch of snapshot rows (inserts without a source
+	// transaction) from a sink without the BulkLoader ability; Position is
+	// then the sink's current position, unchanged.
+	Snapshot bool
 }
 
 // Sink writes batches. Apply calls it from one goroutine.

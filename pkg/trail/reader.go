@@ -25,6 +25,16 @@ type ReaderOptions struct {
 	// transaction the writer later rolls back. Default nil: read everything
 	// complete on disk (for tools, and readers of a trail no one writes).
 	Limit func() Position
+	// Speculate, with Limit, lets the reader run ahead of Limit into the
+	// transaction the writer is still appending (records flushed to the
+	// file but not yet synced), so a consumer can start on a large
+	// transaction while capture still receives it. A COMMIT is never
+	// returned before Limit covers it, so nothing beyond Limit can be made
+	// final; if the writer rolls back what the reader ran ahead into, Next
+	// returns ErrRolledBack and the consumer must discard everything since
+	// its last COMMIT and reopen at its position. Pass Writer.Generation.
+	// Default nil: never read past Limit.
+	Speculate func() uint64
 	// PollInterval is how long a following reader sleeps before looking for
 	// more data. Default 20ms: far below a typical group-commit interval's
 	// effect on end-to-end latency, and cheap (one read system call).
@@ -55,7 +65,15 @@ type Reader struct {
 	haveSys bool
 	schemas map[uint32]*change.Relation
 	closed  bool
+	// spec is set while records past Limit have been returned that Limit
+	// does not cover yet; specGen is the writer's generation then.
+	spec    bool
+	specGen uint64
 }
+
+// ErrRolledBack is returned by a speculative reader (ReaderOptions.Speculate)
+// when the writer rolled back records it had already returned.
+var ErrRolledBack = errors.New("trail: records read ahead of the durable position were rolled back")
 
 // NewReader returns a reader positioned at the first record with seq >= from;
 // from 0 means the start of the oldest segment. Reading begins at the start
@@ -145,17 +163,39 @@ func (r *Reader) Next(ctx context.Context) (Record, error) {
 
 		// below: the record at nextSeq is known durable and complete.
 		limitOff, below := int64(-1), false
+		var lim Position
 		if r.opts.Limit != nil {
-			lim := r.opts.Limit()
-			if r.nextSeq >= lim.Seq {
+			lim = r.opts.Limit()
+			if r.nextSeq >= lim.Seq && r.opts.Speculate == nil {
 				if err := r.wait(ctx); err != nil {
 					return Record{}, err
 				}
 				continue
 			}
-			below = true
-			if lim.Segment == r.first {
-				limitOff = lim.Offset
+			if r.nextSeq < lim.Seq {
+				if r.spec { // what was read ahead is durable now: was it kept?
+					if r.opts.Speculate() != r.specGen {
+						return Record{}, ErrRolledBack
+					}
+					r.spec = false
+				}
+				below = true
+				if lim.Segment == r.first {
+					limitOff = lim.Offset
+				}
+			} else if r.spec {
+				if r.opts.Speculate() != r.specGen {
+					return Record{}, ErrRolledBack
+				}
+			} else {
+				g := r.opts.Speculate()
+				if g%2 == 1 { // a rollback is cutting the tail right now
+					if err := r.wait(ctx); err != nil {
+						return Record{}, err
+					}
+					continue
+				}
+				r.spec, r.specGen = true, g
 			}
 		}
 		p, next, err := r.fr.next(r.off, limitOff)
@@ -185,13 +225,31 @@ func (r *Reader) Next(ctx context.Context) (Record, error) {
 			}
 			continue
 		case errors.Is(err, errTorn):
+			if r.spec && r.opts.Speculate() != r.specGen {
+				return Record{}, ErrRolledBack
+			}
 			return Record{}, r.corrupt(r.off, r.fr.reason)
 		case err != nil:
 			return Record{}, err
 		}
 
+		if r.spec {
+			if r.opts.Speculate() != r.specGen {
+				return Record{}, ErrRolledBack
+			}
+			// A COMMIT past Limit waits until Limit covers it.
+			if t, _, perr := peekRecord(p); perr == nil && t == RecordCommit && r.nextSeq >= r.opts.Limit().Seq {
+				if err := r.wait(ctx); err != nil {
+					return Record{}, err
+				}
+				continue
+			}
+		}
 		rec, ok, err := r.record(p)
 		if err != nil {
+			if r.spec && r.opts.Speculate() != r.specGen {
+				return Record{}, ErrRolledBack
+			}
 			return Record{}, err
 		}
 		r.off, r.nextSeq = next, r.nextSeq+1
@@ -233,6 +291,9 @@ func (r *Reader) record(p []byte) (rec Record, ok bool, err error) {
 // nextExists reports whether the segment following the current one exists,
 // which means the writer has sealed the current one.
 func (r *Reader) nextExists() bool {
+	if r.nextSeq == r.first { // nothing read here yet: never sealed empty
+		return false
+	}
 	_, err := os.Stat(filepath.Join(r.dir, segmentName(r.nextSeq)))
 	return err == nil
 }

@@ -2,6 +2,8 @@ package trail
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"testing"
@@ -46,9 +48,52 @@ func testFollowLiveWriter(t *testing.T, rollbacks bool) {
 			}
 		}
 	}
-	var bounded, unbounded []Record
+	// followSpec runs ahead of the durable position like an in-process
+	// apply worker; on ErrRolledBack it drops what it read since its last
+	// COMMIT and reopens after it.
+	rolledBack := 0
+	followSpec := func() ([]Record, error) {
+		var recs []Record
+		var from uint64
+		for {
+			r, err := NewReader(dir, from, ReaderOptions{Follow: true, Limit: w.Durable, Speculate: w.Generation, PollInterval: time.Millisecond})
+			if err != nil {
+				return nil, err
+			}
+			for {
+				rec, err := r.Next(ctx)
+				if errors.Is(err, ErrRolledBack) {
+					rolledBack++
+					for len(recs) > 0 && recs[len(recs)-1].Type != RecordCommit {
+						recs = recs[:len(recs)-1]
+					}
+					from = 0
+					if len(recs) > 0 {
+						from = recs[len(recs)-1].Seq + 1
+					}
+					r.Close()
+					break
+				}
+				if err != nil {
+					r.Close()
+					return recs, err
+				}
+				if rec.Type == RecordCommit && rec.Seq >= w.Durable().Seq {
+					r.Close()
+					return recs, fmt.Errorf("COMMIT seq %d returned before it was durable (durable %+v)", rec.Seq, w.Durable())
+				}
+				recs = append(recs, rec)
+				if rec.Type == RecordCommit && rec.Tx.XID == txn(txCount-1).XID {
+					r.Close()
+					return recs, nil
+				}
+			}
+		}
+	}
+	var bounded, unbounded, speculative []Record
 	var g errgroup.Group
 	g.Go(func() (err error) { bounded, err = follow(w.Durable); return err })
+	g.Go(func() (err error) { speculative, err = followSpec(); return err })
 	if !rollbacks {
 		g.Go(func() (err error) { unbounded, err = follow(nil); return err })
 	}
@@ -114,9 +159,101 @@ func testFollowLiveWriter(t *testing.T, rollbacks bool) {
 	if !rollbacks {
 		require.Equal(t, bounded, unbounded)
 	}
+	require.Equal(t, schemaless(bounded), schemaless(speculative), "the speculative reader, after its restarts, read what the durable one did")
+	t.Logf("speculative reader restarted %d times after rollbacks", rolledBack)
 	segs, err := Segments(dir)
 	require.NoError(t, err)
 	require.Greater(t, len(segs), 3, "the readers crossed segments")
+}
+
+// schemaless drops SCHEMA records, which a reader restarted mid-segment
+// sees again.
+func schemaless(recs []Record) []Record {
+	var out []Record
+	for _, r := range recs {
+		if r.Type != RecordSchema {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestSpeculateReadsAheadButNeverACommit: a speculative reader sees the
+// open transaction's flushed records, but its COMMIT only once durable.
+func TestSpeculateReadsAheadButNeverACommit(t *testing.T) {
+	dir := t.TempDir()
+	w := openW(t, dir, Options{})
+	defer w.Close()
+	ctx := context.Background()
+	r, err := NewReader(dir, 0, ReaderOptions{Limit: w.Durable, Speculate: w.Generation})
+	require.NoError(t, err)
+	defer r.Close()
+
+	tx := txn(1)
+	require.NoError(t, w.Begin(tx))
+	for i := range 3 {
+		require.NoError(t, w.Change(insert(usersRel(), i)))
+	}
+	_, err = r.Next(ctx)
+	require.ErrorIs(t, err, io.EOF, "buffered, not yet in the file")
+	_, err = w.Sync() // inside the transaction: in the file, not durable
+	require.NoError(t, err)
+	var types []RecordType
+	for {
+		rec, err := r.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		types = append(types, rec.Type)
+	}
+	require.Equal(t, []RecordType{RecordBegin, RecordSchema, RecordChange, RecordChange, RecordChange}, types)
+
+	require.NoError(t, w.Commit(tx))
+	m, err := w.Flush()
+	require.NoError(t, err)
+	_, err = r.Next(ctx)
+	require.ErrorIs(t, err, io.EOF, "the COMMIT is in the file but not durable")
+	_, err = w.SyncFlushed(m)
+	require.NoError(t, err)
+	rec, err := r.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, RecordCommit, rec.Type)
+	require.Equal(t, tx, rec.Tx)
+}
+
+// TestSpeculateSeesRollback: records read ahead and then rolled back make
+// the reader fail with ErrRolledBack, even when the rewritten trail has a
+// durable COMMIT at the same place.
+func TestSpeculateSeesRollback(t *testing.T) {
+	for _, rewrite := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rewrite=%v", rewrite), func(t *testing.T) {
+			dir := t.TempDir()
+			w := openW(t, dir, Options{})
+			defer w.Close()
+			ctx := context.Background()
+			r, err := NewReader(dir, 0, ReaderOptions{Limit: w.Durable, Speculate: w.Generation})
+			require.NoError(t, err)
+			defer r.Close()
+
+			require.NoError(t, w.Begin(txn(1)))
+			require.NoError(t, w.Change(insert(usersRel(), 1)))
+			_, err = w.Sync()
+			require.NoError(t, err)
+			for range 3 { // SCHEMA, BEGIN, CHANGE
+				_, err := r.Next(ctx)
+				require.NoError(t, err)
+			}
+			require.NoError(t, w.Rollback())
+			if rewrite {
+				writeTx(t, w, 2, 1, usersRel())
+				_, err = w.Sync()
+				require.NoError(t, err)
+			}
+			_, err = r.Next(ctx)
+			require.ErrorIs(t, err, ErrRolledBack)
+		})
+	}
 }
 
 func TestLimitHidesUnsyncedRecords(t *testing.T) {

@@ -28,6 +28,9 @@ func Open(dir string, opts Options) (*Writer, error) {
 		schemas:  make(map[uint32]*change.Relation),
 		syncFile: fdatasync,
 	}
+	// Generations start at 2: a caller without a writer yet can report
+	// 1 (odd, "unstable") to hold speculative readers back.
+	w.gen.Store(2)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open trail: %w", err)
 	}

@@ -81,8 +81,13 @@ type Writer struct {
 
 	durable    atomic.Pointer[Position]
 	durableEnd atomic.Uint64
-	changedMu  sync.Mutex
-	changed    chan struct{} // closed by the next publish; nil until asked for
+	// gen is a seqlock over rollbacks: odd while one is cutting bytes
+	// off, bumped twice by each. Speculative readers (ReaderOptions.
+	// Speculate) compare it to know that what they read past the durable
+	// position still stands.
+	gen       atomic.Uint64
+	changedMu sync.Mutex
+	changed   chan struct{} // closed by the next publish; nil until asked for
 
 	// asyncSyncs counts marks handed out by Flush and not yet synced. A
 	// segment rolled over while some are pending is synced by the rollover
@@ -275,6 +280,8 @@ func (w *Writer) rollback() error {
 	if !w.inTx {
 		return nil
 	}
+	w.gen.Add(1)
+	defer w.gen.Add(1)
 	tx := &w.tx
 	if tx.off >= w.written {
 		w.buf = w.buf[:tx.off-w.written]
@@ -460,6 +467,11 @@ func (w *Writer) publish() {
 	w.durableEnd.Store(uint64(w.lastEndLSN))
 	w.notify()
 }
+
+// Generation changes whenever a rollback cuts records off the trail; it is
+// odd while one is in progress, and never 0 or 1. Pass it as
+// ReaderOptions.Speculate.
+func (w *Writer) Generation() uint64 { return w.gen.Load() }
 
 // Changed returns a channel closed the next time the durable position
 // moves: pass it as ReaderOptions.Wake so in-process readers wake at once.

@@ -174,7 +174,11 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) error {
 		}
 		hdr := s.txHeaders(tx.Tx)
 		for _, c := range tx.Changes {
-			if err := s.change(ctx, c, tx.Tx, hdr, seq, now); err != nil {
+			emit := s.change
+			if b.Snapshot && c.Op == change.OpInsert {
+				emit = s.snapshotRow // Debezium's op "r"
+			}
+			if err := emit(ctx, c, tx.Tx, hdr, seq, now); err != nil {
 				return s.fail(ctx, "encode change", err)
 			}
 			seq++

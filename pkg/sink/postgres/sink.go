@@ -74,6 +74,8 @@ type Sink struct {
 	// copyMinRows is the row count from which an upsert set goes through
 	// COPY into a staging table instead of unnest arrays; 0 never.
 	copyMinRows int
+	// chunksReady: the snapshot chunks table exists (bulk.go).
+	chunksReady bool
 	// statements counts data statements (DML, COPY, TRUNCATE), for tests.
 	statements int
 }

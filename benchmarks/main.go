@@ -1,0 +1,214 @@
+// Command benchmarks measures cdcd against the tools a user would otherwise
+// pick, in the same run on the same machine, and writes the figures as JSON,
+// a Markdown table and PNG charts under benchmarks/results.
+//
+//	go run ./benchmarks -size ci     # make bench-ci: reduced sizes, a few minutes
+//	go run ./benchmarks -size full   # make bench: the sizes quoted in the README
+//
+// Every scenario starts its own throwaway PostgreSQL servers (internal/pgtest),
+// runs cdcd as a separate process (the binary is built first, so its peak RSS
+// is cdcd's alone) and its reference alternately, -reps times, and reports
+// medians and the ratio reference-time / cdcd-time (> 1: cdcd is faster).
+// With -floors, the run fails when a ratio falls below its floor.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	log.SetFlags(log.Ltime)
+	var (
+		size   = flag.String("size", "ci", "ci (reduced, a few minutes) or full")
+		only   = flag.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
+		out    = flag.String("out", "benchmarks/results", "directory for results JSON, Markdown and charts")
+		floors = flag.String("floors", "", "YAML file of ratio floors; the run fails when a ratio is below its floor")
+		reps   = flag.Int("reps", 0, "repetitions per scenario (default 3 full, 3 ci)")
+		prof   = flag.String("cpuprofile", "", "directory for CPU profiles of every cdcd process")
+		memory = flag.String("memory-rows", "", "override the memory scenario's transaction sizes, e.g. 1000000,5000000")
+	)
+	flag.Parse()
+	sz, ok := sizes[*size]
+	if !ok {
+		log.Fatalf("-size %q: use ci or full", *size)
+	}
+	if *reps > 0 {
+		sz.Reps = *reps
+	}
+	if *memory != "" {
+		sz.MemoryRows = nil
+		for f := range strings.SplitSeq(*memory, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				log.Fatalf("-memory-rows %q: want comma-separated row counts", *memory)
+			}
+			sz.MemoryRows = append(sz.MemoryRows, n)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, sz, *only, *out, *floors, *prof); err != nil {
+		log.Fatalf("benchmarks: %v", err)
+	}
+}
+
+func run(ctx context.Context, sz Sizes, only, out, floorsPath, profile string) error {
+	var fl Floors
+	if floorsPath != "" {
+		var err error
+		if fl, err = loadFloors(floorsPath); err != nil {
+			return err
+		}
+	}
+	work, err := os.MkdirTemp("", "cdcd-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin := filepath.Join(work, "cdcd")
+	log.Printf("building cdcd")
+	if b, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/cdcd").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/cdcd: %v\n%s", err, b)
+	}
+	if profile != "" {
+		if err := os.MkdirAll(profile, 0o755); err != nil {
+			return err
+		}
+		if profile, err = filepath.Abs(profile); err != nil {
+			return err
+		}
+	}
+	e := &Env{Bin: bin, Work: work, Size: sz, Profile: profile}
+	res := &Results{
+		Date:    time.Now().UTC().Format(time.RFC3339),
+		Size:    sz.Name,
+		Machine: describeMachine(),
+	}
+	want := map[string]bool{}
+	for n := range strings.SplitSeq(only, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			if !slices.Contains(scenarioNames(), n) {
+				return fmt.Errorf("-only %q: unknown scenario (have %s)", n, strings.Join(scenarioNames(), ", "))
+			}
+			want[n] = true
+		}
+	}
+	for _, s := range scenarios {
+		if len(want) > 0 && !want[s.name] {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Printf("== %s", s.name)
+		res.Scenarios = append(res.Scenarios, s.name)
+		t0 := time.Now()
+		if err := s.run(ctx, e, res); err != nil {
+			return fmt.Errorf("scenario %s: %w", s.name, err)
+		}
+		log.Printf("== %s done in %v", s.name, time.Since(t0).Round(time.Second))
+	}
+	if err := res.write(out); err != nil {
+		return err
+	}
+	fmt.Println(res.markdown())
+	if floorsPath != "" {
+		if failed := fl.check(res); len(failed) > 0 {
+			return fmt.Errorf("ratios below the floors in %s:\n  %s", floorsPath, strings.Join(failed, "\n  "))
+		}
+		log.Printf("every ratio is at or above its floor in %s", floorsPath)
+	}
+	return nil
+}
+
+type scenario struct {
+	name string
+	run  func(context.Context, *Env, *Results) error
+}
+
+// scenarios run in this order. Snapshot (issue 4) slots in here when it lands.
+var scenarios = []scenario{
+	{"capture", benchCapture},
+	{"apply", benchApply},
+	{"latency", benchLatency},
+	{"memory", benchMemory},
+	{"kafka", benchKafka},
+}
+
+func scenarioNames() []string {
+	var n []string
+	for _, s := range scenarios {
+		n = append(n, s.name)
+	}
+	return n
+}
+
+// Sizes are the workload sizes of one run.
+type Sizes struct {
+	Name         string
+	Reps         int
+	CaptureRows  int           // rows captured, in CaptureTxRows-row transactions
+	CaptureTx    int           // rows per transaction
+	BigTxRows    int           // one insert / one update transaction
+	Backlog      int           // single-row transactions
+	PgbenchTime  time.Duration // pgbench mix duration
+	PgbenchScale int
+	MemoryRows   []int // one transaction of each size
+	LatencyRate  int   // transactions/s
+	LatencyTime  time.Duration
+	KafkaRows    int
+}
+
+var sizes = map[string]Sizes{
+	"ci": {Name: "ci", Reps: 3, CaptureRows: 200000, CaptureTx: 100, BigTxRows: 200000, Backlog: 20000,
+		PgbenchTime: 15 * time.Second, PgbenchScale: 5, MemoryRows: []int{100000, 500000},
+		LatencyRate: 200, LatencyTime: 10 * time.Second, KafkaRows: 100000},
+	"full": {Name: "full", Reps: 3, CaptureRows: 1000000, CaptureTx: 100, BigTxRows: 1000000, Backlog: 200000,
+		PgbenchTime: 60 * time.Second, PgbenchScale: 20, MemoryRows: []int{1000000, 5000000, 10000000},
+		LatencyRate: 500, LatencyTime: 30 * time.Second, KafkaRows: 1000000},
+}
+
+// Env is what scenarios share.
+type Env struct {
+	Bin  string // the cdcd binary
+	Work string // scratch directory, removed at the end
+	Size Sizes
+	// Profile, when set, is a directory for a CPU profile of every cdcd
+	// process (go tool pprof -top cdcd PROFILE).
+	Profile  string
+	profiles int
+}
+
+func describeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, Go: runtime.Version()}
+	m.Host, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				if _, v, ok := strings.Cut(l, ":"); ok {
+					m.CPU = strings.TrimSpace(v)
+					break
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb uint64
+		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+		m.MemoryMiB = kb / 1024
+	}
+	return m
+}

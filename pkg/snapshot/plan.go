@@ -1,0 +1,228 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-io/cdcd/pkg/mapping"
+	"github.com/cdcd-io/cdcd/pkg/schema"
+)
+
+// listTables returns the published source tables the map includes, mapped,
+// largest first. q runs in the snapshot's transaction.
+func listTables(ctx context.Context, q *pgx.Conn, publication string, m *mapping.Map) ([]*schema.Table, error) {
+	rows, err := q.Query(ctx, `
+SELECT c.oid, n.nspname, c.relname
+FROM pg_catalog.pg_publication_tables pt
+JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname
+JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+WHERE pt.pubname = $1 AND c.relkind = 'r'
+ORDER BY n.nspname, c.relname`, publication)
+	if err != nil {
+		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
+	}
+	type rel struct {
+		oid         uint32
+		schema, rel string
+	}
+	var rels []rel
+	for rows.Next() {
+		var r rel
+		if err := rows.Scan(&r.oid, &r.schema, &r.rel); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if m.Includes(r.schema, r.rel) {
+			rels = append(rels, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
+	}
+	var out []*schema.Table
+	for _, r := range rels {
+		t, err := schema.Read(ctx, q, r.oid)
+		if err != nil {
+			return nil, err
+		}
+		ts, tn := m.Target(r.schema, r.rel)
+		t, err = t.Map(schema.Name{Schema: ts, Name: tn}, func(col string) (string, bool) {
+			return m.Column(r.schema, r.rel, col)
+		})
+		if err != nil {
+			return nil, err
+		}
+		if t.Rows <= 0 {
+			// Never analyzed (or empty): count under the snapshot.
+			if err := q.QueryRow(ctx, "SELECT count(*) FROM ONLY "+sourceName(t)).Scan(&t.Rows); err != nil {
+				return nil, fmt.Errorf("count rows of %s: %w", t.Source, err)
+			}
+		}
+		out = append(out, t)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Rows > out[j].Rows })
+	return out, nil
+}
+
+func sourceName(t *schema.Table) string {
+	return pgx.Identifier{t.Source.Schema, t.Source.Name}.Sanitize()
+}
+
+// sourceKey returns the source names and types of t's key columns.
+func sourceKey(t *schema.Table) (names, types []string) {
+	for _, k := range t.PrimaryKey {
+		c := t.Columns[t.Column(k)]
+		names = append(names, c.Source)
+		types = append(types, c.Type)
+	}
+	return names, types
+}
+
+// chunks splits a table with a primary key into key ranges of about
+// chunkRows rows: arithmetic over min..max for a single integer key, else
+// quantiles of a row sample. Small and keyless tables are one chunk.
+func chunks(ctx context.Context, q *pgx.Conn, t *schema.Table, chunkRows int64) ([]Chunk, error) {
+	if len(t.PrimaryKey) == 0 || t.Rows < 2*chunkRows {
+		return []Chunk{{}}, nil
+	}
+	n := (t.Rows + chunkRows - 1) / chunkRows
+	names, types := sourceKey(t)
+	if len(names) == 1 {
+		switch t.Columns[t.Column(t.PrimaryKey[0])].TypeOID {
+		case 20, 21, 23: // int8, int2, int4
+			var lo, hi *int64
+			col := pgx.Identifier{names[0]}.Sanitize()
+			if err := q.QueryRow(ctx, "SELECT min("+col+")::int8, max("+col+")::int8 FROM ONLY "+sourceName(t)).Scan(&lo, &hi); err != nil {
+				return nil, fmt.Errorf("key range of %s: %w", t.Source, err)
+			}
+			if lo == nil || *hi-*lo < n {
+				return []Chunk{{}}, nil
+			}
+			step := (*hi - *lo) / n
+			var out []Chunk
+			var prev []string
+			for i := int64(1); i < n; i++ {
+				b := []string{strconv.FormatInt(*lo+i*step, 10)}
+				out = append(out, Chunk{Lo: prev, Hi: b})
+				prev = b
+			}
+			return append(out, Chunk{Lo: prev}), nil
+		}
+	}
+	// A Bernoulli sample of about 100 rows per chunk, sorted by the key.
+	pct := min(100, float64(100*n)*100/float64(t.Rows))
+	sel := make([]string, len(names))
+	for i, c := range names {
+		sel[i] = pgx.Identifier{c}.Sanitize()
+	}
+	texts := make([]string, len(names))
+	for i, c := range sel {
+		texts[i] = c + "::text"
+	}
+	rows, err := q.Query(ctx, fmt.Sprintf("SELECT %s FROM ONLY %s TABLESAMPLE BERNOULLI (%g) ORDER BY %s",
+		strings.Join(texts, ", "), sourceName(t), pct, strings.Join(sel, ", ")))
+	if err != nil {
+		return nil, fmt.Errorf("sample keys of %s: %w", t.Source, err)
+	}
+	var sample [][]string
+	for rows.Next() {
+		vals := make([]string, len(names))
+		ptrs := make([]any, len(names))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		sample = append(sample, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sample keys of %s: %w", t.Source, err)
+	}
+	_ = types
+	if int64(len(sample)) < n {
+		return []Chunk{{}}, nil
+	}
+	var out []Chunk
+	var prev []string
+	for i := int64(1); i < n; i++ {
+		b := sample[int64(len(sample))*i/n]
+		if prev != nil && slicesEqual(prev, b) {
+			continue
+		}
+		out = append(out, Chunk{Lo: prev, Hi: b})
+		prev = b
+	}
+	return append(out, Chunk{Lo: prev}), nil
+}
+
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// copySQL is the COPY … TO STDOUT statement of chunk c of t.
+func copySQL(t *TableState, c Chunk, where string) string {
+	tbl := t.Table
+	cols := make([]string, len(tbl.Columns))
+	for i, col := range tbl.Columns {
+		cols[i] = pgx.Identifier{col.Source}.Sanitize()
+	}
+	var conds []string
+	if c.Lo != nil || c.Hi != nil {
+		names, types := sourceKey(tbl)
+		key := make([]string, len(names))
+		for i, n := range names {
+			key[i] = pgx.Identifier{n}.Sanitize()
+		}
+		row := "(" + strings.Join(key, ", ") + ")"
+		if len(key) == 1 {
+			row = key[0]
+		}
+		if c.Lo != nil {
+			conds = append(conds, row+" >= "+literalRow(c.Lo, types))
+		}
+		if c.Hi != nil {
+			conds = append(conds, row+" < "+literalRow(c.Hi, types))
+		}
+	}
+	if where != "" {
+		conds = append(conds, "("+where+")")
+	}
+	q := "SELECT " + strings.Join(cols, ", ") + " FROM ONLY " + sourceName(tbl)
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	s := "COPY (" + q + ") TO STDOUT"
+	if t.Binary {
+		s += " WITH (FORMAT binary)"
+	}
+	return s
+}
+
+// literalRow is (E'v1'::type1, …), or E'v'::type for one value.
+func literalRow(vals, types []string) string {
+	lits := make([]string, len(vals))
+	for i, v := range vals {
+		v = strings.ReplaceAll(v, `\`, `\\`)
+		v = strings.ReplaceAll(v, `'`, `''`)
+		lits[i] = "E'" + v + "'::" + types[i]
+	}
+	if len(lits) == 1 {
+		return lits[0]
+	}
+	return "(" + strings.Join(lits, ", ") + ")"
+}

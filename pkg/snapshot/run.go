@@ -1,0 +1,245 @@
+// Package snapshot copies the source tables into a sink before the stream
+// is applied to it: consistently with the stream, in parallel within a
+// table, and resumably.
+//
+// Consistency: the copy reads under a snapshot exported by a temporary
+// logical slot (see exported), created once the pipeline's own slot exists.
+// Each table records that snapshot's consistent point, and the stream
+// applied to the sink drops the table's changes of transactions committed
+// before it (mapping.Wrap). Apply starts only once the snapshot is complete.
+//
+// Parallelism: tables with a primary key and at least 2×ChunkRows rows are
+// split into key ranges; Parallelism workers, each holding a source
+// transaction on the same snapshot, COPY chunks (binary where the types
+// allow) and load them through the sink's bulk path — for PostgreSQL, COPY
+// into the target — or, for other sinks, as batches of snapshot rows
+// (Kafka: op "r").
+//
+// Resumption: see README "Snapshot" for the argument. In short, finished
+// chunks are recorded atomically with their rows (PostgreSQL: a row in the
+// target's snapshot_chunks table in the chunk's transaction; others: the
+// state file after the sink accepted the rows) and are never copied again.
+// The chunks left are copied under a new snapshot, newer than the first:
+// for a table with a primary key the stream from the first snapshot's
+// consistent point re-applied over it converges, since every change is
+// applied idempotently by key and rows never move between key ranges
+// (unless their key changes, which the stream replays as delete + insert);
+// a table without a key is a single chunk and takes the new snapshot's
+// consistent point as its own.
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/schema"
+	"github.com/cdcd-io/cdcd/pkg/sink"
+	"github.com/cdcd-io/cdcd/pkg/source/postgres"
+)
+
+// Runner runs one sink's snapshot. Create it with New; Run it before the
+// sink's apply worker starts.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	state    *State
+	progress *progress
+}
+
+// New validates cfg.
+func New(cfg Config) (*Runner, error) {
+	cfg, err := cfg.defaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{cfg: cfg, log: cfg.Logger.With("sink", cfg.Sink), progress: newProgress()}, nil
+}
+
+// Mode is the configured mode.
+func (r *Runner) Mode() string { return r.cfg.Mode }
+
+// SkipLSNs returns the per-table consistent points of the complete
+// snapshot (nil when none); see State.SkipLSNs.
+func (r *Runner) SkipLSNs() (map[string]change.LSN, error) {
+	st, err := LoadState(r.cfg.StateDir, r.cfg.Sink)
+	if err != nil {
+		return nil, err
+	}
+	return st.SkipLSNs()
+}
+
+// Run copies the tables unless the mode and the state say there is nothing
+// to do. It returns nil once the snapshot is complete (or not needed).
+func (r *Runner) Run(ctx context.Context) error {
+	if r.cfg.Mode == ModeNever {
+		return nil
+	}
+	st, err := LoadState(r.cfg.StateDir, r.cfg.Sink)
+	if err != nil {
+		return err
+	}
+	first, err := r.cfg.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("snapshot: open sink %s: %w", r.cfg.Sink, err)
+	}
+	defer first.Close(context.WithoutCancel(ctx))
+	pos, err := position(ctx, first)
+	if err != nil {
+		return err
+	}
+	switch {
+	case st != nil && !st.Complete:
+		r.log.Info("snapshot: resuming", "snapshot", st.ID)
+	case r.cfg.Mode == ModeInitial && st != nil:
+		return nil
+	case r.cfg.Mode == ModeInitial && pos.Seq > 0:
+		r.log.Info("snapshot: the sink has applied changes already; no initial snapshot", "seq", pos.Seq)
+		return nil
+	default:
+		st = nil // a new snapshot
+	}
+
+	src, err := pgx.Connect(ctx, r.cfg.Source.DSN)
+	if err != nil {
+		return fmt.Errorf("snapshot: connect to source %s: %w", postgres.Redact(r.cfg.Source.DSN), err)
+	}
+	defer src.Close(context.WithoutCancel(ctx))
+	var standby bool
+	if err := src.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	mainSlot, err := waitSlot(ctx, src, r.cfg.Source.Slot, func() {
+		r.log.Info("snapshot: waiting for capture to create the replication slot", "slot", r.cfg.Source.Slot)
+	})
+	if err != nil {
+		return err
+	}
+	exp, err := exportSnapshot(ctx, r.cfg.Source, standby)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer exp.Close()
+	if mainSlot > exp.LSN {
+		return fmt.Errorf("snapshot: slot %s confirmed %s, past the snapshot's consistent point %s: retry", r.cfg.Source.Slot, mainSlot, exp.LSN)
+	}
+	r.log.Info("snapshot: exported", "consistent_point", exp.LSN.String(), "snapshot", exp.Name, "standby", standby)
+
+	// Every worker imports the snapshot before the exporting connection
+	// may do anything else.
+	conns := make([]*pgx.Conn, r.cfg.Parallelism)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close(context.WithoutCancel(ctx))
+			}
+		}
+	}()
+	for i := range conns {
+		if conns[i], err = importSnapshot(ctx, r.cfg.Source.DSN, exp.Name); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+	}
+	exp.Close()
+
+	if st == nil {
+		if st, err = r.plan(ctx, conns[0], first, exp.LSN); err != nil {
+			return err
+		}
+	} else {
+		for _, t := range st.Tables {
+			if len(t.Table.PrimaryKey) == 0 && !t.Finished {
+				// A keyless table is one chunk: if it is not loaded, it is
+				// copied whole under the new snapshot and takes its point.
+				t.Skip = exp.LSN.String()
+			}
+		}
+	}
+	r.mu.Lock()
+	r.state = st
+	r.mu.Unlock()
+	if err := r.store(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := r.copy(ctx, st, conns, first, pos); err != nil {
+		return err
+	}
+	st.Complete = true
+	if err := r.store(); err != nil {
+		return err
+	}
+	rows, _ := r.progress.totals()
+	r.log.Info("snapshot complete", "snapshot", st.ID, "tables", len(st.Tables), "rows", rows, "elapsed", time.Since(start).Round(time.Millisecond).String())
+	return nil
+}
+
+// plan lists and splits the tables and prepares the target.
+func (r *Runner) plan(ctx context.Context, q *pgx.Conn, first sink.Sink, lsn change.LSN) (*State, error) {
+	tables, err := listTables(ctx, q, r.cfg.Source.Publication, r.cfg.Map)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	st := &State{ID: fmt.Sprintf("%s@%d", lsn, time.Now().Unix()), LSN: lsn.String()}
+	for _, t := range tables {
+		ch, err := chunks(ctx, q, t, r.cfg.ChunkRows)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		st.Tables = append(st.Tables, &TableState{Table: t, Skip: lsn.String(), Chunks: ch, Truncate: r.cfg.Mode == ModeAlways})
+	}
+	_, bulk := first.(sink.BulkLoader)
+	sc, canCreate := first.(sink.SchemaCreator)
+	if canCreate && bulk {
+		defs := make([]*schema.Table, 0, len(st.Tables))
+		for _, t := range st.Tables {
+			defs = append(defs, t.Table)
+		}
+		created, err := sc.EnsureTables(ctx, defs, r.cfg.CreateSchema, true)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		for _, t := range st.Tables {
+			t.DeferredKey = slices.Contains(created, t.Table.Target.String())
+			// Created tables have the source's types; existing ones passed
+			// the type check. Either way binary COPY is exact when no type
+			// carries server-specific OIDs.
+			t.Binary = t.Table.BinarySafe()
+			if t.DeferredKey {
+				t.Truncate = false // new and empty
+			}
+		}
+	} else if r.cfg.CreateSchema {
+		r.log.Info("snapshot: schema.create does not apply to this sink kind")
+	}
+	for _, t := range st.Tables {
+		r.log.Info("snapshot: table planned", "source", t.Table.Source.String(), "target", t.Table.Target.String(),
+			"rows_estimate", t.Table.Rows, "chunks", len(t.Chunks), "binary", t.Binary)
+	}
+	return st, nil
+}
+
+func (r *Runner) store() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return storeState(r.cfg.StateDir, r.cfg.Sink, r.state)
+}
+
+func position(ctx context.Context, s sink.Sink) (sink.Position, error) {
+	if ps, ok := s.(sink.PositionStore); ok {
+		p, err := ps.Position(ctx)
+		if err != nil {
+			return p, fmt.Errorf("snapshot: read sink position: %w", err)
+		}
+		return p, nil
+	}
+	return sink.Position{}, nil
+}
