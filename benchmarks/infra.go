@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cdcd-io/cdcd/internal/pgtest"
 	"github.com/cdcd-io/cdcd/pkg/change"
 )
@@ -196,10 +198,26 @@ func markerLSN(c *pgtest.Cluster) (change.LSN, error) {
 }
 
 // drainer commits marker rows on a source and waits for them on a target:
-// once a marker is applied, everything committed before it is.
-type drainer struct{ n int }
+// once a marker is applied, everything committed before it is. It polls
+// over one open connection: a new connection per poll would load the
+// target's postmaster with forks and skew the measurement.
+type drainer struct {
+	n    int
+	conn *pgx.Conn
+	dst  *pgtest.Cluster
+}
 
 func (d *drainer) wait(ctx context.Context, src, dst *pgtest.Cluster, timeout time.Duration, alive func() error) error {
+	if d.conn == nil || d.dst != dst {
+		if d.conn != nil {
+			d.conn.Close(ctx)
+		}
+		conn, err := pgx.Connect(ctx, dst.DSN("postgres"))
+		if err != nil {
+			return err
+		}
+		d.conn, d.dst = conn, dst
+	}
 	d.n++
 	if err := execSQL(ctx, src, fmt.Sprintf(`INSERT INTO marker VALUES (%d)`, d.n)); err != nil {
 		return err
@@ -207,7 +225,7 @@ func (d *drainer) wait(ctx context.Context, src, dst *pgtest.Cluster, timeout ti
 	deadline := time.Now().Add(timeout)
 	for {
 		var n int
-		if err := dst.QueryRow(fmt.Sprintf(`SELECT count(*) FROM marker WHERE id = %d`, d.n), &n); err != nil {
+		if err := d.conn.QueryRow(ctx, `SELECT count(*) FROM marker WHERE id = $1`, d.n).Scan(&n); err != nil {
 			return err
 		}
 		if n == 1 {

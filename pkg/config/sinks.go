@@ -170,7 +170,7 @@ func opener(s SinkSpec, log *slog.Logger) apply.OpenFunc {
 			IAM:             pgsink.IAMConfig{Region: s.IAM.Region},
 		}
 		return func(ctx context.Context) (sink.Sink, error) {
-			return pgsink.New(ctx, cfg, log.With("sink", s.Name))
+			return pgsink.New(ctx, cfg, log) // the sink adds its name
 		}
 	case "kafka":
 		cfg := kafkaConfig(s)

@@ -3,10 +3,17 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 // defaultCopyMinRows is the size from which an insert or upsert set goes
@@ -42,6 +49,74 @@ func (s *Sink) copyInsert(ctx context.Context, t *table, rows []change.Row) erro
 		}
 		s.staged[n] = true
 	}
+	s.statements++
+	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, copyRows(rows), "COPY "+stage+" FROM STDIN"); err != nil {
+		return err
+	}
+	s.statements++
+	_, err := s.tx.Exec(ctx, insertSQL(t, "WITH u AS (DELETE FROM "+stage+" RETURNING *) ", "u"))
+	return err
+}
+
+// insertFresh loads rows whose keys were first seen as INSERTs in this
+// batch straight into the target table with one COPY — half the server work
+// of the staging path, which writes every row twice and probes the key
+// index for the upsert. Those keys are not on the target unless the stream
+// is being applied over a copy that already holds them (a resumed
+// snapshot); then the COPY fails with a unique violation, the fast path is
+// switched off for this sink for a while, and the batch is retried through
+// the upserting path (the whole target transaction rolls back, the
+// position with it, so nothing is applied twice).
+func (s *Sink) insertFresh(ctx context.Context, t *table, rows []change.Row) error {
+	var b strings.Builder
+	b.WriteString("COPY ")
+	b.WriteString(t.target.sql())
+	b.WriteString(" (")
+	for i, c := range t.cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(c.name)
+	}
+	b.WriteString(") FROM STDIN")
+	buf := copyRows(rows)
+	s.statements++
+	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, buf, b.String()); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" /* unique_violation */ {
+			disableFastCopy(s.cfg.Name)
+			s.log.Warn("target already holds rows the source inserted (applying over a newer copy?): upserting instead of COPY for a while",
+				"table", t.target.String(), "err", pgErr.Message)
+			return sink.Retriable(fmt.Errorf("insert into %s (%d rows, through COPY): %w", t.target, len(rows), err))
+		}
+		return fmt.Errorf("insert into %s (%d rows, through COPY): %w", t.target, len(rows), err)
+	}
+	return nil
+}
+
+// fastCopyOff maps a sink name to when its fresh-insert COPY path may be
+// used again after a unique violation.
+var fastCopyOff sync.Map
+
+// fastCopyPause is how long the fast path stays off after a conflict.
+const fastCopyPause = 10 * time.Minute
+
+func disableFastCopy(name string) { fastCopyOff.Store(name, time.Now().Add(fastCopyPause)) }
+
+func fastCopyAllowed(name string) bool {
+	v, ok := fastCopyOff.Load(name)
+	if !ok {
+		return true
+	}
+	if time.Now().After(v.(time.Time)) {
+		fastCopyOff.Delete(name)
+		return true
+	}
+	return false
+}
+
+// copyRows encodes rows in COPY's text format.
+func copyRows(rows []change.Row) *bytes.Buffer {
 	var buf bytes.Buffer
 	for _, r := range rows {
 		for i, v := range r {
@@ -52,13 +127,7 @@ func (s *Sink) copyInsert(ctx context.Context, t *table, rows []change.Row) erro
 		}
 		buf.WriteByte('\n')
 	}
-	s.statements++
-	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, &buf, "COPY "+stage+" FROM STDIN"); err != nil {
-		return err
-	}
-	s.statements++
-	_, err := s.tx.Exec(ctx, insertSQL(t, "WITH u AS (DELETE FROM "+stage+" RETURNING *) ", "u"))
-	return err
+	return &buf
 }
 
 // copyText writes v in COPY's text format: \N for NULL, backslash escapes

@@ -35,12 +35,19 @@ func (s *Sink) tableOps(ctx context.Context, ops *tableOps) error {
 	if len(ops.keys) == 0 {
 		return s.insert(ctx, t, ops.inserts, "insert into")
 	}
-	deletes, upserts, updates := ops.split()
+	deletes, fresh, upserts, updates := ops.split()
 	if len(deletes) > 0 {
 		args := arrays(nil, deletes, t.keys)
 		if err := s.exec(ctx, deleteSQL(t), args, "delete from", t, len(deletes)); err != nil {
 			return err
 		}
+	}
+	if s.copyMinRows > 0 && len(fresh) >= s.copyMinRows && fastCopyAllowed(s.cfg.Name) {
+		if err := s.insertFresh(ctx, t, fresh); err != nil {
+			return err
+		}
+	} else {
+		upserts = append(fresh, upserts...)
 	}
 	if err := s.insert(ctx, t, upserts, "upsert into"); err != nil {
 		return err

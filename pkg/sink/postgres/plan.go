@@ -87,6 +87,10 @@ type keyAction struct {
 	// for actUpsert the full new row; for actUpdate the new row with
 	// ValueUnchanged in the columns to leave untouched.
 	row change.Row
+	// fresh: the key's first change in the segment was an INSERT, so the
+	// row is not expected on the target before the segment (a final
+	// UPSERT may then be a plain INSERT; see Sink.insertFresh).
+	fresh bool
 }
 
 // tableOps is the collapsed work for one table in one segment.
@@ -185,7 +189,11 @@ func (p *plan) add(c *change.Change) error {
 		if err != nil {
 			return err
 		}
+		fresh := ops.actions[k] == nil
 		ops.set(k, actUpsert, c.New)
+		if fresh {
+			ops.actions[k].fresh = true
+		}
 	case change.OpDelete:
 		if c.Old == nil {
 			return fmt.Errorf("delete on %s carries no old key (REPLICA IDENTITY NOTHING?)", rel.QualifiedName())
@@ -265,9 +273,10 @@ type updateGroup struct {
 }
 
 // split returns the final actions by kind: the keys to delete (rows holding
-// them), the full rows to upsert, and the partial updates grouped by the set
-// of columns they set. Each key is in exactly one of them.
-func (t *tableOps) split() (deletes, upserts []change.Row, updates []*updateGroup) {
+// them), the full rows of fresh keys (first seen as an INSERT) and of other
+// keys to upsert, and the partial updates grouped by the set of columns they
+// set. Each key is in exactly one of them.
+func (t *tableOps) split() (deletes, fresh, upserts []change.Row, updates []*updateGroup) {
 	var groups map[string]*updateGroup
 	for _, k := range t.order {
 		a := t.actions[k]
@@ -275,7 +284,11 @@ func (t *tableOps) split() (deletes, upserts []change.Row, updates []*updateGrou
 		case actDelete:
 			deletes = append(deletes, a.row)
 		case actUpsert:
-			upserts = append(upserts, a.row)
+			if a.fresh {
+				fresh = append(fresh, a.row)
+			} else {
+				upserts = append(upserts, a.row)
+			}
 		case actUpdate:
 			cols := t.setColumns(a.row)
 			if len(cols) == 0 {
@@ -294,7 +307,7 @@ func (t *tableOps) split() (deletes, upserts []change.Row, updates []*updateGrou
 			g.rows = append(g.rows, a.row)
 		}
 	}
-	return deletes, upserts, updates
+	return deletes, fresh, upserts, updates
 }
 
 // setColumns returns the non-key columns of row that carry a value.

@@ -11,7 +11,8 @@ import (
 )
 
 // describePlan renders steps compactly: per segment and table the deletes
-// (keys), upserts (rows) and update groups (columns: rows); "~" is an
+// (keys), fresh inserts ("new", rows), upserts (rows) and update groups
+// (columns: rows); "~" is an
 // unchanged value.
 func describePlan(steps []step) []string {
 	var out []string
@@ -34,9 +35,12 @@ func describePlan(steps []step) []string {
 					}
 				}
 				if ops.actions != nil {
-					dels, ups, upds := ops.split()
+					dels, fresh, ups, upds := ops.split()
 					for _, r := range dels {
 						parts = append(parts, "del "+r[ops.keys[0]].String())
+					}
+					for _, r := range fresh {
+						parts = append(parts, "new "+rowString(r))
 					}
 					for _, r := range ups {
 						parts = append(parts, "ups "+rowString(r))
@@ -89,13 +93,13 @@ func TestPlan(t *testing.T) {
 	}{
 		{"insert update delete",
 			[]*change.Change{ins(r, "1", "a", "1"), ins(r, "2", "b", "2"), upd(r, "1", "A", "1"), del(r, "2")},
-			[]string{"t: del 2; ups (1,A,1)"}},
+			[]string{"t: del 2; new (1,A,1)"}},
 		{"insert then delete",
 			[]*change.Change{ins(r, "1", "a", "1"), del(r, "1")},
 			[]string{"t: del 1"}},
 		{"insert delete insert",
 			[]*change.Change{ins(r, "1", "a", "1"), del(r, "1"), ins(r, "1", "b", "2")},
-			[]string{"t: ups (1,b,2)"}},
+			[]string{"t: new (1,b,2)"}},
 		{"key change",
 			[]*change.Change{updKey(r, []string{"2"}, "100", "b", "2")},
 			[]string{"t: del 2; ups (100,b,2)"}},
@@ -110,7 +114,7 @@ func TestPlan(t *testing.T) {
 			[]string{"t: upd1,2, (1,x,5); upd2, (2,~,6)"}},
 		{"partial update completed from insert",
 			[]*change.Change{ins(r, "1", "big", "1"), upd(r, "1", unch, "2")},
-			[]string{"t: ups (1,big,2)"}},
+			[]string{"t: new (1,big,2)"}},
 		{"partial update after delete is dropped",
 			[]*change.Change{del(r, "1"), upd(r, "1", unch, "2")},
 			[]string{"t: del 1"}},
@@ -122,22 +126,22 @@ func TestPlan(t *testing.T) {
 			[]string{"t: del 1; ups (2,big,2)"}},
 		{"key change with unchanged value, no image: move barrier",
 			[]*change.Change{ins(r, "5", "e", "5"), upd(r, "1", unch, "0"), updKey(r, []string{"1"}, "2", unch, "2"), upd(r, "2", unch, "3")},
-			[]string{"t: ups (5,e,5); upd2, (1,~,0)", "move t (1,_,_) -> (2,~,2)", "t: upd2, (2,~,3)"}},
+			[]string{"t: new (5,e,5); upd2, (1,~,0)", "move t (1,_,_) -> (2,~,2)", "t: upd2, (2,~,3)"}},
 		{"full old row completes unchanged values",
 			[]*change.Change{fullUpd(row("1", "big", "1"), row("1", unch, "2")), fullUpd(row("2", "b", "2"), row("3", unch, "3"))},
 			[]string{"f: del 2; ups (1,big,2); ups (3,b,3)"}},
 		{"truncate is a barrier",
 			[]*change.Change{ins(r, "1", "a", "1"), trunc(false, false, r, h), ins(r, "1", "b", "1"), ins(h, "1", "x")},
-			[]string{"t: ups (1,a,1)", "truncate t,h", "t: ups (1,b,1)", "h: ins (1,x)"}},
+			[]string{"t: new (1,a,1)", "truncate t,h", "t: new (1,b,1)", "h: ins (1,x)"}},
 		{"keyless table keeps inserts in order",
 			[]*change.Change{ins(h, "1", "x"), ins(h, "1", "x"), ins(h, "0", nil)},
 			[]string{"h: ins (1,x); ins (1,x); ins (0,null)"}},
 		{"schema change is a barrier",
 			[]*change.Change{ins(r, "1", "a", "1"), ins(r2, "2", "b"), ins(r2, "3", "c")},
-			[]string{"t: ups (1,a,1)", "t: ups (2,b); ups (3,c)"}},
+			[]string{"t: new (1,a,1)", "t: new (2,b); new (3,c)"}},
 		{"messages are skipped",
 			[]*change.Change{heartbeat(), ins(r, "1", "a", "1"), heartbeat()},
-			[]string{"t: ups (1,a,1)"}},
+			[]string{"t: new (1,a,1)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
