@@ -8,7 +8,7 @@ RACE_PKGS := ./pkg/trail/... ./pkg/capture/... ./pkg/source/... ./pkg/checkpoint
 FUZZTIME ?= 30s
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build test test-short lint fuzz bench deps clean
+.PHONY: all build test test-short lint fuzz bench bench-ci bench-micro deps clean
 
 all: build
 
@@ -41,9 +41,20 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/decode
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./pkg/trail
 
+# Side-by-side benchmarks against the references (pg_recvlogical, native
+# logical replication, pg_dump | psql, capture-only for Kafka), medians of
+# alternating runs, with JSON, Markdown and PNG charts in benchmarks/results;
+# fails when a ratio is below its floor in benchmarks/floors.yaml.
 bench: deps
+	$(GO) run ./benchmarks -size full -floors benchmarks/floors.yaml -out benchmarks/results
+
+# The same at reduced sizes (a few minutes): CI runs it after the tests.
+bench-ci: deps
+	$(GO) run ./benchmarks -size ci -floors benchmarks/floors.yaml -out benchmarks/results
+
+# Micro-benchmarks of the decoder and the trail.
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/decode ./pkg/trail
-	$(GO) test -run '^$$' -bench BenchmarkCaptureVsRecvlogical -benchtime 1x -count 1 -timeout 30m ./pkg/capture
 
 clean:
 	rm -rf bin

@@ -26,6 +26,9 @@ var benchConf = map[string]string{
 	"max_wal_size":       "8GB",
 	"checkpoint_timeout": "30min",
 	"shared_buffers":     "256MB",
+	// A subscription re-enabled soon after it stopped otherwise waits up
+	// to 5 s (the default) for its worker: measure replication, not that.
+	"wal_retrieve_retry_interval": "200ms",
 }
 
 // servers tracks clusters so a scenario stops all of them on return.

@@ -139,10 +139,11 @@ type scenario struct {
 	run  func(context.Context, *Env, *Results) error
 }
 
-// scenarios run in this order. Snapshot (issue 4) slots in here when it lands.
+// scenarios run in this order.
 var scenarios = []scenario{
 	{"capture", benchCapture},
 	{"apply", benchApply},
+	{"snapshot", benchSnapshot},
 	{"latency", benchLatency},
 	{"memory", benchMemory},
 	{"kafka", benchKafka},
@@ -170,15 +171,16 @@ type Sizes struct {
 	LatencyRate  int   // transactions/s
 	LatencyTime  time.Duration
 	KafkaRows    int
+	SnapshotRows int
 }
 
 var sizes = map[string]Sizes{
-	"ci": {Name: "ci", Reps: 3, CaptureRows: 200000, CaptureTx: 100, BigTxRows: 200000, Backlog: 20000,
+	"ci": {Name: "ci", Reps: 3, CaptureRows: 200000, CaptureTx: 100, BigTxRows: 200000, Backlog: 50000,
 		PgbenchTime: 15 * time.Second, PgbenchScale: 5, MemoryRows: []int{100000, 500000},
-		LatencyRate: 200, LatencyTime: 10 * time.Second, KafkaRows: 100000},
+		LatencyRate: 200, LatencyTime: 10 * time.Second, KafkaRows: 300000, SnapshotRows: 1000000},
 	"full": {Name: "full", Reps: 3, CaptureRows: 1000000, CaptureTx: 100, BigTxRows: 1000000, Backlog: 200000,
 		PgbenchTime: 60 * time.Second, PgbenchScale: 20, MemoryRows: []int{1000000, 5000000, 10000000},
-		LatencyRate: 500, LatencyTime: 30 * time.Second, KafkaRows: 1000000},
+		LatencyRate: 500, LatencyTime: 30 * time.Second, KafkaRows: 1000000, SnapshotRows: 5000000},
 }
 
 // Env is what scenarios share.
