@@ -24,13 +24,43 @@ import (
 // BenchmarkApplyInsert).
 const defaultCopyMinRows = 2000
 
+// copyUpdate is upsert's UPDATE through the staging table: COPY, then one
+// UPDATE … FROM the staged rows (emptying the stage). It returns the number
+// of target rows updated.
+func (s *Sink) copyUpdate(ctx context.Context, t *table, set []int, rows []change.Row) (int64, error) {
+	stage, err := s.stage(ctx, len(t.cols))
+	if err != nil {
+		return 0, err
+	}
+	s.statements++
+	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, copyRows(rows), "COPY "+stage+" FROM STDIN"); err != nil {
+		return 0, err
+	}
+	return s.execCount(ctx, stagedUpdateSQL(t, set, stage), nil)
+}
+
 // copyInsert loads rows with COPY (text format) into a session staging table
 // of text columns, then moves them into the target with one INSERT … SELECT
 // that casts and upserts like the unnest form. The staging table is
 // temporary, ON COMMIT DELETE ROWS, and emptied by the INSERT itself (a
 // DELETE … RETURNING feeds it), so a Partial transaction can use it again.
 func (s *Sink) copyInsert(ctx context.Context, t *table, rows []change.Row) error {
-	n := len(t.cols)
+	stage, err := s.stage(ctx, len(t.cols))
+	if err != nil {
+		return err
+	}
+	s.statements++
+	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, copyRows(rows), "COPY "+stage+" FROM STDIN"); err != nil {
+		return err
+	}
+	s.statements++
+	_, err = s.tx.Exec(ctx, insertSQL(t, "WITH u AS (DELETE FROM "+stage+" RETURNING *) ", "u"))
+	return err
+}
+
+// stage returns the session's staging table for n text columns, creating
+// it on first use (ON COMMIT DELETE ROWS; statements using it empty it).
+func (s *Sink) stage(ctx context.Context, n int) (string, error) {
 	stage := "pg_temp.cdcd_stage_" + strconv.Itoa(n)
 	if !s.staged[n] {
 		var b strings.Builder
@@ -45,17 +75,11 @@ func (s *Sink) copyInsert(ctx context.Context, t *table, rows []change.Row) erro
 		}
 		b.WriteString(") ON COMMIT DELETE ROWS")
 		if _, err := s.tx.Exec(ctx, b.String()); err != nil {
-			return err
+			return "", err
 		}
 		s.staged[n] = true
 	}
-	s.statements++
-	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, copyRows(rows), "COPY "+stage+" FROM STDIN"); err != nil {
-		return err
-	}
-	s.statements++
-	_, err := s.tx.Exec(ctx, insertSQL(t, "WITH u AS (DELETE FROM "+stage+" RETURNING *) ", "u"))
-	return err
+	return stage, nil
 }
 
 // insertFresh loads rows whose keys were first seen as INSERTs in this

@@ -567,3 +567,32 @@ func TestFreshInsertsOverExistingRows(t *testing.T) {
 	require.Equal(t, []string{"900|0"}, e.rows(`SELECT count(*), count(*) FILTER (WHERE name = 'stale') FROM app.bench`))
 	fastCopyOff.Delete(name)
 }
+
+// TestFullUpdatesOfMissingRows: full-row updates go through UPDATE by key;
+// keys the target lacks (a target behind a newer copy, or repaired by hand)
+// are still written, through the upsert that follows a short UPDATE.
+func TestFullUpdatesOfMissingRows(t *testing.T) {
+	for _, copyMin := range []int{0, 10} {
+		t.Run(fmt.Sprintf("copyMinRows=%d", copyMin), func(t *testing.T) {
+			e := newEnv(t, benchDDL)
+			s := e.sink("upd")
+			s.copyMinRows = copyMin
+			r := benchRel()
+			apply(t, s, 1, benchBatchN(1, 20, func(id int) *change.Change { return benchInsert(r, id) })...)
+			e.exec(`DELETE FROM app.bench WHERE id > 15`)
+			// Update 11..25: 11..15 exist, 16..20 were deleted, 21..25 never existed.
+			apply(t, s, 2, benchBatchN(11, 15, func(id int) *change.Change {
+				s := strconv.Itoa(id)
+				return upd(r, s, "u"+s, "7", "2024-05-06 07:08:09.123456+00", s+".50")
+			})...)
+			require.Equal(t, []string{"25|15|10"}, e.rows(`SELECT count(*), count(*) FILTER (WHERE name LIKE 'u%' AND qty = 7), count(*) FILTER (WHERE name LIKE 'name-%') FROM app.bench`))
+			require.Equal(t, []string{"25|u25|25.50"}, e.rows(`SELECT id, name, price FROM app.bench WHERE id = 25`))
+			// All present: the UPDATE alone does it.
+			apply(t, s, 3, benchBatchN(1, 25, func(id int) *change.Change {
+				s := strconv.Itoa(id)
+				return upd(r, s, "v"+s, "8", "2024-05-06 07:08:09.123456+00", s+".75")
+			})...)
+			require.Equal(t, []string{"25|25"}, e.rows(`SELECT count(*), count(*) FILTER (WHERE name LIKE 'v%' AND qty = 8) FROM app.bench`))
+		})
+	}
+}
