@@ -23,7 +23,10 @@ type job struct {
 
 // copy copies every chunk not finished yet with one worker per connection,
 // then finishes the tables.
-func (r *Runner) copy(ctx context.Context, st *State, conns []*pgx.Conn, first sink.Sink, pos sink.Position) error {
+// With a bulk loader, sinks holds one sink per worker; otherwise sinks[0]
+// takes every row.
+func (r *Runner) copy(ctx context.Context, st *State, conns []*pgx.Conn, sinks []sink.Sink, pos sink.Position) error {
+	first := sinks[0]
 	loader, bulk := first.(sink.BulkLoader)
 	var loaded map[string]bool
 	if bulk {
@@ -110,18 +113,8 @@ func (r *Runner) copy(ctx context.Context, st *State, conns []*pgx.Conn, first s
 	if bulk {
 		for w, conn := range conns {
 			g.Go(func() error {
-				s := first
-				if w > 0 {
-					var err error
-					if s, err = r.cfg.Open(gctx); err != nil {
-						return fmt.Errorf("snapshot: open sink %s: %w", r.cfg.Sink, err)
-					}
-					defer s.Close(context.WithoutCancel(gctx))
-				}
-				l, ok := s.(sink.BulkLoader)
-				if !ok {
-					return fmt.Errorf("snapshot: sink %s lost its bulk loader", r.cfg.Sink)
-				}
+				s := sinks[w]
+				l := s.(sink.BulkLoader) // checked by openSinks
 				for j := range queue {
 					if err := r.bulkChunk(gctx, conn, l, st.ID, j); err != nil {
 						return err

@@ -1,15 +1,18 @@
 package snapshot
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
@@ -124,6 +127,9 @@ func waitSlot(ctx context.Context, conn *pgx.Conn, slot string, log func()) (cha
 	}
 }
 
+// sourceReadBytes is the read buffer of a copy worker's source connection.
+const sourceReadBytes = 256 << 10
+
 // importSnapshot opens a source connection in a REPEATABLE READ, READ ONLY
 // transaction on the exported snapshot.
 func importSnapshot(ctx context.Context, dsn, name string) (*pgx.Conn, error) {
@@ -132,6 +138,14 @@ func importSnapshot(ctx context.Context, dsn, name string) (*pgx.Conn, error) {
 		return nil, fmt.Errorf("parse source.dsn %s: %w", postgres.Redact(dsn), err)
 	}
 	cc.RuntimeParams["application_name"] = "cdcd-snapshot"
+	// COPY TO sends a message per row, and the protocol reader fills an
+	// 8 KiB buffer: a read(2) every few dozen rows, a large part of the
+	// process's CPU time. Read from the socket in large blocks instead.
+	// (The reader's buffer is then not all in the Frontend's: SyncConn,
+	// which this connection never calls, could not see it.)
+	cc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, sourceReadBytes), w)
+	}
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to source for the snapshot: %w", err)

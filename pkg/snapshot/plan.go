@@ -116,15 +116,18 @@ func chunks(ctx context.Context, q *pgx.Conn, t *schema.Table, chunkRows int64) 
 	}
 	// A Bernoulli sample of about 100 rows per chunk, sorted by the key.
 	pct := min(100, float64(100*n)*100/float64(t.Rows))
+	// Qualified (t.col): ORDER BY a bare name would sort by the ::text
+	// output column of that name — '888' after '2331' — and give ranges
+	// that overlap.
 	sel := make([]string, len(names))
 	for i, c := range names {
-		sel[i] = pgx.Identifier{c}.Sanitize()
+		sel[i] = "t." + pgx.Identifier{c}.Sanitize()
 	}
 	texts := make([]string, len(names))
 	for i, c := range sel {
 		texts[i] = c + "::text"
 	}
-	rows, err := q.Query(ctx, fmt.Sprintf("SELECT %s FROM ONLY %s TABLESAMPLE BERNOULLI (%g) ORDER BY %s",
+	rows, err := q.Query(ctx, fmt.Sprintf("SELECT %s FROM ONLY %s AS t TABLESAMPLE BERNOULLI (%g) ORDER BY %s",
 		strings.Join(texts, ", "), sourceName(t), pct, strings.Join(sel, ", ")))
 	if err != nil {
 		return nil, fmt.Errorf("sample keys of %s: %w", t.Source, err)

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/schema"
@@ -108,6 +109,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		st = nil // a new snapshot
 	}
 
+	// The workers' sinks connect to the target while the source exports
+	// the snapshot and the tables are planned: their connection set-up need
+	// not add up before the first chunk.
+	opened := r.openSinks(ctx, first)
+	defer opened.close(ctx)
+
 	src, err := pgx.Connect(ctx, r.cfg.Source.DSN)
 	if err != nil {
 		return fmt.Errorf("snapshot: connect to source %s: %w", postgres.Redact(r.cfg.Source.DSN), err)
@@ -143,10 +150,15 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	ig, ictx := errgroup.WithContext(ctx)
 	for i := range conns {
-		if conns[i], err = importSnapshot(ctx, r.cfg.Source.DSN, exp.Name); err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
+		ig.Go(func() (err error) {
+			conns[i], err = importSnapshot(ictx, r.cfg.Source.DSN, exp.Name)
+			return err
+		})
+	}
+	if err := ig.Wait(); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
 	}
 	exp.Close()
 
@@ -169,8 +181,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.store(); err != nil {
 		return err
 	}
+	sinks, err := opened.wait()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	if err := r.copy(ctx, st, conns, first, pos); err != nil {
+	if err := r.copy(ctx, st, conns, sinks, pos); err != nil {
 		return err
 	}
 	st.Complete = true
@@ -242,4 +258,57 @@ func position(ctx context.Context, s sink.Sink) (sink.Position, error) {
 		return p, nil
 	}
 	return sink.Position{}, nil
+}
+
+// workerSinks are the copy workers' sinks, opened in the background.
+type workerSinks struct {
+	sinks  []sink.Sink // [0] is the first sink, not owned
+	cancel context.CancelFunc
+	g      *errgroup.Group
+}
+
+// openSinks opens, in the background, one sink per copy worker after the
+// first when first bulk-loads (each worker loads through its own target
+// connection); the others share first.
+func (r *Runner) openSinks(ctx context.Context, first sink.Sink) *workerSinks {
+	octx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(octx)
+	ws := &workerSinks{sinks: []sink.Sink{first}, cancel: cancel, g: g}
+	if _, bulk := first.(sink.BulkLoader); !bulk {
+		return ws
+	}
+	ws.sinks = append(ws.sinks, make([]sink.Sink, r.cfg.Parallelism-1)...)
+	for i := 1; i < len(ws.sinks); i++ {
+		g.Go(func() error {
+			s, err := r.cfg.Open(gctx)
+			if err != nil {
+				return fmt.Errorf("snapshot: open sink %s: %w", r.cfg.Sink, err)
+			}
+			ws.sinks[i] = s
+			if _, ok := s.(sink.BulkLoader); !ok {
+				return fmt.Errorf("snapshot: sink %s lost its bulk loader", r.cfg.Sink)
+			}
+			return nil
+		})
+	}
+	return ws
+}
+
+// wait returns the sinks once all are open.
+func (ws *workerSinks) wait() ([]sink.Sink, error) {
+	if err := ws.g.Wait(); err != nil {
+		return nil, err
+	}
+	return ws.sinks, nil
+}
+
+// close stops the opening and closes the sinks opened.
+func (ws *workerSinks) close(ctx context.Context) {
+	ws.cancel()
+	_ = ws.g.Wait()
+	for _, s := range ws.sinks[1:] {
+		if s != nil {
+			s.Close(context.WithoutCancel(ctx))
+		}
+	}
 }
