@@ -25,8 +25,10 @@ func (f *fakeSink) Close(context.Context) error              { f.closed.Add(1); 
 
 type fakeBulkSink struct{ fakeSink }
 
-func (f *fakeBulkSink) Load(context.Context, *sink.BulkChunk, io.Reader) (int64, error) { return 0, nil }
-func (f *fakeBulkSink) Loaded(context.Context, string) (map[string]bool, error)        { return nil, nil }
+func (f *fakeBulkSink) Load(context.Context, *sink.BulkChunk, io.Reader) (int64, error) {
+	return 0, nil
+}
+func (f *fakeBulkSink) Loaded(context.Context, string) (map[string]bool, error) { return nil, nil }
 
 func testRunner(t *testing.T, parallelism int, open apply.OpenFunc) *Runner {
 	t.Helper()
