@@ -132,7 +132,7 @@ func (r *Results) markdown() string {
 	if len(r.Ratios) > 0 {
 		s.WriteString("| workload | cdcd | reference | reference figure | ratio | goal |\n|---|---:|---|---:|---:|---:|\n")
 		for _, x := range r.Ratios {
-			fmt.Fprintf(&s, "| %s | %.0f %s | %s | %.0f %s | **%.2f** | %.2f |\n", x.Workload, x.Cdcd, x.Unit, x.Reference, x.Ref, x.Unit, x.Ratio, x.Goal)
+			fmt.Fprintf(&s, "| %s | %.0f %s | %s | %.0f %s | **%.2f** | %.2f |\n", mdCell(x.Workload), x.Cdcd, x.Unit, mdCell(x.Reference), x.Ref, x.Unit, x.Ratio, x.Goal)
 		}
 		s.WriteString("\n")
 	}
@@ -155,6 +155,9 @@ func (r *Results) markdown() string {
 	}
 	return s.String()
 }
+
+// mdCell escapes the pipes of a Markdown table cell (pg_dump | psql).
+func mdCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 func (r *Results) chartThroughput(path string) error {
 	if len(r.Ratios) == 0 {
