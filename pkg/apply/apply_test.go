@@ -266,3 +266,38 @@ func TestReadsOnlyDurable(t *testing.T) {
 	require.NoError(t, <-errc)
 	require.Equal(t, append(want(5), "999"), ids(fs.snapshot()))
 }
+
+// TestIdleSendsCompleteTransactionsAheadOfAnOpenOne: a speculative reader
+// caught up inside the next transaction must not hold back the complete
+// ones before it (they would wait MaxDelay).
+func TestIdleSendsCompleteTransactionsAheadOfAnOpenOne(t *testing.T) {
+	out := make(chan *sink.Batch, 4)
+	b := &batcher{cfg: Config{MaxRows: 100, MaxBytes: 1 << 20, MaxDelay: time.Hour}, out: out, ctx: context.Background()}
+	ins := func(id int) trail.Record {
+		return trail.Record{Type: trail.RecordChange, Change: &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(id))}}}
+	}
+	tx1 := &change.Tx{XID: 1, EndLSN: 0x100}
+	tx2 := &change.Tx{XID: 2, EndLSN: 0x200}
+	for _, r := range []trail.Record{
+		{Type: trail.RecordBegin, Seq: 1, Tx: tx1}, ins(1), {Type: trail.RecordCommit, Seq: 3, Tx: tx1},
+		{Type: trail.RecordBegin, Seq: 4, Tx: tx2}, ins(2),
+	} {
+		require.NoError(t, b.add(r))
+	}
+	require.Empty(t, out)
+	b.idle()
+	require.Len(t, out, 1)
+	first := <-out
+	require.False(t, first.Partial)
+	require.Len(t, first.Txs, 1)
+	require.Equal(t, tx1, first.Txs[0].Tx)
+	require.Equal(t, uint64(3), first.Position.Seq)
+
+	require.NoError(t, b.add(trail.Record{Type: trail.RecordCommit, Seq: 6, Tx: tx2}))
+	b.idle()
+	second := <-out
+	require.Len(t, second.Txs, 1)
+	require.Equal(t, tx2, second.Txs[0].Tx)
+	require.Len(t, second.Txs[0].Changes, 1, "the open transaction kept its change")
+	require.Equal(t, sink.Position{Seq: 6, EndLSN: 0x200}, second.Position)
+}

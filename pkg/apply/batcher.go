@@ -119,12 +119,13 @@ func (b *batcher) sendPartial() error {
 	return b.send()
 }
 
-// idle is called by the reader when it has caught up: send what is ready.
-// An open transaction keeps its changes until its COMMIT (the durable limit
-// only ever ends at a commit, so this is the unusual case of reading a
-// trail no one limits).
+// idle is called by the reader when it has caught up: send the complete
+// transactions batched so far. An open transaction — a speculative reader
+// waits at its COMMIT until that is durable — keeps its changes for the
+// next batch; holding the complete ones back for it would add up to
+// MaxDelay of latency whenever the next transaction is already arriving.
 func (b *batcher) idle() {
-	if b.cur != nil && len(b.cur.Txs) > 0 && b.tx == nil {
+	if b.cur != nil && len(b.cur.Txs) > 0 {
 		_ = b.send()
 	}
 }
