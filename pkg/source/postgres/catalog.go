@@ -16,7 +16,7 @@ func (s *Source) FillPrimaryKey(ctx context.Context, rel *change.Relation) error
 		FROM pg_index i
 		JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ON true
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-		WHERE i.indrelid = $1 AND i.indisprimary
+		WHERE i.indrelid = $1::oid AND i.indisprimary
 		ORDER BY k.ord`, rel.OID)
 	if err != nil {
 		return classify(fmt.Errorf("read primary key of %s: %w", rel.QualifiedName(), err))

@@ -43,7 +43,9 @@ type Source struct {
 	Standby bool
 
 	interrupted atomic.Bool
-	deadline    time.Time // the read deadline armed on the socket
+	// sock reads the replication socket under pgproto3's buffer: deadlines
+	// and batching happen per read system call, not per message.
+	sock *batchReader
 }
 
 // Connect opens the replication and catalog connections and identifies the
@@ -65,49 +67,77 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error)
 	}
 	replCfg.RuntimeParams["replication"] = "database"
 	// pgproto3 reads the socket 8 KiB at a time; a bulk stream wants far
-	// fewer, larger reads.
+	// fewer, larger reads. pgconn builds a frontend per connection attempt;
+	// the last one built is the connection's.
+	var sock *batchReader
 	replCfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
-		return pgproto3.NewFrontend(bufio.NewReaderSize(r, 256<<10), w)
+		sock = &batchReader{r: r}
+		return pgproto3.NewFrontend(bufio.NewReaderSize(sock, 256<<10), w)
 	}
 	replCfg.RuntimeParams["application_name"] = "cdcd"
-	repl, err := pgconn.ConnectConfig(ctx, replCfg)
-	if err != nil {
-		return nil, classify(fmt.Errorf("connect to source %s: %w", describe(replCfg), redactErr(err, cfg.DSN)))
-	}
-	s := &Source{cfg: cfg, log: log, repl: repl}
 	catCfg, err := pgx.ParseConfig(cfg.DSN)
 	if err != nil {
-		s.Close()
 		return nil, Terminal(fmt.Errorf("parse source.dsn: %w", redactErr(err, cfg.DSN)))
 	}
 	catCfg.RuntimeParams["application_name"] = "cdcd-catalog"
-	s.catalog, err = pgx.ConnectConfig(ctx, catCfg)
+	// Catalog queries run once or rarely: one round trip each (no
+	// prepare-then-execute), which matters at start-up.
+	catCfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+
+	// Each connection costs the server a backend start and both a round
+	// trip or two: open and query them side by side.
+	s := &Source{cfg: cfg, log: log}
+	catErr := make(chan error, 1)
+	go func() { catErr <- s.connectCatalog(ctx, catCfg) }()
+	err = s.connectRepl(ctx, replCfg)
+	if cerr := <-catErr; err == nil {
+		err = cerr
+	}
 	if err != nil {
 		s.Close()
-		return nil, classify(fmt.Errorf("connect to source %s: %w", describe(replCfg), redactErr(err, cfg.DSN)))
+		return nil, err
 	}
-	id, err := pglogrepl.IdentifySystem(ctx, repl)
-	if err != nil {
-		s.Close()
-		return nil, classify(fmt.Errorf("identify source system: %w", err))
-	}
-	sysID, err := strconv.ParseUint(id.SystemID, 10, 64)
-	if err != nil {
-		s.Close()
-		return nil, Terminal(fmt.Errorf("identify source system: bad system id %q", id.SystemID))
-	}
-	s.SystemID, s.Timeline, s.XLogPos = sysID, id.Timeline, change.LSN(id.XLogPos)
-	if err := s.catalog.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, pg_is_in_recovery()`).
-		Scan(&s.ServerVersion, &s.Standby); err != nil {
-		s.Close()
-		return nil, classify(fmt.Errorf("read source version: %w", err))
-	}
+	s.sock = sock
 	if s.Standby && s.ServerVersion < 160000 {
 		s.Close()
 		return nil, Terminal(fmt.Errorf("source %s is a PostgreSQL %d standby: logical decoding on a standby needs PostgreSQL 16 or later; point source.dsn at the primary or upgrade",
 			describe(replCfg), s.ServerVersion/10000))
 	}
 	return s, nil
+}
+
+// connectRepl opens the replication connection and identifies the system.
+func (s *Source) connectRepl(ctx context.Context, replCfg *pgconn.Config) error {
+	repl, err := pgconn.ConnectConfig(ctx, replCfg)
+	if err != nil {
+		return classify(fmt.Errorf("connect to source %s: %w", describe(replCfg), redactErr(err, s.cfg.DSN)))
+	}
+	s.repl = repl
+	id, err := pglogrepl.IdentifySystem(ctx, repl)
+	if err != nil {
+		return classify(fmt.Errorf("identify source system: %w", err))
+	}
+	sysID, err := strconv.ParseUint(id.SystemID, 10, 64)
+	if err != nil {
+		return Terminal(fmt.Errorf("identify source system: bad system id %q", id.SystemID))
+	}
+	s.SystemID, s.Timeline, s.XLogPos = sysID, id.Timeline, change.LSN(id.XLogPos)
+	return nil
+}
+
+// connectCatalog opens the catalog connection and reads the server's
+// version and role.
+func (s *Source) connectCatalog(ctx context.Context, catCfg *pgx.ConnConfig) error {
+	catalog, err := pgx.ConnectConfig(ctx, catCfg)
+	if err != nil {
+		return classify(fmt.Errorf("connect to source %s: %w", describe(&catCfg.Config), redactErr(err, s.cfg.DSN)))
+	}
+	s.catalog = catalog
+	if err := catalog.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, pg_is_in_recovery()`).
+		Scan(&s.ServerVersion, &s.Standby); err != nil {
+		return classify(fmt.Errorf("read source version: %w", err))
+	}
+	return nil
 }
 
 // Close closes both connections.
@@ -279,6 +309,7 @@ func (s *Source) StartStream(ctx context.Context, start change.LSN) error {
 	if err != nil {
 		return classify(fmt.Errorf("start replication on slot %s at %s: %w", s.cfg.Slot, start, err))
 	}
+	s.sock.start(s.repl.Conn(), &s.interrupted)
 	return nil
 }
 

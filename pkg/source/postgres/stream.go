@@ -43,15 +43,16 @@ type Message struct {
 //
 // The deadline is set on the socket rather than through a context: pgconn
 // starts a goroutine per call for a cancellable context, which costs more
-// than decoding a row on the hot path. Interrupt wakes a blocked Receive.
+// than decoding a row on the hot path. It is armed only when a read system
+// call is due (see batchReader), not per message. Interrupt wakes a blocked
+// Receive.
 func (s *Source) Receive(deadline time.Time) (Message, error) {
-	// Re-arming the socket timer for every message costs; keep the armed
-	// deadline while it is still ahead and no later than asked.
-	if !(s.deadline.After(time.Now()) && !s.deadline.After(deadline)) {
+	s.sock.want = deadline
+	if !s.sock.streaming {
+		// Not streaming yet (no StartStream): no batching, plain deadline.
 		if err := s.repl.Conn().SetReadDeadline(deadline); err != nil {
 			return Message{}, fmt.Errorf("receive from source: %w", err)
 		}
-		s.deadline = deadline
 	}
 	if s.interrupted.Load() {
 		return Message{Kind: Timeout}, nil
@@ -102,8 +103,8 @@ func (s *Source) Receive(deadline time.Time) (Message, error) {
 // safe to call from another goroutine (e.g. context.AfterFunc on shutdown).
 func (s *Source) Interrupt() {
 	s.interrupted.Store(true)
-	// Receive may keep an armed deadline without re-arming; this one then
-	// fires at once.
+	// The socket reader may keep an armed deadline without re-arming;
+	// this one then fires at once (it checks the flag after arming).
 	_ = s.repl.Conn().SetReadDeadline(time.Now())
 }
 
