@@ -74,7 +74,7 @@ type Trail struct {
 
 // Capture is the `capture:` section.
 type Capture struct {
-	// GroupCommitDelay bounds how long a commit waits for its fsync. Default 5ms.
+	// GroupCommitDelay bounds how long a commit waits for its fsync. Default 1ms.
 	GroupCommitDelay Duration `yaml:"group_commit_delay"`
 	// GroupCommitBytes forces an fsync after this many unsynced bytes. Default 8MiB.
 	GroupCommitBytes ByteSize `yaml:"group_commit_bytes"`
