@@ -36,7 +36,21 @@ func (s *Sink) copyUpdate(ctx context.Context, t *table, set []int, rows []chang
 	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, copyRows(rows), "COPY "+stage+" FROM STDIN"); err != nil {
 		return 0, err
 	}
-	return s.execCount(ctx, stagedUpdateSQL(t, set, stage), nil)
+	// The planner, knowing nothing of the staged rows, joins them by
+	// hashing a sequential scan of the target — once per chunk, which for
+	// a large transaction on a large table is quadratic. Probing the key
+	// index per row is what apply wants: hash and merge joins are off for
+	// this one statement (one simple-protocol round trip).
+	s.statements++
+	rs, err := s.tx.Conn().PgConn().Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "+
+		stagedUpdateSQL(t, set, stage)+"; RESET enable_hashjoin; RESET enable_mergejoin").ReadAll()
+	if err != nil {
+		return 0, err
+	}
+	if len(rs) != 5 {
+		return 0, fmt.Errorf("staged update: %d results, want 5", len(rs))
+	}
+	return rs[2].CommandTag.RowsAffected(), nil
 }
 
 // copyInsert loads rows with COPY (text format) into a session staging table
