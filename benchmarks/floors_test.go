@@ -49,3 +49,8 @@ func TestMedianPercentile(t *testing.T) {
 	require.Equal(t, 1.0, percentile(s, 0))
 	require.Equal(t, 6.0, percentile(s, 50))
 }
+
+func TestMarkdownEscapesPipes(t *testing.T) {
+	r := &Results{Size: "ci", Ratios: []Ratio{{Key: "snapshot.orders", Workload: "snapshot", Reference: "pg_dump -t | psql", Unit: "rows/s", Ratio: 1}}}
+	require.Contains(t, r.markdown(), "| pg_dump -t \\| psql |")
+}

@@ -4,18 +4,11 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
-	"runtime/trace"
 )
 
 // startProfile writes a CPU profile of the whole run to $CDCD_CPUPROFILE
 // when it is set (benchmarks use it to show where the time goes).
 func startProfile() (stop func()) {
-	if p := os.Getenv("CDCD_TRACE"); p != "" {
-		f, err := os.Create(p)
-		if err == nil && trace.Start(f) == nil {
-			return func() { trace.Stop(); f.Close() }
-		}
-	}
 	path := os.Getenv("CDCD_CPUPROFILE")
 	if path == "" {
 		return func() {}

@@ -28,8 +28,8 @@ func TestPgbenchPrimaryPG15(t *testing.T) {
 	r := startPipeline(t, yamlConfig(src, nil, dst, t.TempDir()))
 	waitSlot(t, src)
 	pgbench(t, src, "-c", "4", "-j", "2", "-T", "8", "-n")
-	r.waitApplied(t, marker(t, src), 2*time.Minute)
-	r.stop(t)
+	r.WaitApplied(t, marker(t, src), 2*time.Minute)
+	r.Stop(t)
 	requireSameTables(t, src, dst, pgbenchTables)
 }
 
@@ -45,8 +45,8 @@ func TestPgbenchStandbyPG17(t *testing.T) {
 	r := startPipeline(t, yamlConfig(standby, primary, dst, t.TempDir()))
 	waitSlot(t, standby)
 	pgbench(t, primary, "-c", "4", "-j", "2", "-T", "8", "-n")
-	r.waitApplied(t, marker(t, primary), 2*time.Minute)
-	r.stop(t)
+	r.WaitApplied(t, marker(t, primary), 2*time.Minute)
+	r.Stop(t)
 	requireSameTables(t, primary, dst, pgbenchTables)
 }
 
@@ -71,7 +71,7 @@ func TestApplyEdgeCases(t *testing.T) {
 		`INSERT INTO items SELECT g, g, 'n' FROM generate_series(1, 100) g`,
 		`INSERT INTO gone SELECT g, 'x' FROM generate_series(1, 50) g`,
 	)
-	r.waitApplied(t, marker(t, src), time.Minute)
+	r.WaitApplied(t, marker(t, src), time.Minute)
 	src.ExecT(t, "postgres",
 		`UPDATE docs SET title = 'new title' WHERE id = 1`, // body unchanged TOAST
 		`UPDATE items SET id = 1000 WHERE id = 2`,          // key change
@@ -81,8 +81,8 @@ func TestApplyEdgeCases(t *testing.T) {
 		`UPDATE items SET note = 'swap-a' WHERE id = 3`,
 		`BEGIN; UPDATE items SET id = -1 WHERE id = 4; UPDATE items SET id = 4 WHERE id = 5; UPDATE items SET id = 5 WHERE id = -1; COMMIT`,
 	)
-	r.waitApplied(t, marker(t, src), time.Minute)
-	r.stop(t)
+	r.WaitApplied(t, marker(t, src), time.Minute)
+	r.Stop(t)
 	requireSameTables(t, src, dst, map[string]string{"docs": "id", "items": "id", "gone": "id"})
 	var got string
 	require.NoError(t, queryRow(dst, `SELECT body FROM docs WHERE id = 1`, &got))
@@ -220,7 +220,7 @@ func TestBadTargetsFailCleanly(t *testing.T) {
 
 	// Finally a good run catches up from the trail.
 	r := startPipeline(t, good)
-	r.waitApplied(t, marker(t, src), time.Minute)
-	r.stop(t)
+	r.WaitApplied(t, marker(t, src), time.Minute)
+	r.Stop(t)
 	requireSameTables(t, src, dst, map[string]string{"t": "id"})
 }

@@ -8,15 +8,13 @@ import (
 	"os"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/cdcd-io/cdcd/internal/pipetest"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
-	"github.com/cdcd-io/cdcd/pkg/change"
-	"github.com/cdcd-io/cdcd/pkg/config"
-	"github.com/cdcd-io/cdcd/pkg/pipeline"
 )
 
 func testLogger() *slog.Logger {
@@ -51,58 +49,11 @@ log:
 `, source.DSN("postgres"), trailDir, target.DSN("postgres")) + extra
 }
 
-type running struct {
-	p      *pipeline.Pipeline
-	cancel context.CancelFunc
-	done   chan error
-}
+type running = pipetest.Running
 
 func startPipeline(t testing.TB, yaml string) *running {
 	t.Helper()
-	f, err := config.Parse([]byte(yaml))
-	require.NoError(t, err)
-	p, err := pipeline.New(f.PipelineConfig(testLogger()))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{p: p, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		r.cancel()
-		select {
-		case <-r.done:
-		case <-time.After(time.Minute):
-		}
-	})
-	return r
-}
-
-// waitApplied waits until the sink has applied a transaction ending past lsn.
-func (r *running) waitApplied(t testing.TB, lsn change.LSN, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		st := r.p.Workers()[0].Stats()
-		if st.Position.EndLSN > lsn {
-			return
-		}
-		select {
-		case err := <-r.done:
-			r.done <- err
-			t.Fatalf("pipeline stopped early: %v (sink: %s)", err, st.LastError)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sink at %s, not past %s after %s; snapshot %+v; sink %+v", st.Position.EndLSN, lsn, timeout, r.p.Snapshots()[0].Progress(), st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (r *running) stop(t testing.TB) {
-	t.Helper()
-	r.cancel()
-	require.NoError(t, <-r.done)
-	r.done <- nil
+	return pipetest.Start(t, yaml, testLogger())
 }
 
 // digest is a query's row count and an ordered hash of its rows.

@@ -44,13 +44,13 @@ mappings:
 	r := startPipeline(t, yaml)
 	src.WaitSlotActiveT(t, "cdcd")
 	deadline := time.Now().Add(time.Minute)
-	for !r.p.Snapshots()[0].Progress().Complete {
+	for !r.P.Snapshots()[0].Progress().Complete {
 		require.True(t, time.Now().Before(deadline), "snapshot not complete")
 		time.Sleep(50 * time.Millisecond)
 	}
 	src.ExecT(t, "postgres", `INSERT INTO items VALUES (5000, 'new', 's')`, `UPDATE items SET name = 'changed' WHERE id = 1`)
-	r.waitApplied(t, src.MarkerT(t), time.Minute)
-	r.stop(t)
+	r.WaitApplied(t, src.MarkerT(t), time.Minute)
+	r.Stop(t)
 	recs, err := kc.ReadCommitted(t.Context(), "cdc.shop.goods")
 	require.NoError(t, err)
 	ops := map[string]int{}

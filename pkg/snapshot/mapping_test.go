@@ -58,7 +58,7 @@ mappings:
   - from: app.orders
     to: orders2
 `))
-	r.waitApplied(t, src.MarkerT(t), time.Minute)
+	r.WaitApplied(t, src.MarkerT(t), time.Minute)
 	check("after the snapshot")
 	src.ExecT(t, "postgres",
 		`INSERT INTO employee VALUES (5001, 'new eng', 's', 'eng'), (5002, 'new test', 's', 'test')`,
@@ -72,8 +72,8 @@ mappings:
 		`DELETE FROM app.orders WHERE id % 10 = 0`,
 		`TRUNCATE audit_log`,
 	)
-	r.waitApplied(t, src.MarkerT(t), time.Minute)
-	r.stop(t)
+	r.WaitApplied(t, src.MarkerT(t), time.Minute)
+	r.Stop(t)
 	check("after the stream")
 }
 
@@ -94,8 +94,8 @@ mappings:
 `))
 	var err error
 	select {
-	case err = <-r.done:
-		r.done <- err
+	case err = <-r.Done:
+		r.Done <- err
 	case <-time.After(time.Minute):
 		t.Fatal("pipeline did not stop")
 	}

@@ -47,8 +47,8 @@ schema: { create: true }
 `))
 	// Let the writer run through the copy.
 	deadline := time.Now().Add(2 * time.Minute)
-	for !r.p.Snapshots()[0].Progress().Complete {
-		require.True(t, time.Now().Before(deadline), "snapshot not complete: %+v", r.p.Snapshots()[0].Progress())
+	for !r.P.Snapshots()[0].Progress().Complete {
+		require.True(t, time.Now().Before(deadline), "snapshot not complete: %+v", r.P.Snapshots()[0].Progress())
 		time.Sleep(50 * time.Millisecond)
 	}
 	copied := time.Since(start)
@@ -56,11 +56,11 @@ schema: { create: true }
 	n := w.stop(t)
 	close(stopNokey)
 	<-nokeyDone
-	r.waitApplied(t, src.MarkerT(t), 2*time.Minute)
-	r.stop(t)
+	r.WaitApplied(t, src.MarkerT(t), 2*time.Minute)
+	r.Stop(t)
 	requireSame(t, src, dst, "big", "id")
 	requireSame(t, src, dst, "nokey", "a, b")
-	p := r.p.Snapshots()[0].Progress()
+	p := r.P.Snapshots()[0].Progress()
 	require.Len(t, p.Tables, 2)
 	require.Equal(t, 10, p.Tables[0].Chunks, "the 1M-row table is split into 100k-row key ranges")
 	var hasPK bool
@@ -108,15 +108,15 @@ func TestSchemaZoo(t *testing.T) {
 snapshot: { mode: initial, parallelism: 2, chunk_rows: 500 }
 schema: { create: true }
 `))
-	r.waitApplied(t, src.MarkerT(t), time.Minute)
+	r.WaitApplied(t, src.MarkerT(t), time.Minute)
 	src.ExecT(t, "postgres",
 		`INSERT INTO zoo.animals (kind, id, m, ma, p, g, ia) VALUES ('new', 1, 'it''s', '{sad}', 5, 'ok', '{}')`,
 		`UPDATE zoo.animals SET m = 'happy', num = 2.5, ta = array['z'] WHERE id % 5 = 0`,
 		`DELETE FROM zoo.animals WHERE id % 11 = 0`,
 		`UPDATE zoo.plain SET t = 'updated', n = NULL WHERE id % 3 = 0`,
 	)
-	r.waitApplied(t, src.MarkerT(t), time.Minute)
-	r.stop(t)
+	r.WaitApplied(t, src.MarkerT(t), time.Minute)
+	r.Stop(t)
 	requireSame(t, src, dst, "zoo.animals", "kind, id")
 	requireSame(t, src, dst, "zoo.plain", "id")
 	// The types came across as types, with their constraints and defaults.
@@ -130,7 +130,7 @@ schema: { create: true }
 	var pk string
 	require.NoError(t, dst.QueryRow(`SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'zoo.animals'::regclass AND contype = 'p'`, &pk))
 	require.Equal(t, "PRIMARY KEY (kind, id)", pk)
-	p := r.p.Snapshots()[0].Progress()
+	p := r.P.Snapshots()[0].Progress()
 	for _, tp := range p.Tables {
 		require.Greater(t, tp.Chunks, 1, "table %s split into key ranges", tp.Target)
 	}
@@ -152,8 +152,8 @@ schema: { create: true }
 `))
 	var err error
 	select {
-	case err = <-r.done:
-		r.done <- err
+	case err = <-r.Done:
+		r.Done <- err
 	case <-time.After(time.Minute):
 		t.Fatal("pipeline did not stop on the mismatch")
 	}

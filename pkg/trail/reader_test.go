@@ -388,3 +388,28 @@ func TestFollowPartialFrame(t *testing.T) {
 	require.Equal(t, RecordCommit, rec.Type)
 	require.Equal(t, txs[2], rec.Tx)
 }
+
+// TestSpeculateWaitsWhileGenerationOdd: an odd generation (a rollback
+// cutting the tail, or no recovered writer yet) keeps a speculative reader
+// at the durable position even though bytes lie beyond it.
+func TestSpeculateWaitsWhileGenerationOdd(t *testing.T) {
+	dir := t.TempDir()
+	w := openW(t, dir, Options{})
+	defer w.Close()
+	require.NoError(t, w.Begin(txn(1)))
+	require.NoError(t, w.Change(insert(usersRel(), 1)))
+	_, err := w.Sync()
+	require.NoError(t, err)
+	gen := uint64(1)
+	r, err := NewReader(dir, 0, ReaderOptions{Limit: w.Durable, Speculate: func() uint64 { return gen }})
+	require.NoError(t, err)
+	defer r.Close()
+	_, err = r.Next(context.Background())
+	require.ErrorIs(t, err, io.EOF, "odd generation: nothing read ahead")
+	gen = w.Generation()
+	require.Zero(t, gen%2, "a writer's generation is even at rest")
+	rec, err := r.Next(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, RecordBegin, rec.Type)
+	require.NoError(t, w.Rollback())
+}

@@ -49,7 +49,7 @@ func TestKafkaEvents(t *testing.T) {
 		   '{"a": [1, 2.50, "x"], "big": 12345678901234567890}', '{"k": "v"}', '{1,NULL,3}', '{"a b","q\"z",NULL}', 'NaN', true,
 		   'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day 02:00:00', '{1.10,2.000001}')`,
 	)
-	r.waitApplied(t, marker(t, pg), time.Minute)
+	r.WaitApplied(t, marker(t, pg), time.Minute)
 
 	items := byKey(t, readTopic(t, k, "cdc.public.items"))
 	require.Len(t, items, 52, "50 rows, key 1000 and key 500")
@@ -147,13 +147,13 @@ func TestKafkaEvents(t *testing.T) {
 	require.Equal(t, "events", string(cps[len(cps)-1].Key))
 
 	// Restart: the position comes from Kafka, nothing is sent again.
-	r.stop(t)
+	r.Stop(t)
 	before := len(readTopic(t, k, "cdc.public.items"))
 	r2 := startPipeline(t, yaml)
 	waitSlot(t, pg)
 	pg.ExecT(t, "postgres", `INSERT INTO items VALUES (51, 51, 'n')`)
-	r2.waitApplied(t, marker(t, pg), time.Minute)
-	r2.stop(t)
+	r2.WaitApplied(t, marker(t, pg), time.Minute)
+	r2.Stop(t)
 	after := readTopic(t, k, "cdc.public.items")
 	require.Len(t, after, before+1, "only the new row after a restart")
 	require.Len(t, byKey(t, after)[`{"id":51}`], 1)
@@ -182,8 +182,8 @@ topic: all.changes`))
 		`INSERT INTO b VALUES ('k', 1, '`+big+`')`,
 		`UPDATE b SET big = big WHERE x = 'k'`,
 		`UPDATE b SET y = 2 WHERE x = 'k'`)
-	r.waitApplied(t, marker(t, pg), time.Minute)
-	r.stop(t)
+	r.WaitApplied(t, marker(t, pg), time.Minute)
+	r.Stop(t)
 	recs := readTopic(t, k, "all.changes")
 	got := map[string][]string{}
 	for _, rec := range recs {

@@ -122,7 +122,7 @@ func (s *Sink) insertFresh(ctx context.Context, t *table, rows []change.Row) err
 	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, buf, b.String()); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" /* unique_violation */ {
-			disableFastCopy(s.cfg.Name)
+			disableFastCopy(s.fastKey())
 			s.log.Warn("target already holds rows the source inserted (applying over a newer copy?): upserting instead of COPY for a while",
 				"table", t.target.String(), "err", pgErr.Message)
 			return sink.Retriable(fmt.Errorf("insert into %s (%d rows, through COPY): %w", t.target, len(rows), err))
@@ -132,12 +132,15 @@ func (s *Sink) insertFresh(ctx context.Context, t *table, rows []change.Row) err
 	return nil
 }
 
-// fastCopyOff maps a sink name to when its fresh-insert COPY path may be
-// used again after a unique violation.
+// fastCopyOff maps a sink (name and target) to when its fresh-insert COPY
+// path may be used again after a unique violation. It outlives Sink values:
+// the apply worker opens a new one for the retry.
 var fastCopyOff sync.Map
 
 // fastCopyPause is how long the fast path stays off after a conflict.
 const fastCopyPause = 10 * time.Minute
+
+func (s *Sink) fastKey() string { return s.cfg.Name + "\x00" + s.desc }
 
 func disableFastCopy(name string) { fastCopyOff.Store(name, time.Now().Add(fastCopyPause)) }
 

@@ -42,7 +42,7 @@ func (s *Sink) tableOps(ctx context.Context, ops *tableOps) error {
 			return err
 		}
 	}
-	if s.copyMinRows > 0 && len(fresh) >= s.copyMinRows && fastCopyAllowed(s.cfg.Name) {
+	if s.copyMinRows > 0 && len(fresh) >= s.copyMinRows && fastCopyAllowed(s.fastKey()) {
 		if err := s.insertFresh(ctx, t, fresh); err != nil {
 			return err
 		}

@@ -548,7 +548,7 @@ func TestFreshInsertsOverExistingRows(t *testing.T) {
 	s := open()
 	apply(t, s, 1, benchBatchN(1, 500, func(id int) *change.Change { return benchInsert(r, id) })...)
 	require.Equal(t, []string{"500"}, e.rows(`SELECT count(*) FROM app.bench`))
-	require.True(t, fastCopyAllowed(name), "no conflict yet")
+	require.True(t, fastCopyAllowed(s.fastKey()), "no conflict yet")
 
 	// Rows 401..900: 401..500 are already there, with other values.
 	e.exec(`UPDATE app.bench SET name = 'stale' WHERE id > 400`)
@@ -556,7 +556,8 @@ func TestFreshInsertsOverExistingRows(t *testing.T) {
 	err := s.Apply(context.Background(), b)
 	require.Error(t, err)
 	require.True(t, sink.IsRetriable(err), "a conflict on the fast path is retried: %v", err)
-	require.False(t, fastCopyAllowed(name))
+	require.False(t, fastCopyAllowed(s.fastKey()))
+	require.True(t, fastCopyAllowed(name+"\x00elsewhere"), "only this sink and target")
 	require.Equal(t, []string{"500|100"}, e.rows(`SELECT count(*), count(*) FILTER (WHERE name = 'stale') FROM app.bench`), "nothing applied")
 
 	s = open() // the worker reopens the sink and re-reads the batch
@@ -565,7 +566,7 @@ func TestFreshInsertsOverExistingRows(t *testing.T) {
 	require.Equal(t, uint64(1), pos.Seq)
 	require.NoError(t, s.Apply(context.Background(), b))
 	require.Equal(t, []string{"900|0"}, e.rows(`SELECT count(*), count(*) FILTER (WHERE name = 'stale') FROM app.bench`))
-	fastCopyOff.Delete(name)
+	fastCopyOff.Delete(s.fastKey())
 }
 
 // TestFullUpdatesOfMissingRows: full-row updates go through UPDATE by key;
