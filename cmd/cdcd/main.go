@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/cdcd-io/cdcd/pkg/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -27,8 +29,18 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cdcd: "+err.Error())
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 2 for a bad configuration file (nothing was started), 1 for
+// every other failure.
+func exitCode(err error) int {
+	var cfgErr *config.Error
+	if errors.As(err, &cfgErr) {
+		return 2
+	}
+	return 1
 }
 
 func newRoot() *cobra.Command {

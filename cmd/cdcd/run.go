@@ -1,7 +1,10 @@
 package main
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/cdcd-io/cdcd/pkg/config"
 	"github.com/cdcd-io/cdcd/pkg/service"
@@ -24,7 +27,11 @@ func newRunCmd() *cobra.Command {
 			}
 			// The service adds the HTTP endpoint, the WAL guard and systemd
 			// notifications around the pipeline.
-			svc, err := service.New(f.PipelineConfig(log), f.ServiceConfig(log))
+			pc := f.PipelineConfig(log)
+			if term.IsTerminal(int(os.Stderr.Fd())) {
+				pc.Snapshot.Progress = os.Stderr // live bars; logs otherwise
+			}
+			svc, err := service.New(pc, f.ServiceConfig(log))
 			if err != nil {
 				return err
 			}

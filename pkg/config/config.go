@@ -1,10 +1,15 @@
-// Package config maps cdcd's YAML configuration file onto the config
-// structs of the packages that do the work. It is the one place where YAML
-// keys meet Go fields; every other package takes plain structs.
+// Package config maps cdcd's YAML configuration file onto the options of
+// the library's entry point (pipeline.Config) and of the commands around it
+// (service, preflight, status). It is the one place where YAML keys meet Go
+// fields; the wiring itself lives in pkg/pipeline.
 //
-// ${NAME} in the file is replaced by the environment variable NAME before
-// parsing (for secrets such as passwords); an unset variable is an error.
-// Unknown keys are errors, so a typo never silently falls back to a default.
+// ${NAME} (an environment variable) and ${file:/path} (a file's content, one
+// trailing newline trimmed) are expanded inside string values after the
+// file is parsed, so a secret may hold any bytes and can never add a key;
+// an unset variable or unreadable file is an error. Every `dsn` has a
+// sibling `password` that overrides the DSN's password with any bytes.
+// Unknown keys are errors, so a typo never silently falls back to a
+// default; every error names the key and its line (see Error).
 package config
 
 import (
@@ -12,13 +17,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 
 	"github.com/cdcd-io/cdcd/pkg/capture"
+	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 	"github.com/cdcd-io/cdcd/pkg/trail"
 )
@@ -39,6 +45,9 @@ type File struct {
 	Schema   SchemaSection `yaml:"schema"`
 	Tables   Tables        `yaml:"tables"`
 	Mappings []Mapping     `yaml:"mappings"`
+
+	// ast is the parsed file, for the lines of validation errors.
+	ast *ast.File
 }
 
 // Source is the `source:` section.
@@ -47,8 +56,13 @@ type Source struct {
 	Kind string `yaml:"kind"`
 	// DSN is the connection string of the primary or PG16+ standby. Required.
 	DSN string `yaml:"dsn"`
+	// Password overrides DSN's password; any bytes (use ${NAME} or
+	// ${file:/path}). Default: the DSN's own, or libpq's sources (.pgpass).
+	Password string `yaml:"password"`
 	// PrimaryDSN is the primary's connection string when DSN is a standby.
 	PrimaryDSN string `yaml:"primary_dsn"`
+	// PrimaryPassword overrides PrimaryDSN's password. Default: the DSN's own.
+	PrimaryPassword string `yaml:"primary_password"`
 	// Slot is the logical replication slot. Default "cdcd".
 	Slot string `yaml:"slot"`
 	// Publication is the publication name. Default "cdcd".
@@ -88,31 +102,49 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// Load reads, expands and validates a configuration file.
+// Load reads, expands and validates a configuration file. Its errors are
+// *Error, prefixed with the file's path.
 func Load(path string) (*File, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, &Error{Err: fmt.Errorf("read config: %w", err)}
 	}
 	f, err := Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	var e *Error
+	if errors.As(err, &e) {
+		e.File = path
 	}
-	return f, nil
+	return f, err
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// Parse parses a configuration document.
+// Parse parses, expands and validates a configuration document. Its errors
+// are *Error.
 func Parse(raw []byte) (*File, error) {
-	expanded, err := expandEnv(raw)
-	if err != nil {
-		return nil, err
-	}
 	var f File
-	if len(bytes.TrimSpace(expanded)) > 0 {
-		if err := yaml.UnmarshalWithOptions(expanded, &f, yaml.DisallowUnknownField()); err != nil {
-			return nil, errors.New(oneLine(yaml.FormatError(err, false, false)))
+	if len(bytes.TrimSpace(raw)) > 0 {
+		file, err := parser.ParseBytes(raw, 0)
+		if err != nil {
+			return nil, decodeError(nil, err)
+		}
+		f.ast = file
+		for _, d := range file.Docs {
+			if err := expand(d); err != nil {
+				var e *Error
+				if errors.As(err, &e) {
+					nameSinks(e, file)
+				}
+				return nil, err
+			}
+		}
+		if len(file.Docs) > 1 {
+			return nil, &Error{Err: errors.New("the file holds several YAML documents (---): use one")}
+		}
+		if len(file.Docs) == 1 && file.Docs[0].Body != nil {
+			if err := yaml.NodeToValue(file.Docs[0].Body, &f, yaml.DisallowUnknownField()); err != nil {
+				e := decodeError(file, err).(*Error)
+				nameSinks(e, file)
+				return nil, e
+			}
 		}
 	}
 	if len(f.Sinks) == 0 {
@@ -125,54 +157,31 @@ func Parse(raw []byte) (*File, error) {
 	return &f, nil
 }
 
-// expandEnv replaces ${NAME} outside comments with the environment
-// variable NAME; an unset one is an error.
-func expandEnv(raw []byte) ([]byte, error) {
-	var out []byte
-	for _, line := range bytes.SplitAfter(raw, []byte("\n")) {
-		code, comment := splitComment(line)
-		var missing string
-		code = envRef.ReplaceAllFunc(code, func(m []byte) []byte {
-			name := string(envRef.FindSubmatch(m)[1])
-			v, ok := os.LookupEnv(name)
-			if !ok && missing == "" {
-				missing = name
-			}
-			return []byte(v)
-		})
-		if missing != "" {
-			return nil, fmt.Errorf("environment variable %s is not set (referenced as ${%s})", missing, missing)
-		}
-		out = append(append(out, code...), comment...)
+// errAt is an *Error at a key path ("source.dsn", "sinks[1].dsn"), with its
+// line when the file has the key; a sink is named by its name.
+func (f *File) errAt(path string, err error) error {
+	e := &Error{Path: path, Err: err}
+	if n := lookup(f.ast, path); n != nil {
+		e.Line = line(n)
 	}
-	return out, nil
+	nameSinks(e, f.ast)
+	return e
 }
 
-// splitComment splits a YAML line before its comment: a # at the start or
-// after a blank, outside quotes.
-func splitComment(line []byte) (code, comment []byte) {
-	var quote byte
-	for i, c := range line {
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
-			return line[:i], line[i:]
+// withPassword applies a `password` key to its sibling `dsn`.
+func (f *File) withPassword(path string, conn *string, password string) error {
+	if *conn == "" {
+		if password != "" {
+			return f.errAt(path, errors.New("password is set but its dsn is empty"))
 		}
+		return nil
 	}
-	return line, nil
-}
-
-func oneLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
+	merged, err := dsn.WithPassword(*conn, password)
+	if err != nil {
+		return f.errAt(path, fmt.Errorf("cannot parse the connection string (%w): use postgres://user@host:port/db?sslmode=verify-full or host=… user=… dbname=…", err))
 	}
-	return s
+	*conn = merged
+	return nil
 }
 
 func (f *File) validate() error {
@@ -185,65 +194,44 @@ func (f *File) validate() error {
 	switch f.Source.Kind {
 	case "", "postgres":
 	default:
-		return fmt.Errorf("source.kind %q is not supported: use postgres", f.Source.Kind)
+		return f.errAt("source.kind", fmt.Errorf("%q is not supported: use postgres", f.Source.Kind))
 	}
 	if f.Source.DSN == "" {
-		return errors.New("source.dsn is required: the source's connection string, e.g. postgres://cdc@host:5432/app")
+		return f.errAt("source.dsn", errors.New("is required: the source's connection string, e.g. postgres://cdc@host:5432/app"))
+	}
+	if err := f.withPassword("source.dsn", &f.Source.DSN, f.Source.Password); err != nil {
+		return err
+	}
+	if err := f.withPassword("source.primary_dsn", &f.Source.PrimaryDSN, f.Source.PrimaryPassword); err != nil {
+		return err
 	}
 	if f.Trail.Dir == "" {
-		return errors.New("trail.dir is required: a local directory for the trail, e.g. /var/lib/cdcd/trail")
+		return f.errAt("trail.dir", errors.New("is required: a local directory for the trail, e.g. /var/lib/cdcd/trail"))
 	}
 	if f.Trail.SegmentBytes != 0 && f.Trail.SegmentBytes < 64<<10 {
-		return fmt.Errorf("trail.segment_bytes %d is too small: use at least 64KiB", f.Trail.SegmentBytes)
+		return f.errAt("trail.segment_bytes", fmt.Errorf("%d bytes is too small: use at least 64KiB", f.Trail.SegmentBytes))
 	}
 	names := map[string]bool{}
-	for i, s := range f.Sinks {
-		key := fmt.Sprintf("sinks[%d]", i)
-		if s.Name == "" {
-			return fmt.Errorf("%s.name is required: a unique name keys the sink's checkpoint", key)
-		}
-		if names[s.Name] {
-			return fmt.Errorf("%s.name %q is used twice: sink names must be unique", key, s.Name)
-		}
-		names[s.Name] = true
-		switch s.Kind {
-		case "postgres":
-			if s.DSN == "" {
-				return fmt.Errorf("%s.dsn is required for a postgres sink", key)
-			}
-		case "kafka":
-			if err := kafkaConfig(s).Validate(); err != nil {
-				return fmt.Errorf("%s: %w", key, err)
-			}
-			if s.Database == "" {
-				f.Sinks[i].Database = sourceDatabase(f.Source.DSN)
-			}
-		case "stdout":
-		case "":
-			return fmt.Errorf("%s.kind is required: postgres, kafka or stdout", key)
-		default:
-			return fmt.Errorf("%s.kind %q is not supported: use postgres, kafka or stdout", key, s.Kind)
-		}
-		if s.Batch.MaxRows < 0 {
-			return fmt.Errorf("%s.batch.max_rows must not be negative", key)
+	for i := range f.Sinks {
+		if err := f.validateSink(i, names); err != nil {
+			return err
 		}
 	}
 	switch f.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("log.level %q is not one of debug, info, warn, error", f.Log.Level)
+		return f.errAt("log.level", fmt.Errorf("%q is not one of debug, info, warn, error", f.Log.Level))
 	}
 	switch f.Log.Format {
 	case "", "auto", "text", "json":
 	default:
-		return fmt.Errorf("log.format %q is not one of auto, text, json", f.Log.Format)
+		return f.errAt("log.format", fmt.Errorf("%q is not one of auto, text, json", f.Log.Format))
 	}
 	return nil
 }
 
 // CaptureConfig returns the capture configuration the file describes.
 func (f *File) CaptureConfig() capture.Config {
-	hb := time.Duration(f.Source.Heartbeat)
 	return capture.Config{
 		Source: postgres.Config{
 			DSN:            f.Source.DSN,
@@ -251,7 +239,7 @@ func (f *File) CaptureConfig() capture.Config {
 			Slot:           f.Source.Slot,
 			Publication:    f.Source.Publication,
 			Create:         f.Source.Create,
-			Heartbeat:      hb,
+			Heartbeat:      time.Duration(f.Source.Heartbeat),
 			StatusInterval: time.Duration(f.Source.StatusInterval),
 		},
 		TrailDir:         f.Trail.Dir,

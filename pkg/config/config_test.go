@@ -1,9 +1,14 @@
 package config
 
 import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 )
 
@@ -38,40 +43,111 @@ func TestHeartbeatOff(t *testing.T) {
 	require.Less(t, f.CaptureConfig().Source.Heartbeat, time.Duration(0))
 }
 
-func TestParseErrorsNameTheKey(t *testing.T) {
+func TestParseErrorsNameTheKeyAndLine(t *testing.T) {
 	for _, tc := range []struct{ name, doc, want string }{
-		{"unknown key", "source: {dsn: x, dns: y}\ntrail: {dir: /t}\n", `unknown field "dns"`},
-		{"missing dsn", "trail: {dir: /t}\n", "source.dsn is required"},
-		{"missing dir", "source: {dsn: x}\n", "trail.dir is required"},
-		{"bad duration", "source: {dsn: x, heartbeat: soon}\ntrail: {dir: /t}\n", `invalid duration "soon"`},
-		{"bad size", "source: {dsn: x}\ntrail: {dir: /t, segment_bytes: lots}\n", `invalid size "lots"`},
-		{"tiny segment", "source: {dsn: x}\ntrail: {dir: /t, segment_bytes: 1KiB}\n", "trail.segment_bytes 1024 is too small"},
-		{"unset env", "source: {dsn: '${CDCD_NOPE_UNSET}'}\ntrail: {dir: /t}\n", "CDCD_NOPE_UNSET is not set"},
-		{"bad kind", "source: {kind: mysql, dsn: x}\ntrail: {dir: /t}\n", `source.kind "mysql"`},
-		{"bad yaml", "source: [\n", "["},
+		{"unknown key", "source: {dsn: x, dns: y}\ntrail: {dir: /t}\n", `source.dns (line 1): unknown key "dns"`},
+		{"unknown nested key", "source:\n  dsn: x\ntrail:\n  dir: /t\nsinks:\n  - name: pg\n    kind: postgres\n    dsn: x\n    batch:\n      max_rowz: 3\n",
+			`sinks[pg].batch.max_rowz (line 10): unknown key "max_rowz"`},
+		{"missing dsn", "trail: {dir: /t}\n", "source.dsn: is required"},
+		{"missing dir", "source: {dsn: x}\n", "trail.dir: is required"},
+		{"bad duration", "source:\n  dsn: x\n  heartbeat: soon\ntrail: {dir: /t}\n", `source.heartbeat (line 3): invalid duration "soon"`},
+		{"duration overflow", "source: {dsn: x, heartbeat: 100000000h}\ntrail: {dir: /t}\n", `source.heartbeat (line 1): duration "100000000h" is too long`},
+		{"bad size", "source: {dsn: x}\ntrail:\n  dir: /t\n  segment_bytes: lots\n", `trail.segment_bytes (line 4): invalid size "lots"`},
+		{"size fraction", "source: {dsn: x}\ntrail:\n  dir: /t\n  segment_bytes: 1.5GiB\n", `trail.segment_bytes (line 4): size "1.5GiB" is not a whole number`},
+		{"size overflow", "source: {dsn: x}\ntrail:\n  dir: /t\n  segment_bytes: 16777216TiB\n", `trail.segment_bytes (line 4): size "16777216TiB" is too large`},
+		{"size negative", "source: {dsn: x}\ntrail:\n  dir: /t\n  segment_bytes: -1MiB\n", `trail.segment_bytes (line 4): size "-1MiB" must not be negative`},
+		{"tiny segment", "source: {dsn: x}\ntrail: {dir: /t, segment_bytes: 1KiB}\n", "trail.segment_bytes (line 2): 1024 bytes is too small"},
+		{"unset env", "source: {dsn: '${CDCD_NOPE_UNSET}'}\ntrail: {dir: /t}\n", "source.dsn (line 1): environment variable CDCD_NOPE_UNSET is not set"},
+		{"missing secret file", "source: {dsn: x, password: '${file:/nonexistent/pw}'}\ntrail: {dir: /t}\n", "source.password (line 1): read secret file referenced as ${file:/nonexistent/pw}"},
+		{"bad kind", "source: {kind: mysql, dsn: x}\ntrail: {dir: /t}\n", `source.kind (line 1): "mysql" is not supported`},
+		{"sink by name", "source: {dsn: x}\ntrail: {dir: /t}\nsinks:\n  - {name: a, kind: stdout}\n  - name: ddb\n    kind: postgres\n", "sinks[ddb].dsn: is required for a postgres sink"},
+		{"sink bad duration by name", "source: {dsn: x}\ntrail: {dir: /t}\nsinks:\n  - name: pg\n    kind: postgres\n    dsn: x\n    batch: {max_delay: 3q}\n", `sinks[pg].batch.max_delay (line 7): invalid duration "3q"`},
+		{"sink without name", "source: {dsn: x}\ntrail: {dir: /t}\nsinks:\n  - kind: stdout\n", "sinks[0].name: is required"},
+		{"kafka batch overflow", "source: {dsn: x}\ntrail: {dir: /t}\nsinks:\n  - name: k\n    kind: kafka\n    brokers: [b:9092]\n    kafka: {batch_max_bytes: 4GiB}\n", "sinks[k].kafka.batch_max_bytes (line 7): 4294967296 bytes is too large"},
+		{"wrong type", "source: {dsn: x}\ntrail: {dir: [a]}\n", "trail.dir (line 2)"},
+		{"bad yaml", "source: [\n", "line 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.doc))
 			require.Error(t, err)
 			require.Contains(t, err.Error(), tc.want)
 			require.NotContains(t, err.Error(), "\n", "one line")
+			var cfgErr *Error
+			require.ErrorAs(t, err, &cfgErr)
 		})
 	}
 }
 
 func TestByteSize(t *testing.T) {
-	for in, want := range map[string]ByteSize{"16MiB": 16 << 20, "64MB": 64e6, "512": 512, "1GiB": 1 << 30, "3 KiB": 3 << 10} {
+	for in, want := range map[string]ByteSize{"16MiB": 16 << 20, "64MB": 64e6, "512": 512, "1GiB": 1 << 30, "3 KiB": 3 << 10, "8388607TiB": 8388607 << 40} {
 		got, err := ParseByteSize(in)
 		require.NoError(t, err, in)
 		require.Equal(t, want, got, in)
 	}
+	for _, in := range []string{"1.5GiB", "16777216TiB", "9223372036854775808", "1e3", "-1", "", "MiB", "12XB"} {
+		_, err := ParseByteSize(in)
+		require.Error(t, err, in)
+	}
+}
+
+// nasty holds every byte the issue names: #, quotes, backslash, @, /, a
+// space and a newline.
+const nasty = "p#w'd\"x\\y@z/ q\nr"
+
+func TestSecretsExpandInsideValuesOnly(t *testing.T) {
+	t.Setenv("CDCD_T_PW", nasty)
+	// A value that looks like YAML must not add a key.
+	t.Setenv("CDCD_T_INJECT", "x\ntrail: {dir: /evil}\nsinks: [{name: evil, kind: stdout}]")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	require.NoError(t, os.WriteFile(pwFile, []byte(nasty+"\n"), 0o600))
+	doc := fmt.Sprintf(`source:
+  dsn: postgres://cdc@127.0.0.1:5432/app # ${NOT_SET_IN_A_COMMENT}
+  password: ${CDCD_T_PW}
+  primary_dsn: host=127.0.0.1 user=cdc dbname=app
+  primary_password: ${file:%s}
+  slot: "${CDCD_T_INJECT}"
+trail: {dir: /t}
+sinks:
+  - name: pg
+    kind: postgres
+    dsn: "postgres://u:old@127.0.0.1/db?sslmode=verify-full"
+    password: '${file:%s}'
+`, pwFile, pwFile)
+	f, err := Parse([]byte(doc))
+	require.NoError(t, err)
+	require.Equal(t, os.Getenv("CDCD_T_INJECT"), f.Source.Slot, "kept byte-exact as one value")
+	require.Equal(t, "/t", f.Trail.Dir, "no key injected")
+	require.Len(t, f.Sinks, 1)
+	for _, conn := range []string{f.Source.DSN, f.Source.PrimaryDSN, f.Sinks[0].DSN} {
+		c, err := pgconn.ParseConfig(conn)
+		require.NoError(t, err)
+		require.Equal(t, nasty, c.Password, conn)
+	}
+	c, err := pgconn.ParseConfig(f.Sinks[0].DSN)
+	require.NoError(t, err)
+	require.Equal(t, "u", c.User)
+	require.Equal(t, "db", c.Database)
+	require.Equal(t, "verify-full", sslmode(t, f.Sinks[0].DSN))
+}
+
+func sslmode(t *testing.T, conn string) string {
+	u, err := url.Parse(conn)
+	require.NoError(t, err)
+	return u.Query().Get("sslmode")
+}
+
+func TestEnvIsNotExpandedInKeysOrTwice(t *testing.T) {
+	t.Setenv("CDCD_T_TWICE", "${CDCD_T_OTHER}")
+	f, err := Parse([]byte("source: {dsn: x, slot: '${CDCD_T_TWICE}'}\ntrail: {dir: /t}\n"))
+	require.NoError(t, err)
+	require.Equal(t, "${CDCD_T_OTHER}", f.Source.Slot)
+	_, err = Parse([]byte("source: {dsn: x, '${CDCD_T_TWICE}': y}\ntrail: {dir: /t}\n"))
+	require.ErrorContains(t, err, "unknown key")
 }
 
 func TestEnvInCommentsIsIgnored(t *testing.T) {
-	f, err := Parse([]byte("# uses ${NOT_SET_ANYWHERE}\nsource: {dsn: \"x#${CDCD_T_DSN_PART}\"} # ${ALSO_NOT_SET}\ntrail: {dir: /t}\n"))
-	require.Error(t, err, "inside quotes the # is not a comment")
 	t.Setenv("CDCD_T_DSN_PART", "y")
-	f, err = Parse([]byte("# uses ${NOT_SET_ANYWHERE}\nsource: {dsn: \"x#${CDCD_T_DSN_PART}\"} # ${ALSO_NOT_SET}\ntrail: {dir: /t}\n"))
+	f, err := Parse([]byte("# uses ${NOT_SET_ANYWHERE}\nsource: {dsn: \"x#${CDCD_T_DSN_PART}\"} # ${ALSO_NOT_SET}\ntrail: {dir: /t}\n"))
 	require.NoError(t, err)
 	require.Equal(t, "x#y", f.Source.DSN)
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -41,17 +42,14 @@ type WALGuard struct {
 
 func (f *File) validateService() error {
 	if f.HTTP.ReadyMaxLag < 0 {
-		return fmt.Errorf("http.ready_max_lag must be a duration such as 60s")
+		return f.errAt("http.ready_max_lag", errors.New("cannot be off: use a duration such as 60s"))
 	}
 	if f.WALGuard.Interval < 0 {
-		return fmt.Errorf("wal_guard.interval must be a duration such as 10s")
+		return f.errAt("wal_guard.interval", errors.New("cannot be off: use a duration such as 10s"))
 	}
 	w, a := f.WALGuard.WarnBytes, f.WALGuard.AlertBytes
-	if w < 0 || a < 0 {
-		return fmt.Errorf("wal_guard thresholds must not be negative")
-	}
 	if w > 0 && a > 0 && a < w {
-		return fmt.Errorf("wal_guard.alert_bytes (%d) is below warn_bytes (%d): the alert threshold must be the higher one", a, w)
+		return f.errAt("wal_guard.alert_bytes", fmt.Errorf("%d is below warn_bytes (%d): the alert threshold must be the higher one", a, w))
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ func TestServiceSections(t *testing.T) {
 	require.Equal(t, "http://127.0.0.1:9000/status", f.StatusURL())
 
 	_, err = Parse([]byte("source: {dsn: x}\ntrail: {dir: /t}\nwal_guard: {warn_bytes: 2GiB, alert_bytes: 1GiB}\n"))
-	require.ErrorContains(t, err, "wal_guard.alert_bytes (1073741824) is below warn_bytes")
+	require.ErrorContains(t, err, "wal_guard.alert_bytes (line 3): 1073741824 is below warn_bytes")
 	_, err = Parse([]byte("source: {dsn: x}\ntrail: {dir: /t}\nhttp: {listen: x, ready_lag: 1s}\n"))
-	require.ErrorContains(t, err, `unknown field "ready_lag"`)
+	require.ErrorContains(t, err, `http.ready_lag (line 3): unknown key "ready_lag"`)
 }

@@ -2,7 +2,10 @@ package config
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -24,6 +27,9 @@ type SinkSpec struct {
 	Kind string `yaml:"kind"`
 	// DSN is the target connection string (postgres).
 	DSN string `yaml:"dsn"`
+	// Password overrides DSN's password; any bytes (use ${NAME} or
+	// ${file:/path}). Default: the DSN's own.
+	Password string `yaml:"password"`
 	// CheckpointTable holds the sink's position on the target (postgres).
 	// Default cdcd.checkpoint.
 	CheckpointTable string `yaml:"checkpoint_table"`
@@ -139,12 +145,65 @@ type Batch struct {
 	MaxDelay Duration `yaml:"max_delay"`
 }
 
-// PipelineConfig returns the capture + apply configuration the file
-// describes.
+func (f *File) validateSink(i int, names map[string]bool) error {
+	s := &f.Sinks[i]
+	key := fmt.Sprintf("sinks[%d]", i)
+	if s.Name == "" {
+		return f.errAt(key+".name", errors.New("is required: a unique name keys the sink's checkpoint"))
+	}
+	if names[s.Name] {
+		return f.errAt(key+".name", fmt.Errorf("%q is used twice: sink names must be unique", s.Name))
+	}
+	names[s.Name] = true
+	switch s.Kind {
+	case "postgres":
+		if s.DSN == "" {
+			return f.errAt(key+".dsn", errors.New("is required for a postgres sink"))
+		}
+		if err := f.withPassword(key+".dsn", &s.DSN, s.Password); err != nil {
+			return err
+		}
+	case "kafka":
+		if s.Password != "" || s.DSN != "" {
+			return f.errAt(key+".dsn", errors.New("dsn and password are for postgres sinks: a kafka sink takes brokers and sasl"))
+		}
+		if s.Kafka.BatchMaxBytes > math.MaxInt32 {
+			return f.errAt(key+".kafka.batch_max_bytes", fmt.Errorf("%d bytes is too large: at most 2GiB-1", s.Kafka.BatchMaxBytes))
+		}
+		if err := kafkaConfig(*s).Validate(); err != nil {
+			return f.errAt(key, err)
+		}
+		if s.Database == "" {
+			s.Database = sourceDatabase(f.Source.DSN)
+		}
+	case "stdout":
+	case "":
+		return f.errAt(key+".kind", errors.New("is required: postgres, kafka or stdout"))
+	default:
+		return f.errAt(key+".kind", fmt.Errorf("%q is not supported: use postgres, kafka or stdout", s.Kind))
+	}
+	if s.Batch.MaxRows < 0 {
+		return f.errAt(key+".batch.max_rows", errors.New("must not be negative"))
+	}
+	return nil
+}
+
+// PipelineConfig returns the library options the file describes: capture,
+// the sinks, the table mapping and the snapshot. pipeline.New does the
+// wiring; Snapshot.Progress is the caller's to set (a terminal).
 func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
 	cc := f.CaptureConfig()
 	cc.Logger = log
-	pc := pipeline.Config{Capture: cc, PurgeInterval: time.Duration(f.Trail.PurgeInterval), Logger: log}
+	pc := pipeline.Config{
+		Capture:       cc,
+		PurgeInterval: time.Duration(f.Trail.PurgeInterval),
+		Tables:        f.mappingConfig(),
+		Snapshot: pipeline.Snapshot{
+			Mode: f.Snapshot.Mode, Parallelism: f.Snapshot.Parallelism, ChunkRows: f.Snapshot.ChunkRows,
+			CreateSchema: f.Schema.Create,
+		},
+		Logger: log,
+	}
 	for _, s := range f.Sinks {
 		pc.Sinks = append(pc.Sinks, pipeline.Sink{
 			Apply: apply.Config{
@@ -156,7 +215,6 @@ func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
 			Open: opener(s, log),
 		})
 	}
-	f.wireSnapshot(&pc, log)
 	return pc
 }
 

@@ -1,16 +1,10 @@
 package config
 
 import (
-	"context"
+	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-
-	"golang.org/x/term"
 
 	"github.com/cdcd-io/cdcd/pkg/mapping"
-	"github.com/cdcd-io/cdcd/pkg/pipeline"
-	"github.com/cdcd-io/cdcd/pkg/sink"
 	"github.com/cdcd-io/cdcd/pkg/snapshot"
 )
 
@@ -62,85 +56,35 @@ type MappingColumns struct {
 	Rename map[string]string `yaml:"rename"`
 }
 
-// Map returns the compiled table selection and mappings.
-func (f *File) Map() (*mapping.Map, error) {
+// mappingConfig is the `tables:` and `mappings:` sections as the library's
+// options.
+func (f *File) mappingConfig() mapping.Config {
 	mc := mapping.Config{Include: f.Tables.Include, Exclude: f.Tables.Exclude}
 	for _, m := range f.Mappings {
 		mc.Tables = append(mc.Tables, mapping.Table{From: m.From, To: m.To, ExcludeColumns: m.Columns.Exclude,
 			RenameColumns: m.Columns.Rename, Where: m.Where})
 	}
-	return mapping.New(mc)
+	return mc
 }
+
+// Map returns the compiled table selection and mappings.
+func (f *File) Map() (*mapping.Map, error) { return mapping.New(f.mappingConfig()) }
 
 func (f *File) validateSnapshot() error {
 	switch f.Snapshot.Mode {
 	case "", snapshot.ModeNever, snapshot.ModeInitial, snapshot.ModeAlways:
 	default:
-		return fmt.Errorf("snapshot.mode %q: use initial, always or never", f.Snapshot.Mode)
+		return f.errAt("snapshot.mode", fmt.Errorf("%q: use initial, always or never", f.Snapshot.Mode))
 	}
-	if f.Snapshot.Parallelism < 0 || f.Snapshot.ChunkRows < 0 {
-		return fmt.Errorf("snapshot.parallelism and snapshot.chunk_rows must not be negative")
+	if f.Snapshot.Parallelism < 0 {
+		return f.errAt("snapshot.parallelism", errors.New("must not be negative"))
+	}
+	if f.Snapshot.ChunkRows < 0 {
+		return f.errAt("snapshot.chunk_rows", errors.New("must not be negative"))
 	}
 	if _, err := f.Map(); err != nil {
-		return err
+		return f.errAt("mappings", err)
 	}
 	return nil
 }
 
-// wireSnapshot adds the snapshot runners, the stream's mapping decorator and
-// the publication set-up to a pipeline configuration.
-func (f *File) wireSnapshot(pc *pipeline.Config, log *slog.Logger) {
-	m, err := f.Map()
-	if err != nil {
-		return // validate rejected it already
-	}
-	cc := f.CaptureConfig()
-	pc.Setup = func(ctx context.Context) error {
-		return snapshot.PreparePublication(ctx, cc.Source, m, log)
-	}
-	var bar = os.Stderr
-	if !term.IsTerminal(int(os.Stderr.Fd())) {
-		bar = nil
-	}
-	for i := range pc.Sinks {
-		s := &pc.Sinks[i]
-		raw := s.Open
-		var runner *snapshot.Runner
-		if f.Snapshot.Mode != "" && f.Snapshot.Mode != snapshot.ModeNever {
-			sc := snapshot.Config{
-				Mode: f.Snapshot.Mode, Parallelism: f.Snapshot.Parallelism, ChunkRows: f.Snapshot.ChunkRows,
-				CreateSchema: f.Schema.Create, Source: cc.Source, Map: m, StateDir: f.Trail.Dir,
-				Sink: s.Apply.Name, Open: raw, Logger: log,
-			}
-			if bar != nil {
-				sc.Bar = bar
-			}
-			if runner, err = snapshot.New(sc); err != nil {
-				continue
-			}
-			s.Snapshot = runner
-		}
-		if m.Identity() && runner == nil {
-			continue
-		}
-		name := s.Apply.Name
-		trailDir := f.Trail.Dir
-		s.Open = func(ctx context.Context) (sink.Sink, error) {
-			inner, err := raw(ctx)
-			if err != nil {
-				return nil, err
-			}
-			st, err := snapshot.LoadState(trailDir, name)
-			if err != nil {
-				inner.Close(ctx)
-				return nil, err
-			}
-			skip, err := st.SkipLSNs()
-			if err != nil {
-				inner.Close(ctx)
-				return nil, err
-			}
-			return mapping.Wrap(inner, m, skip), nil
-		}
-	}
-}

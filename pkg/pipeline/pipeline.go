@@ -2,13 +2,16 @@
 // daemon: capture writes the trail, each sink's worker reads it from its own
 // position, and segments are purged once every sink is past them. This is
 // what `cdcd run` (and the systemd service) runs; it is also the embeddable
-// entry point of the library.
+// entry point of the library: New does all the wiring (table mapping,
+// snapshot runners, the publication's row filters) from a Config built in Go,
+// and pkg/config only turns a YAML file into that Config.
 package pipeline
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -16,6 +19,9 @@ import (
 
 	"github.com/cdcd-io/cdcd/pkg/apply"
 	"github.com/cdcd-io/cdcd/pkg/capture"
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/mapping"
+	"github.com/cdcd-io/cdcd/pkg/sink"
 	"github.com/cdcd-io/cdcd/pkg/snapshot"
 	"github.com/cdcd-io/cdcd/pkg/trail"
 )
@@ -29,30 +35,51 @@ type Config struct {
 	// PurgeInterval is how often fully applied trail segments are deleted.
 	// Default 10s.
 	PurgeInterval time.Duration
+	// Tables selects, renames and filters the replicated tables and
+	// columns, for the stream and the snapshot alike. Row filters become
+	// publication row filters on the source (PostgreSQL 15+). Default:
+	// every published table, unchanged.
+	Tables mapping.Config
+	// Snapshot copies the source tables into each sink before its worker
+	// starts applying. Default: no snapshot (Mode never).
+	Snapshot Snapshot
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
-	// Setup runs before capture starts (the publication's row filters); its
-	// error stops Run. Default none.
-	Setup func(ctx context.Context) error
+}
+
+// Snapshot configures the initial copy into every sink (see package
+// snapshot). The zero value of every field means its default.
+type Snapshot struct {
+	// Mode is snapshot.ModeNever, ModeInitial or ModeAlways. Default never.
+	Mode string
+	// Parallelism is the number of copy workers per sink. Default 4.
+	Parallelism int
+	// ChunkRows is the size of the key ranges large tables are split
+	// into. Default 250000.
+	ChunkRows int64
+	// CreateSchema creates missing target schemas, types and tables.
+	// Default false: they must exist.
+	CreateSchema bool
+	// Progress receives live per-table progress bars (a terminal). Default
+	// nil: progress is logged instead.
+	Progress io.Writer
 }
 
 // Sink is one configured sink.
 type Sink struct {
 	// Apply configures the worker; Name, TrailDir, Durable and Wake are
-	// filled in by the pipeline when empty.
+	// filled in by the pipeline when empty. Name is required.
 	Apply apply.Config
-	// Open connects the sink.
+	// Open connects the sink. Required. The pipeline adds the table
+	// mapping around what it returns.
 	Open apply.OpenFunc
-	// Snapshot, when set, copies the source tables into the sink before its
-	// worker starts applying (the trail keeps the stream meanwhile); its
-	// error stops the sink like a terminal apply error. Default none.
-	Snapshot *snapshot.Runner
 }
 
 // Pipeline is a capture plus its apply workers.
 type Pipeline struct {
 	cfg     Config
 	log     *slog.Logger
+	mapping *mapping.Map
 	capture *capture.Capture
 	workers []*apply.Worker
 	// snapshots[i] is workers[i]'s snapshot, nil when none.
@@ -73,18 +100,32 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Capture.Logger == nil {
 		cfg.Capture.Logger = cfg.Logger
 	}
+	m, err := mapping.New(cfg.Tables)
+	if err != nil {
+		return nil, fmt.Errorf("tables: %w", err)
+	}
 	c, err := capture.New(cfg.Capture)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg, log: cfg.Logger, capture: c}
+	p := &Pipeline{cfg: cfg, log: cfg.Logger, mapping: m, capture: c}
 	names := map[string]bool{}
 	for _, s := range cfg.Sinks {
 		ac := s.Apply
+		if ac.Name == "" {
+			return nil, errors.New("a sink has no name: names key the checkpoints, give each sink a unique one")
+		}
 		if names[ac.Name] {
 			return nil, fmt.Errorf("sink name %q is used twice: names key the checkpoints, make them unique", ac.Name)
 		}
 		names[ac.Name] = true
+		if s.Open == nil {
+			return nil, fmt.Errorf("sink %q: Open is required", ac.Name)
+		}
+		snap, err := p.snapshotRunner(ac.Name, s.Open)
+		if err != nil {
+			return nil, fmt.Errorf("sink %q: %w", ac.Name, err)
+		}
 		if ac.TrailDir == "" {
 			ac.TrailDir = cfg.Capture.TrailDir
 		}
@@ -100,14 +141,56 @@ func New(cfg Config) (*Pipeline, error) {
 		if ac.Logger == nil {
 			ac.Logger = cfg.Logger
 		}
-		w, err := apply.New(ac, s.Open)
+		w, err := apply.New(ac, p.mapped(ac.Name, s.Open, snap != nil))
+		if err != nil {
+			return nil, fmt.Errorf("sink %q: %w", ac.Name, err)
+		}
+		p.workers = append(p.workers, w)
+		p.snapshots = append(p.snapshots, snap)
+	}
+	return p, nil
+}
+
+// snapshotRunner is the sink's snapshot, nil when the mode is never. The
+// runner opens the sink without the stream's mapping: it maps rows itself.
+func (p *Pipeline) snapshotRunner(name string, open apply.OpenFunc) (*snapshot.Runner, error) {
+	sc := p.cfg.Snapshot
+	if sc.Mode == "" || sc.Mode == snapshot.ModeNever {
+		return nil, nil
+	}
+	return snapshot.New(snapshot.Config{
+		Mode: sc.Mode, Parallelism: sc.Parallelism, ChunkRows: sc.ChunkRows, CreateSchema: sc.CreateSchema,
+		Source: p.cfg.Capture.Source, Map: p.mapping, StateDir: p.cfg.Capture.TrailDir,
+		Sink: name, Open: open, Logger: p.log, Bar: sc.Progress,
+	})
+}
+
+// mapped puts the mapping decorator around the sink: it renames and drops
+// tables and columns, and drops the changes a snapshot already copied (the
+// per-table consistent points in the snapshot's state file, read when the
+// sink opens). An identity mapping without a snapshot needs no decorator.
+func (p *Pipeline) mapped(name string, open apply.OpenFunc, snapshotted bool) apply.OpenFunc {
+	if p.mapping.Identity() && !snapshotted {
+		return open
+	}
+	m, stateDir := p.mapping, p.cfg.Capture.TrailDir
+	return func(ctx context.Context) (sink.Sink, error) {
+		inner, err := open(ctx)
 		if err != nil {
 			return nil, err
 		}
-		p.workers = append(p.workers, w)
-		p.snapshots = append(p.snapshots, s.Snapshot)
+		st, err := snapshot.LoadState(stateDir, name)
+		if err == nil {
+			var skip map[string]change.LSN
+			if skip, err = st.SkipLSNs(); err == nil {
+				return mapping.Wrap(inner, m, skip), nil
+			}
+		}
+		if cerr := inner.Close(ctx); cerr != nil {
+			p.log.Warn("close sink after a failed open", "sink", name, "err", cerr)
+		}
+		return nil, fmt.Errorf("read snapshot state of sink %q: %w", name, err)
 	}
-	return p, nil
 }
 
 // durable bounds readers to the capture's synced trail (nothing before the
@@ -160,10 +243,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err := os.MkdirAll(p.cfg.Capture.TrailDir, 0o700); err != nil {
 		return fmt.Errorf("create trail directory: %w", err)
 	}
-	if p.cfg.Setup != nil {
-		if err := p.cfg.Setup(ctx); err != nil {
-			return err
-		}
+	// The mappings' row filters become the publication's: capture must not
+	// create a FOR ALL TABLES publication first.
+	if err := snapshot.PreparePublication(ctx, p.cfg.Capture.Source, p.mapping, p.log); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
