@@ -87,4 +87,3 @@ func (f *File) validateSnapshot() error {
 	}
 	return nil
 }
-
