@@ -43,6 +43,10 @@ type Config struct {
 	// Snapshot copies the source tables into each sink before its worker
 	// starts applying. Default: no snapshot (Mode never).
 	Snapshot Snapshot
+	// WrapSink decorates each sink's stream opener (metrics, logging); it
+	// sits outside the table mapping, and snapshots open the sink without
+	// it. Default none.
+	WrapSink func(name string, open apply.OpenFunc) apply.OpenFunc
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -141,7 +145,11 @@ func New(cfg Config) (*Pipeline, error) {
 		if ac.Logger == nil {
 			ac.Logger = cfg.Logger
 		}
-		w, err := apply.New(ac, p.mapped(ac.Name, s.Open, snap != nil))
+		open := p.mapped(ac.Name, s.Open, snap != nil)
+		if cfg.WrapSink != nil {
+			open = cfg.WrapSink(ac.Name, open)
+		}
+		w, err := apply.New(ac, open)
 		if err != nil {
 			return nil, fmt.Errorf("sink %q: %w", ac.Name, err)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cdcd-io/cdcd/pkg/apply"
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/pipeline"
 	"github.com/cdcd-io/cdcd/pkg/status"
@@ -121,9 +122,12 @@ func New(pc pipeline.Config, cfg Config) (*Service, error) {
 	s.m = newMetrics(s.reg, s.Report)
 	s.mon = &monitor{cfg: cfg.Guard.defaults(), dsn: src.DSN, slot: src.Slot, log: cfg.Logger, now: cfg.Now,
 		alerts: func(l Level) { s.m.guardAlerts.WithLabelValues(l.String()).Inc() }}
-	pc.Sinks = append([]pipeline.Sink(nil), pc.Sinks...)
-	for i := range pc.Sinks {
-		pc.Sinks[i].Open = s.m.wrapOpen(pc.Sinks[i].Apply.Name, pc.Sinks[i].Open)
+	inner := pc.WrapSink
+	pc.WrapSink = func(name string, open apply.OpenFunc) apply.OpenFunc {
+		if inner != nil {
+			open = inner(name, open)
+		}
+		return s.m.wrapOpen(name, open)
 	}
 	p, err := pipeline.New(pc)
 	if err != nil {
