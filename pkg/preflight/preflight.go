@@ -74,8 +74,9 @@ type Sink struct {
 	CheckpointTable string
 	// Brokers are a kafka sink's seed brokers.
 	Brokers []string
-	// IAM reports that a postgres sink authenticates with AWS IAM tokens
-	// (not checked: the check would need AWS credentials).
+	// IAM reports that a postgres sink authenticates with AWS IAM tokens:
+	// its DSN must then say sslmode=verify-full, and the connection is not
+	// tried (that would need AWS credentials).
 	IAM bool
 }
 

@@ -49,8 +49,8 @@ type IAMConfig struct {
 	// (valid 15 minutes, so a reconnect never reuses an expired one), signed
 	// with credentials from the default AWS chain (environment, shared
 	// config, web identity, container or instance role). The DSN should then
-	// ask for TLS (sslmode=verify-full). Default "": password authentication
-	// as the DSN says.
+	// ask for TLS (sslmode=verify-full); cdcd check fails without it.
+	// Default "": password authentication as the DSN says.
 	Region string
 }
 
