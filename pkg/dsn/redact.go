@@ -2,8 +2,11 @@ package dsn
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Mask is what Redact and RedactError put in place of a secret.
@@ -86,7 +89,8 @@ func redactURI(dsn string) string {
 }
 
 // RedactError returns err with each non-empty secret in its text replaced
-// by Mask. The result unwraps to err, so errors.Is and errors.As see
+// by Mask, and the DSN of a *pgconn.ParseConfigError in its chain shown as
+// Redact shows it. The result unwraps to err, so errors.Is and errors.As see
 // through it (a *pgconn.PgError stays reachable). It returns err itself when
 // its text holds no secret, and nil for a nil err.
 func RedactError(err error, secrets ...string) error {
@@ -94,6 +98,17 @@ func RedactError(err error, secrets ...string) error {
 		return nil
 	}
 	msg := err.Error()
+	orig := msg
+	var pce *pgconn.ParseConfigError
+	if errors.As(err, &pce) {
+		// pgconn masks a password in the DSN it could not parse, but its
+		// masking is best effort: password=a\ b leaves " b". Render the
+		// DSN with Redact instead. (The copy keeps pgconn's unexported
+		// reason.)
+		c := *pce
+		c.ConnString = Redact(pce.ConnString)
+		msg = strings.ReplaceAll(msg, pce.Error(), c.Error())
+	}
 	var pairs []string
 	// Longest first, so that a secret holding another is masked whole.
 	secrets = slices.Clone(secrets)
@@ -103,10 +118,13 @@ func RedactError(err error, secrets ...string) error {
 			pairs = append(pairs, s, Mask)
 		}
 	}
-	if pairs == nil {
+	if pairs != nil {
+		msg = strings.NewReplacer(pairs...).Replace(msg)
+	}
+	if msg == orig {
 		return err
 	}
-	return &redactedError{msg: strings.NewReplacer(pairs...).Replace(msg), err: err}
+	return &redactedError{msg: msg, err: err}
 }
 
 // redactedError is an error with its text redacted.

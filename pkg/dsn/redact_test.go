@@ -97,6 +97,29 @@ func TestRedactError(t *testing.T) {
 		})
 	}
 
+	for _, d := range []string{
+		`host=h password=pw1\ pw2 port=x`,
+		`host=h password='pw1 pw2' port=x`,
+		`host=h password = pw1pw2 port=x`,
+		`postgres://u:pw1%20pw2@h:x/db`,
+	} {
+		_, perr := pgconn.ParseConfig(d)
+		if perr == nil {
+			t.Fatalf("ParseConfig(%q) succeeded", d)
+		}
+		got := RedactError(fmt.Errorf("parse source.dsn: %w", perr), Password(d))
+		if strings.Contains(got.Error(), "pw1") || strings.Contains(got.Error(), "pw2") {
+			t.Errorf("RedactError(ParseConfig(%q)) = %q: holds the password", d, got)
+		}
+		if !strings.Contains(got.Error(), "invalid port") {
+			t.Errorf("RedactError(ParseConfig(%q)) = %q: lost the reason", d, got)
+		}
+		var pce *pgconn.ParseConfigError
+		if !errors.As(got, &pce) {
+			t.Errorf("errors.As(%v, *pgconn.ParseConfigError) = false", got)
+		}
+	}
+
 	got := RedactError(fmt.Errorf("open source: %w", base), "s3cret")
 	var pe *pgconn.PgError
 	if !errors.As(got, &pe) || pe.Code != "28P01" {
