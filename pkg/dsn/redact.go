@@ -12,8 +12,12 @@ import (
 // Mask is what Redact and RedactError put in place of a secret.
 const Mask = "xxxxx"
 
-// secretKeys are the settings whose values Redact hides.
-var secretKeys = map[string]bool{"password": true, "sslpassword": true}
+// secret reports whether Redact hides the value of setting key. libpq's
+// keys are case-sensitive, but a PASSWORD= typo still holds a password.
+func secret(key string) bool {
+	key = strings.ToLower(key)
+	return key == "password" || key == "sslpassword"
+}
 
 // Redact returns dsn with its password (and sslpassword) replaced by Mask,
 // for logs, errors and reports. Both forms are understood, with libpq's
@@ -29,7 +33,7 @@ func Redact(dsn string) string {
 	var b strings.Builder
 	at := 0
 	for _, s := range kv {
-		if secretKeys[s.key] {
+		if secret(s.key) {
 			b.WriteString(dsn[at:s.start])
 			b.WriteString(Mask)
 			at = s.end
@@ -79,7 +83,7 @@ func redactURI(dsn string) string {
 			// Not a parameter pgconn accepts: perhaps a piece of a
 			// password holding an '&' or '='.
 			b.WriteString(Mask)
-		case secretKeys[keys[i]]:
+		case secret(keys[i]):
 			b.WriteString(k + "=" + Mask)
 		default:
 			b.WriteString(p)
