@@ -105,6 +105,7 @@ func TestServiceCommands(t *testing.T) {
 	out, err := o.cdcd(t, bin, env, "check", "--config", cfgPath)
 	require.NoError(t, err, out)
 	require.Contains(t, out, "PASS  source.role")
+	require.Regexp(t, `WARN +sink\.target\.tls +sink target \(127\.0\.0\.1\) connects with sslmode=disable`, out)
 	require.Contains(t, out, "0 failed")
 	out, err = o.cdcd(t, bin, env, "check", "--config", badPath, "--json")
 	var exit *exec.ExitError

@@ -3,7 +3,8 @@
 // wal_level, slot and sender headroom, the role's REPLICATION privilege,
 // publication and slot state, max_slot_wal_keep_size, tables that cannot
 // replicate updates and deletes, TOASTable columns, each sink's reachability
-// and tables, and the trail directory. Each check yields one Result: pass,
+// and tables, TLS (sslmode=verify-full) on every PostgreSQL connection, and
+// the trail directory. Each check yields one Result: pass,
 // warn or fail, with the remedy when it is not a pass.
 //
 // Checks only read: nothing is created on any server, and the trail
@@ -21,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 )
 
@@ -72,8 +74,9 @@ type Sink struct {
 	CheckpointTable string
 	// Brokers are a kafka sink's seed brokers.
 	Brokers []string
-	// IAM reports that a postgres sink authenticates with AWS IAM tokens
-	// (not checked: the check would need AWS credentials).
+	// IAM reports that a postgres sink authenticates with AWS IAM tokens:
+	// its DSN must then say sslmode=verify-full, and the connection is not
+	// tried (that would need AWS credentials).
 	IAM bool
 }
 
@@ -100,6 +103,7 @@ func Run(ctx context.Context, cfg Config) []Result {
 		cfg.Timeout = 10 * time.Second
 	}
 	c := &checker{cfg: cfg}
+	c.tls()
 	tables := c.source(ctx)
 	for _, s := range cfg.Sinks {
 		c.sink(ctx, s, tables)
@@ -158,10 +162,10 @@ func WriteJSON(w io.Writer, rs []Result) error {
 
 // connect opens a regular connection; its error names the server, never
 // the password.
-func connect(ctx context.Context, dsn, app string, timeout time.Duration) (*pgx.Conn, string, error) {
-	cfg, err := pgx.ParseConfig(dsn) // its errors redact the password
+func connect(ctx context.Context, d, app string, timeout time.Duration) (*pgx.Conn, string, error) {
+	cfg, err := pgx.ParseConfig(d)
 	if err != nil {
-		return nil, "", err
+		return nil, "", dsn.RedactError(err, dsn.Password(d))
 	}
 	desc := fmt.Sprintf("%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
 	cfg.RuntimeParams["application_name"] = app
@@ -169,11 +173,7 @@ func connect(ctx context.Context, dsn, app string, timeout time.Duration) (*pgx.
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		msg := err.Error()
-		if cfg.Password != "" {
-			msg = strings.ReplaceAll(msg, cfg.Password, "xxxxx")
-		}
-		return nil, desc, fmt.Errorf("%s", msg)
+		return nil, desc, dsn.RedactError(err, cfg.Password)
 	}
 	return conn, desc, nil
 }

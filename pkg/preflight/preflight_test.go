@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -202,4 +203,48 @@ func TestCheckStandbyPG17(t *testing.T) {
 
 	standby.ExecT(t, "postgres", `ALTER SYSTEM SET hot_standby_feedback = off`, `SELECT pg_reload_conf()`)
 	requireOnly(t, run(t, cfg), map[string]string{"source.standby.hot_standby_feedback": "hot_standby_feedback = on"})
+}
+
+// TestCheckTLSAndPasswords: through the whole check, every PostgreSQL DSN
+// short of sslmode=verify-full warns, naming its role and host; IAM without
+// verify-full fails; and no line, passing or failing, holds a password.
+func TestCheckTLSAndPasswords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers")
+	}
+	const pw = `s3cr3t 'pw' #1`
+	src := pgtest.StartT(t, pgtest.Options{Name: "tlssource", Password: pw})
+	wrong := strings.Replace(src.DSN("postgres"), url.UserPassword("postgres", pw).String(), url.UserPassword("postgres", "wr0ng-"+pw).String(), 1)
+	require.NotEqual(t, src.DSN("postgres"), wrong)
+	kv := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable password='%s'", src.Port, strings.ReplaceAll(pw, "'", `\'`))
+
+	cfg := preflight.Config{
+		Source:   postgres.Config{DSN: src.DSN("postgres"), PrimaryDSN: kv, Create: true},
+		TrailDir: t.TempDir(),
+		Sinks: []preflight.Sink{
+			{Name: "target", Kind: "postgres", DSN: wrong},
+			{Name: "aurora", Kind: "postgres", DSN: "host=aurora.example.com user=cdcd sslmode=require", IAM: true},
+		},
+	}
+	rs := preflight.Run(context.Background(), cfg)
+	var text, js bytes.Buffer
+	require.NoError(t, preflight.WriteText(&text, rs))
+	require.NoError(t, preflight.WriteJSON(&js, rs))
+	t.Logf("\n%s", text.String())
+	for _, out := range []string{text.String(), js.String()} {
+		for _, secret := range []string{pw, url.QueryEscape(pw), url.PathEscape(pw), "s3cr3t"} {
+			require.NotContains(t, out, secret)
+		}
+	}
+	require.Regexp(t, `(?m)^WARN +source\.tls +source \(127\.0\.0\.1\) connects with sslmode=disable, not verify-full`, text.String())
+	require.Regexp(t, `(?m)^WARN +source\.primary_tls +primary \(127\.0\.0\.1\) connects with sslmode=disable`, text.String())
+	require.Regexp(t, `(?m)^WARN +sink\.target\.tls +sink target \(127\.0\.0\.1\)`, text.String())
+	require.Regexp(t, `(?m)^FAIL +sink\.aurora\.tls +sink aurora \(aurora\.example\.com\) connects with sslmode=require.*IAM`, text.String())
+	got := map[string]preflight.Result{}
+	for _, r := range rs {
+		got[r.Check] = r
+	}
+	require.Equal(t, preflight.Pass, got["source.connect"].Status, "the password is right")
+	require.Equal(t, preflight.Fail, got["sink.target.connect"].Status, "the password is wrong")
+	require.Contains(t, got["sink.target.connect"].Detail, "password authentication failed")
 }

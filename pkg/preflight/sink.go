@@ -43,6 +43,7 @@ func (c *checker) sink(ctx context.Context, s Sink, tables []table) {
 }
 
 func (c *checker) postgresSink(ctx context.Context, key string, s Sink, tables []table) {
+	c.out = append(c.out, tlsCheck(key+".tls", "sink "+s.Name, s.DSN, s.IAM))
 	if s.IAM {
 		c.add(key+".connect", Warn, "IAM authentication is not checked by cdcd check", "run cdcd run once and watch its log")
 		return

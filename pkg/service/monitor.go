@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 	"github.com/cdcd-io/cdcd/pkg/status"
 )
@@ -195,16 +196,16 @@ func (m *monitor) evaluate(st status.SlotState) (Level, string) {
 
 func (m *monitor) read(ctx context.Context) (status.SlotState, error) {
 	if m.conn == nil || m.conn.IsClosed() {
-		cfg, err := pgx.ParseConfig(m.dsn) // its errors redact the password
+		cfg, err := pgx.ParseConfig(m.dsn)
 		if err != nil {
-			return status.SlotState{}, err
+			return status.SlotState{}, dsn.RedactError(err, dsn.Password(m.dsn))
 		}
 		cfg.RuntimeParams["application_name"] = "cdcd-monitor"
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		m.conn, err = pgx.ConnectConfig(cctx, cfg)
 		cancel()
 		if err != nil {
-			return status.SlotState{}, fmt.Errorf("connect to source %s@%s:%d/%s: %w", cfg.User, cfg.Host, cfg.Port, cfg.Database, scrub(err, cfg.Password))
+			return status.SlotState{}, fmt.Errorf("connect to source %s@%s:%d/%s: %w", cfg.User, cfg.Host, cfg.Port, cfg.Database, dsn.RedactError(err, cfg.Password))
 		}
 	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)

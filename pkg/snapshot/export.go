@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 )
 
@@ -50,13 +51,13 @@ func (e *exported) Close() {
 func exportSnapshot(ctx context.Context, cfg postgres.Config, standby bool) (*exported, error) {
 	pc, err := pgconn.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("parse source.dsn %s: %w", postgres.Redact(cfg.DSN), err)
+		return nil, fmt.Errorf("parse source.dsn %s: %w", dsn.Redact(cfg.DSN), dsn.RedactError(err, dsn.Password(cfg.DSN)))
 	}
 	pc.RuntimeParams["replication"] = "database"
 	pc.RuntimeParams["application_name"] = "cdcd-snapshot"
 	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source for the snapshot: %w", err)
+		return nil, fmt.Errorf("connect to source for the snapshot: %w", dsn.RedactError(err, pc.Password))
 	}
 	stop := func() {}
 	if standby && cfg.PrimaryDSN != "" {
@@ -132,10 +133,10 @@ const sourceReadBytes = 256 << 10
 
 // importSnapshot opens a source connection in a REPEATABLE READ, READ ONLY
 // transaction on the exported snapshot.
-func importSnapshot(ctx context.Context, dsn, name string) (*pgx.Conn, error) {
-	cc, err := pgx.ParseConfig(dsn)
+func importSnapshot(ctx context.Context, sourceDSN, name string) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(sourceDSN)
 	if err != nil {
-		return nil, fmt.Errorf("parse source.dsn %s: %w", postgres.Redact(dsn), err)
+		return nil, fmt.Errorf("parse source.dsn %s: %w", dsn.Redact(sourceDSN), dsn.RedactError(err, dsn.Password(sourceDSN)))
 	}
 	cc.RuntimeParams["application_name"] = "cdcd-snapshot"
 	// COPY TO sends a message per row, and the protocol reader fills an
@@ -148,7 +149,7 @@ func importSnapshot(ctx context.Context, dsn, name string) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source for the snapshot: %w", err)
+		return nil, fmt.Errorf("connect to source for the snapshot: %w", dsn.RedactError(err, cc.Password))
 	}
 	for _, q := range []string{
 		"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/mapping"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 )
@@ -33,7 +34,7 @@ func PreparePublication(ctx context.Context, cfg postgres.Config, m *mapping.Map
 	cfg = cfg.Defaults()
 	conn, err := pgx.Connect(ctx, cfg.DSN)
 	if err != nil {
-		return fmt.Errorf("connect to source %s: %w", postgres.Redact(cfg.DSN), err)
+		return fmt.Errorf("connect to source %s: %w", dsn.Redact(cfg.DSN), dsn.RedactError(err, dsn.Password(cfg.DSN)))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var version int
@@ -57,7 +58,7 @@ func PreparePublication(ctx context.Context, cfg postgres.Config, m *mapping.Map
 			return fmt.Errorf("publication %s does not exist and the source is a standby: create it on the primary or set source.primary_dsn", cfg.Publication)
 		}
 		if ddl, err = pgx.Connect(ctx, cfg.PrimaryDSN); err != nil {
-			return fmt.Errorf("connect to primary %s: %w", postgres.Redact(cfg.PrimaryDSN), err)
+			return fmt.Errorf("connect to primary %s: %w", dsn.Redact(cfg.PrimaryDSN), dsn.RedactError(err, dsn.Password(cfg.PrimaryDSN)))
 		}
 		defer ddl.Close(context.WithoutCancel(ctx))
 	}

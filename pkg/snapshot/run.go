@@ -40,9 +40,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/schema"
 	"github.com/cdcd-io/cdcd/pkg/sink"
-	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 )
 
 // Runner runs one sink's snapshot. Create it with New; Run it before the
@@ -117,7 +117,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	src, err := pgx.Connect(ctx, r.cfg.Source.DSN)
 	if err != nil {
-		return fmt.Errorf("snapshot: connect to source %s: %w", postgres.Redact(r.cfg.Source.DSN), err)
+		return fmt.Errorf("snapshot: connect to source %s: %w", dsn.Redact(r.cfg.Source.DSN), dsn.RedactError(err, dsn.Password(r.cfg.Source.DSN)))
 	}
 	defer src.Close(context.WithoutCancel(ctx))
 	var standby bool

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/checkpoint"
+	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/trail"
 )
 
@@ -225,23 +226,15 @@ func PostgresPosition(ctx context.Context, dsn, table, name string) (uint64, cha
 }
 
 // connect opens a connection whose errors never carry the password.
-func connect(ctx context.Context, dsn, app string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(dsn) // its errors redact the password
+func connect(ctx context.Context, d, app string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(d)
 	if err != nil {
-		return nil, err
+		return nil, dsn.RedactError(err, dsn.Password(d))
 	}
 	cfg.RuntimeParams["application_name"] = app
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s@%s:%d/%s: %w", cfg.User, cfg.Host, cfg.Port, cfg.Database, scrub(err, cfg.Password))
+		return nil, fmt.Errorf("connect to %s@%s:%d/%s: %w", cfg.User, cfg.Host, cfg.Port, cfg.Database, dsn.RedactError(err, cfg.Password))
 	}
 	return conn, nil
-}
-
-// scrub removes a password from an error's text, should a driver echo it.
-func scrub(err error, pw string) error {
-	if pw == "" || !strings.Contains(err.Error(), pw) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
 }

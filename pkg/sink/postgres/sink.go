@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
@@ -48,8 +49,8 @@ type IAMConfig struct {
 	// (valid 15 minutes, so a reconnect never reuses an expired one), signed
 	// with credentials from the default AWS chain (environment, shared
 	// config, web identity, container or instance role). The DSN should then
-	// ask for TLS (sslmode=verify-full). Default "": password authentication
-	// as the DSN says.
+	// ask for TLS (sslmode=verify-full); cdcd check fails without it.
+	// Default "": password authentication as the DSN says.
 	Region string
 }
 
@@ -107,9 +108,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres sink %q: %w", cfg.Name, err)
 	}
-	pcfg, err := pgx.ParseConfig(cfg.DSN) // its errors redact the password
+	pcfg, err := pgx.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("postgres sink %q: %w", cfg.Name, err)
+		return nil, fmt.Errorf("postgres sink %q: %w", cfg.Name, dsn.RedactError(err, dsn.Password(cfg.DSN)))
 	}
 	s := &Sink{
 		cfg:         cfg,
@@ -130,7 +131,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 		pcfg.Password = token
 	}
 	if s.conn, err = pgx.ConnectConfig(ctx, pcfg); err != nil {
-		return nil, classify(s.errorf("connecting: %w", err), false)
+		// The password (or IAM token) is hidden, should the driver echo it.
+		return nil, classify(s.errorf("connecting: %w", dsn.RedactError(err, pcfg.Password)), false)
 	}
 	if err := s.setup(ctx, ckSchema, ckTable); err != nil {
 		s.conn.Close(context.WithoutCancel(ctx))

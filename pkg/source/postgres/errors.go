@@ -3,7 +3,6 @@ package postgres
 import (
 	"errors"
 	"net"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -57,33 +56,4 @@ func classify(err error) error {
 		return err
 	}
 	return err
-}
-
-// redactErr removes the DSN's password from an error's text, should a driver
-// ever echo it.
-func redactErr(err error, dsn string) error {
-	if err == nil {
-		return nil
-	}
-	pw := password(dsn)
-	if pw == "" || !strings.Contains(err.Error(), pw) {
-		return err
-	}
-	return &redacted{msg: strings.ReplaceAll(err.Error(), pw, "xxxxx"), err: err}
-}
-
-type redacted struct {
-	msg string
-	err error
-}
-
-func (r *redacted) Error() string { return r.msg }
-func (r *redacted) Unwrap() error { return r.err }
-
-func password(dsn string) string {
-	c, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		return ""
-	}
-	return c.Password
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/dsn"
 )
 
 // Source is one session with a PostgreSQL source: a replication connection
@@ -63,7 +64,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error)
 	}
 	replCfg, err := pgconn.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, Terminal(fmt.Errorf("parse source.dsn %s: %w", Redact(cfg.DSN), redactErr(err, cfg.DSN)))
+		return nil, Terminal(fmt.Errorf("parse source.dsn %s: %w", dsn.Redact(cfg.DSN), dsn.RedactError(err, dsn.Password(cfg.DSN))))
 	}
 	replCfg.RuntimeParams["replication"] = "database"
 	// pgproto3 reads the socket 8 KiB at a time; a bulk stream wants far
@@ -77,7 +78,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error)
 	replCfg.RuntimeParams["application_name"] = "cdcd"
 	catCfg, err := pgx.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, Terminal(fmt.Errorf("parse source.dsn: %w", redactErr(err, cfg.DSN)))
+		return nil, Terminal(fmt.Errorf("parse source.dsn %s: %w", dsn.Redact(cfg.DSN), dsn.RedactError(err, dsn.Password(cfg.DSN))))
 	}
 	catCfg.RuntimeParams["application_name"] = "cdcd-catalog"
 	// Catalog queries run once or rarely: one round trip each (no
@@ -110,7 +111,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error)
 func (s *Source) connectRepl(ctx context.Context, replCfg *pgconn.Config) error {
 	repl, err := pgconn.ConnectConfig(ctx, replCfg)
 	if err != nil {
-		return classify(fmt.Errorf("connect to source %s: %w", describe(replCfg), redactErr(err, s.cfg.DSN)))
+		return classify(fmt.Errorf("connect to source %s: %w", describe(replCfg), dsn.RedactError(err, replCfg.Password)))
 	}
 	s.repl = repl
 	id, err := pglogrepl.IdentifySystem(ctx, repl)
@@ -130,7 +131,7 @@ func (s *Source) connectRepl(ctx context.Context, replCfg *pgconn.Config) error 
 func (s *Source) connectCatalog(ctx context.Context, catCfg *pgx.ConnConfig) error {
 	catalog, err := pgx.ConnectConfig(ctx, catCfg)
 	if err != nil {
-		return classify(fmt.Errorf("connect to source %s: %w", describe(&catCfg.Config), redactErr(err, s.cfg.DSN)))
+		return classify(fmt.Errorf("connect to source %s: %w", describe(&catCfg.Config), dsn.RedactError(err, catCfg.Password)))
 	}
 	s.catalog = catalog
 	if err := catalog.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, pg_is_in_recovery()`).
@@ -316,10 +317,10 @@ func (s *Source) StartStream(ctx context.Context, start change.LSN) error {
 // Config returns the source's configuration with defaults applied.
 func (s *Source) Config() Config { return s.cfg }
 
-func onPrimary(ctx context.Context, dsn, stmt string) error {
-	conn, err := pgx.Connect(ctx, dsn)
+func onPrimary(ctx context.Context, primaryDSN, stmt string) error {
+	conn, err := pgx.Connect(ctx, primaryDSN)
 	if err != nil {
-		return redactErr(err, dsn)
+		return dsn.RedactError(err, dsn.Password(primaryDSN))
 	}
 	defer conn.Close(context.Background())
 	_, err = conn.Exec(ctx, stmt)
