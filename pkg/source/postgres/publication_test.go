@@ -101,7 +101,10 @@ func TestPublicationOnPrimaryAlreadyExists(t *testing.T) {
 	primary.ExecT(t, "postgres", `CREATE PUBLICATION later FOR ALL TABLES`)
 	wctx, wcancel := context.WithTimeout(ctx, time.Second)
 	_, err = postgres.PublicationOnPrimary(wctx, conn, primary.DSN("postgres"), "later",
-		func(context.Context, *pgx.Conn) error { t.Error("create called for an existing publication"); return nil })
+		func(context.Context, *pgx.Conn) error {
+			t.Error("create called for an existing publication")
+			return nil
+		})
 	wcancel()
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Contains(t, err.Error(), "publication later")
