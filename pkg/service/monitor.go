@@ -74,7 +74,7 @@ type monitor struct {
 	now  func() time.Time
 
 	// readMu serialises reads (the run loop's and refresh's): they share
-	// conn. readStart is when the last read began, ended that run returned.
+	// conn. readStart is when the last read began; ended, that run returned.
 	readMu    sync.Mutex
 	conn      *pgx.Conn
 	readStart time.Time
