@@ -11,18 +11,26 @@ import (
 // Handler serves /metrics (Prometheus text format), /healthz (200 while the
 // daemon is live), /readyz (200 while it is caught up within the configured
 // lag) and /status (the status report as JSON, which `cdcd status` reads).
+// /metrics, /readyz and /status read the slot first (concurrent requests
+// share one read), so they show the source as of the request.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: errLog{s}}))
+	metrics := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: errLog{s}})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		s.mon.refresh(r.Context())
+		metrics.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		ok, why := s.Healthy()
 		answer(w, ok, why)
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		r := s.Report()
-		answer(w, r.Ready, r.NotReady)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		s.mon.refresh(r.Context())
+		rep := s.Report()
+		answer(w, rep.Ready, rep.NotReady)
 	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		s.mon.refresh(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		_ = s.Report().WriteJSON(w)
 	})

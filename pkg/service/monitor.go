@@ -64,25 +64,37 @@ func (l Level) String() string {
 // the changes in between are lost, so the targets must be re-synchronised.
 var ErrSlotInvalidated = errors.New("replication slot invalidated")
 
-// monitor reads the source's slot and WAL position every Interval: the
-// guard's input, the denominator of every lag, and the samples that turn
-// lag bytes into seconds.
+// monitor reads the source's slot and WAL position every Interval, and on
+// demand when a report is served (refresh): the guard's input, the
+// denominator of every lag, and the samples that turn lag bytes into seconds.
 type monitor struct {
 	cfg  GuardConfig
 	dsn  string
 	slot string
 	log  *slog.Logger
 	now  func() time.Time
-	conn *pgx.Conn // owned by run's goroutine
+
+	// readMu serialises reads (the run loop's and refresh's): they share
+	// conn. readStart is when the last read began; ended, that run returned.
+	readMu    sync.Mutex
+	conn      *pgx.Conn
+	readStart time.Time
+	ended     bool
+	stop      func(error) // run's: the slot is lost
 
 	mu      sync.Mutex
 	state   status.SlotState
+	read1   bool // a read succeeded: state is the slot's, not a zero value
 	readErr string
 	level   Level
 	seen    bool     // the slot existed at some read
 	samples []sample // server positions over time, ascending
 	alerts  func(Level)
 }
+
+// refreshTimeout bounds an on-demand read: a report is served with the last
+// state (and its read error) rather than hang on an unreachable source.
+const refreshTimeout = 5 * time.Second
 
 type sample struct {
 	at  time.Time
@@ -94,18 +106,28 @@ type sample struct {
 const maxSamples = 8640
 
 // run polls until ctx is done. It calls stop once, with an
-// ErrSlotInvalidated error, when the slot is lost.
+// ErrSlotInvalidated error, when the slot is lost (found by its own poll or
+// by a refresh).
 func (m *monitor) run(ctx context.Context, stop func(error)) {
+	m.readMu.Lock()
+	m.stop = stop
+	m.readMu.Unlock()
 	defer func() {
+		m.readMu.Lock()
+		defer m.readMu.Unlock()
+		m.ended = true
 		if m.conn != nil {
 			m.conn.Close(context.Background())
+			m.conn = nil
 		}
 	}()
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
 	for {
-		if err := m.poll(ctx); err != nil {
-			stop(err)
+		m.readMu.Lock()
+		lost := m.pollLocked(ctx)
+		m.readMu.Unlock()
+		if lost {
 			return
 		}
 		select {
@@ -116,8 +138,36 @@ func (m *monitor) run(ctx context.Context, stop func(error)) {
 	}
 }
 
+// refresh reads the slot now, so that a report served after it reflects the
+// source as of the request, not as of the last periodic poll (up to
+// Interval old, possibly from before capture created the slot). Concurrent
+// callers share reads: one that began after the call counts. It does
+// nothing before run starts or after it returned.
+func (m *monitor) refresh(ctx context.Context) {
+	asked := time.Now()
+	m.readMu.Lock()
+	defer m.readMu.Unlock()
+	if m.stop == nil || m.ended || m.readStart.After(asked) {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	defer cancel()
+	m.pollLocked(rctx)
+}
+
+// pollLocked polls once with readMu held and, when the slot is found lost,
+// calls stop; it reports whether it did.
+func (m *monitor) pollLocked(ctx context.Context) (lost bool) {
+	m.readStart = time.Now()
+	if err := m.poll(ctx); err != nil {
+		m.stop(err)
+		return true
+	}
+	return false
+}
+
 // poll reads the slot once and applies the guard; a non-nil error means
-// the pipeline must stop.
+// the pipeline must stop. Called with readMu held.
 func (m *monitor) poll(ctx context.Context) error {
 	st, err := m.read(ctx)
 	if err != nil {
@@ -135,7 +185,7 @@ func (m *monitor) poll(ctx context.Context) error {
 	now := m.now()
 	m.mu.Lock()
 	m.readErr = ""
-	m.state = st
+	m.state, m.read1 = st, true
 	if n := len(m.samples); st.Server != 0 && (n == 0 || st.Server > m.samples[n-1].lsn) {
 		if n == maxSamples {
 			m.samples = append(m.samples[:0], m.samples[n/2:]...)
@@ -219,12 +269,20 @@ func (m *monitor) read(ctx context.Context) (status.SlotState, error) {
 }
 
 // snapshot returns the last state read, the read error (if the last read
-// failed) and the guard level.
+// failed, or notRead before any read succeeded) and the guard level.
 func (m *monitor) snapshot() (status.SlotState, string, Level) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.state, m.readErr, m.level
+	readErr := m.readErr
+	if !m.read1 && readErr == "" {
+		readErr = notRead
+	}
+	return m.state, readErr, m.level
 }
+
+// notRead is the slot's error in a report before the monitor has read it:
+// its Exists false then means unknown, not missing.
+const notRead = "the slot has not been read yet"
 
 // lagSeconds is how long ago the source's WAL first passed pos: 0 when it
 // has not (as far as the last read knows).

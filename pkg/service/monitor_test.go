@@ -33,6 +33,16 @@ func TestGuardLevels(t *testing.T) {
 	}
 }
 
+func TestSnapshotBeforeFirstRead(t *testing.T) {
+	m := &monitor{slot: "cdcd"}
+	st, readErr, _ := m.snapshot()
+	require.False(t, st.Exists)
+	require.Equal(t, notRead, readErr, "not read yet is not \"missing\"")
+	m.state, m.read1 = status.SlotState{Slot: status.Slot{Exists: true}}, true
+	_, readErr, _ = m.snapshot()
+	require.Empty(t, readErr)
+}
+
 func TestLagSeconds(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	m := &monitor{samples: []sample{{t0, 100}, {t0.Add(time.Second), 200}, {t0.Add(2 * time.Second), 300}}}

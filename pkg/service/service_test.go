@@ -94,11 +94,7 @@ func start(t *testing.T, yaml string) *running {
 			t.Error("service did not stop")
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for svc.Addr() == "" {
-		require.True(t, time.Now().Before(deadline), "endpoint not listening")
-		time.Sleep(10 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return svc.Addr() != "" }, 10*time.Second, 10*time.Millisecond, "endpoint not listening")
 	return r
 }
 
@@ -248,7 +244,9 @@ wal_guard: { interval: 100ms }
 	r.waitFor(t, "watchdog pings", 10*time.Second, func() bool { return count(msgs(), "WATCHDOG=1") >= 3 })
 	r.waitFor(t, "readiness", 30*time.Second, func() bool { c, _ := r.get(t, "/readyz"); return c == 200 })
 
-	// A workload moves the counters.
+	// A workload moves the counters. Every scrape reads the slot first, so
+	// cdcd_source_wal_lsn moves with the workload, whatever wal_guard's
+	// interval and the machine's load.
 	_, before := r.get(t, "/metrics")
 	src.ExecT(t, "postgres", `INSERT INTO items SELECT g, g, 'n' FROM generate_series(1, 500) g`,
 		`UPDATE items SET qty = qty + 1 WHERE id <= 100`, `DELETE FROM items WHERE id > 450`)
@@ -323,11 +321,40 @@ wal_guard: { interval: 100ms }
 	r.stop()
 	require.NoError(t, <-r.done)
 	r.done <- nil
-	for deadline := time.Now().Add(5 * time.Second); count(msgs(), "STOPPING=1") == 0 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond) // the datagram may still be in the socket
-	}
+	// The datagram may still be in the socket.
+	require.Eventually(t, func() bool { return count(msgs(), "STOPPING=1") > 0 }, 5*time.Second, 10*time.Millisecond, "STOPPING=1")
 	require.Equal(t, 1, count(msgs(), "STOPPING=1"))
 	require.Equal(t, 1, count(msgs(), "READY=1"), "READY once")
+}
+
+// TestReportsReadTheSlot: with a guard interval far longer than the test,
+// the guard's only periodic read happens at start, before capture created
+// the slot. /status and /metrics still show the slot and the source's
+// current WAL position, because serving them reads the slot.
+func TestReportsReadTheSlot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers")
+	}
+	src := pgtest.StartT(t, pgtest.Options{Name: "source"})
+	dst := pgtest.StartT(t, pgtest.Options{Name: "target"})
+	schema := `CREATE TABLE items (id int PRIMARY KEY, qty int, note text)`
+	src.ExecT(t, "postgres", schema)
+	dst.ExecT(t, "postgres", schema)
+	r := start(t, yamlConfig(src, dst, t.TempDir(), `
+wal_guard: { interval: 1h }
+`))
+	r.waitFor(t, "readiness", 30*time.Second, func() bool { c, _ := r.get(t, "/readyz"); return c == 200 })
+
+	rep := r.status(t)
+	require.Empty(t, rep.Slot.Error)
+	require.True(t, rep.Slot.Exists, "the slot capture created before it became ready")
+	require.True(t, rep.Slot.Active)
+	_, before := r.get(t, "/metrics")
+	src.ExecT(t, "postgres", `INSERT INTO items SELECT g, g, 'n' FROM generate_series(1, 100) g`)
+	_, after := r.get(t, "/metrics")
+	b, a := metric(before, "cdcd_source_wal_lsn"), metric(after, "cdcd_source_wal_lsn")
+	require.Greater(t, b, 0.0)
+	require.Greater(t, a, b, "cdcd_source_wal_lsn is read at scrape time")
 }
 
 // TestWALGuard holds the sink down while the source writes, with a

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -49,19 +48,38 @@ func PreparePublication(ctx context.Context, cfg postgres.Config, m *mapping.Map
 	if exists {
 		return checkPublication(ctx, conn, cfg.Publication, m)
 	}
-	if !cfg.Create {
+	missing := func() error {
 		return fmt.Errorf("publication %s does not exist: create it FOR TABLE … WHERE (…) with the mappings' row filters, or set source.create: true", cfg.Publication)
 	}
-	ddl := conn
-	if standby {
-		if cfg.PrimaryDSN == "" {
-			return fmt.Errorf("publication %s does not exist and the source is a standby: create it on the primary or set source.primary_dsn", cfg.Publication)
+	if !standby {
+		if !cfg.Create {
+			return missing()
 		}
-		if ddl, err = pgx.Connect(ctx, cfg.PrimaryDSN); err != nil {
-			return fmt.Errorf("connect to primary %s: %w", dsn.Redact(cfg.PrimaryDSN), dsn.RedactError(err, dsn.Password(cfg.PrimaryDSN)))
-		}
-		defer ddl.Close(context.WithoutCancel(ctx))
+		return createPublication(ctx, conn, cfg.Publication, m, log)
 	}
+	if cfg.PrimaryDSN == "" {
+		if !cfg.Create {
+			return missing()
+		}
+		return fmt.Errorf("publication %s does not exist and the source is a standby: create it on the primary or set source.primary_dsn", cfg.Publication)
+	}
+	// The standby may lag: the primary says whether the publication exists,
+	// and it is created there; the standby then has to replay it.
+	created, err := postgres.PublicationOnPrimary(ctx, conn, cfg.PrimaryDSN, cfg.Publication, func(ctx context.Context, primary *pgx.Conn) error {
+		if !cfg.Create {
+			return missing()
+		}
+		return createPublication(ctx, primary, cfg.Publication, m, log)
+	})
+	if err != nil || created {
+		return err
+	}
+	return checkPublication(ctx, conn, cfg.Publication, m) // made by someone else
+}
+
+// createPublication creates publication pub through ddl FOR TABLE with every
+// table m includes and m's row filters, and checks it before committing.
+func createPublication(ctx context.Context, ddl *pgx.Conn, pub string, m *mapping.Map, log *slog.Logger) error {
 	rows, err := ddl.Query(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'r' AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
 		ORDER BY 1, 2`)
@@ -73,7 +91,7 @@ func PreparePublication(ctx context.Context, cfg postgres.Config, m *mapping.Map
 		var s, t string
 		if err := rows.Scan(&s, &t); err != nil {
 			rows.Close()
-			return err
+			return fmt.Errorf("list source tables: %w", err)
 		}
 		if !m.Includes(s, t) {
 			continue
@@ -92,28 +110,19 @@ func PreparePublication(ctx context.Context, cfg postgres.Config, m *mapping.Map
 	}
 	tx, err := ddl.Begin(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("create publication %s: %w", pub, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, "CREATE PUBLICATION "+pgx.Identifier{cfg.Publication}.Sanitize()+" FOR TABLE "+strings.Join(items, ", ")); err != nil {
-		return fmt.Errorf("create publication %s with row filters: %w", cfg.Publication, err)
+	if _, err := tx.Exec(ctx, "CREATE PUBLICATION "+pgx.Identifier{pub}.Sanitize()+" FOR TABLE "+strings.Join(items, ", ")); err != nil {
+		return fmt.Errorf("create publication %s with row filters: %w", pub, err)
 	}
-	if err := checkPublication(ctx, tx.Conn(), cfg.Publication, m); err != nil {
+	if err := checkPublication(ctx, tx.Conn(), pub, m); err != nil {
 		return err // rolled back
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("create publication %s: %w", cfg.Publication, err)
+		return fmt.Errorf("create publication %s: %w", pub, err)
 	}
-	log.Info("created publication with row filters", "publication", cfg.Publication, "tables", len(items))
-	if standby {
-		deadline := time.Now().Add(30 * time.Second)
-		for !exists && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-			if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, cfg.Publication).Scan(&exists); err != nil {
-				return err
-			}
-		}
-	}
+	log.Info("created publication with row filters", "publication", pub, "tables", len(items))
 	return nil
 }
 

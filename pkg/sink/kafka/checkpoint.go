@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,28 +31,37 @@ func (s *Sink) ensureCheckpointTopic(ctx context.Context) error {
 	return nil
 }
 
-// idleRead ends reading the checkpoint topic when nothing arrives for this
-// long although the end was not reached (a compacted-away tail).
+// idleRead is how long reading the checkpoint topic may go without a record
+// before it gives up with ErrCheckpointStalled.
 const idleRead = 5 * time.Second
+
+// ErrCheckpointStalled is returned, marked retriable, by Position when the
+// checkpoint topic yields no record for 5 seconds before its last stable
+// offsets are reached. The position cannot be known then: resuming from the
+// last checkpoint read so far would re-send (duplicate) every batch committed
+// after it, so apply retries instead, re-reading from the start.
+var ErrCheckpointStalled = errors.New("reading the checkpoint topic stalled before its last stable offset")
 
 // readPosition reads the checkpoint topic with read_committed up to its last
 // stable offsets and returns the last position recorded under the sink's
 // name. Control records (transaction markers) are kept so that the read
-// position visibly reaches the end offsets.
+// position visibly reaches the end offsets. Only a read that reached them
+// yields a position: a stall is ErrCheckpointStalled, and every failure is
+// classified by classify (retriable unless retrying cannot cure it).
 func (s *Sink) readPosition(ctx context.Context) (sink.Position, error) {
 	topic := s.cfg.CheckpointTopic
 	ends, err := s.adm.ListCommittedOffsets(ctx, topic)
 	if err != nil {
-		return sink.Position{}, sink.Retriable(fmt.Errorf("kafka sink %s: list end offsets of %s: %w", s.cfg.Name, topic, err))
+		return sink.Position{}, classify(fmt.Errorf("kafka sink %s: list end offsets of %s: %w", s.cfg.Name, topic, err))
 	}
 	starts, err := s.adm.ListStartOffsets(ctx, topic)
 	if err != nil {
-		return sink.Position{}, sink.Retriable(fmt.Errorf("kafka sink %s: list start offsets of %s: %w", s.cfg.Name, topic, err))
+		return sink.Position{}, classify(fmt.Errorf("kafka sink %s: list start offsets of %s: %w", s.cfg.Name, topic, err))
 	}
 	want := map[int32]int64{} // partition → end offset still to reach
 	for p, o := range ends[topic] {
 		if o.Err != nil {
-			return sink.Position{}, sink.Retriable(fmt.Errorf("kafka sink %s: end offset of %s[%d]: %w", s.cfg.Name, topic, p, o.Err))
+			return sink.Position{}, classify(fmt.Errorf("kafka sink %s: end offset of %s[%d]: %w", s.cfg.Name, topic, p, o.Err))
 		}
 		start := int64(0)
 		if so, ok := starts.Lookup(topic, p); ok {
@@ -94,15 +104,14 @@ func (s *Sink) readPosition(ctx context.Context) (sink.Position, error) {
 			return pos, ctx.Err()
 		}
 		if pctx.Err() != nil && fs.NumRecords() == 0 {
-			s.log.Warn("checkpoint topic: nothing more to read before its end offsets; using the last checkpoint read",
-				"topic", topic, "missing", want)
-			break
+			return sink.Position{}, classify(fmt.Errorf("kafka sink %s: read %s: no record for %s with offsets %v (partition: end offset) still to reach: %w",
+				s.cfg.Name, topic, idleRead, want, ErrCheckpointStalled))
 		}
 		for _, fe := range fs.Errors() {
-			if fe.Err == context.DeadlineExceeded || fe.Err == context.Canceled {
+			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
 				continue
 			}
-			return pos, sink.Retriable(fmt.Errorf("kafka sink %s: read %s[%d]: %w", s.cfg.Name, fe.Topic, fe.Partition, fe.Err))
+			return sink.Position{}, classify(fmt.Errorf("kafka sink %s: read %s[%d]: %w", s.cfg.Name, fe.Topic, fe.Partition, fe.Err))
 		}
 		var perr error
 		fs.EachRecord(func(r *kgo.Record) {

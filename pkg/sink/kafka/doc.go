@@ -88,6 +88,10 @@
 //     transaction.
 //  2. Position: read the checkpoint topic with read_committed to its last
 //     stable offset; the last record under our key is where apply resumes.
+//     A read that stalls (no record for 5 s before that offset) or fails is
+//     a retriable error (ErrCheckpointStalled for a stall), never a guess:
+//     resuming from an older checkpoint would write its later batches twice.
+//     Apply retries with backoff, re-reading the topic from its start.
 //  3. Apply: produce asynchronously, then the checkpoint record, Flush (every
 //     record acknowledged), then EndTransaction(commit). A source transaction
 //     larger than one apply batch (Partial batches) stays inside one Kafka

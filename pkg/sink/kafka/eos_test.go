@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -223,6 +224,8 @@ func TestExactlyOnceKill9(t *testing.T) {
 	_ = first.Wait()
 	for i := range 8 {
 		cmd := start()
+		// Not a synchronisation: the kill lands at a random instant of
+		// start-up, catch-up or streaming, which is the point of the test.
 		time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
@@ -231,13 +234,14 @@ func TestExactlyOnceKill9(t *testing.T) {
 	total := w.finish(t)
 	m := marker(t, pg)
 	cmd := start()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !checkpointPast(t, k, m) {
+	// checkpointPast may fail the test, so it is polled here, on the test's
+	// goroutine, rather than in require.Eventually's.
+	for deadline := time.Now().Add(2 * time.Minute); !checkpointPast(t, k, m); {
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(logPath)
 			t.Fatalf("sink did not catch up; cdcd log:\n%s", out)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // poll interval
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "clean stop exits 0")
@@ -274,15 +278,12 @@ func TestBrokerFaults(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	waitSlot(t, pg)
 	w := startWorkload(t, pg)
-	time.Sleep(time.Second)
+	waitApplied(t, p)
 
 	retries := func() uint64 { return p.Workers()[0].Stats().Retries }
 	waitRetry := func(what string, before uint64) {
-		deadline := time.Now().Add(30 * time.Second)
-		for retries() == before {
-			require.True(t, time.Now().Before(deadline), "%s: the sink never retried", what)
-			time.Sleep(20 * time.Millisecond)
-		}
+		require.Eventually(t, func() bool { return retries() > before }, 30*time.Second, 20*time.Millisecond,
+			"%s: the sink never retried", what)
 		t.Logf("%s: sink retried (%d retries so far)", what, retries())
 	}
 
@@ -313,14 +314,17 @@ func TestBrokerFaults(t *testing.T) {
 	// 2. The connection dies on a commit (kgo retries the EndTxn itself),
 	// then a commit is answered UNKNOWN_SERVER_ERROR without being applied:
 	// its outcome is unknown to cdcd, which must abort and replay.
+	var lostCommit atomic.Bool
 	k.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		if !req.(*kmsg.EndTxnRequest).Commit {
 			k.KeepControl()
 			return nil, nil, false
 		}
+		lostCommit.Store(true)
 		return nil, fmt.Errorf("injected: connection lost on commit"), true
 	})
-	time.Sleep(time.Second)
+	require.Eventually(t, lostCommit.Load, 30*time.Second, 10*time.Millisecond, "no commit reached the broker")
+	waitApplied(t, p) // a commit after the lost connection
 	r0 = retries()
 	k.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		er := req.(*kmsg.EndTxnRequest)
@@ -337,29 +341,34 @@ func TestBrokerFaults(t *testing.T) {
 	// 3. The broker commits but answers with a timeout (kgo retries the
 	// commit, or cdcd aborts and replays: either way, no duplicates).
 	h := k.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Err: kerr.RequestTimedOut, Count: -1})
-	time.Sleep(2 * time.Second)
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	require.NoError(t, h.Wait(wctx, 3), "commits answered with a timeout")
+	wcancel()
 	h.Remove()
+	waitApplied(t, p)
 
-	// 4. Every broker unreachable for 3 seconds.
+	// 4. Every broker unreachable for 3 seconds (the outage's length, not a
+	// synchronisation: the control function ends it).
 	until := time.Now().Add(3 * time.Second)
+	reachable := make(chan struct{})
 	k.ControlKey(-1, func(kmsg.Request) (kmsg.Response, error, bool) {
 		if time.Now().After(until) {
 			k.DropControl()
+			close(reachable)
 			return nil, nil, false
 		}
 		k.KeepControl()
 		return nil, fmt.Errorf("injected: broker unavailable"), true
 	})
-	time.Sleep(4 * time.Second)
-
-	time.Sleep(time.Second)
-	total := w.finish(t)
-	m := marker(t, pg)
-	deadline := time.Now().Add(2 * time.Minute)
-	for p.Workers()[0].Stats().Position.EndLSN <= m {
-		require.True(t, time.Now().Before(deadline), "sink did not catch up: %+v", p.Workers()[0].Stats())
-		time.Sleep(50 * time.Millisecond)
+	select {
+	case <-reachable:
+	case <-time.After(time.Minute):
+		t.Fatal("no request reached the brokers after the outage")
 	}
+	waitApplied(t, p) // the sink works again after the outage
+
+	total := w.finish(t)
+	waitCaughtUp(t, p, marker(t, pg))
 	cancel()
 	require.NoError(t, <-done)
 	done <- nil
@@ -387,4 +396,111 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// waitApplied waits until the pipeline's sink commits a transaction after
+// the call.
+func waitApplied(t *testing.T, p *pipeline.Pipeline) {
+	t.Helper()
+	before := p.Workers()[0].Stats().Transactions
+	require.Eventually(t, func() bool { return p.Workers()[0].Stats().Transactions > before }, time.Minute, 20*time.Millisecond,
+		"the sink committed nothing: %+v", p.Workers()[0].Stats())
+}
+
+// waitCaughtUp waits until the pipeline's sink has applied past m.
+func waitCaughtUp(t *testing.T, p *pipeline.Pipeline, m change.LSN) {
+	t.Helper()
+	require.Eventually(t, func() bool { return p.Workers()[0].Stats().Position.EndLSN > m }, 2*time.Minute, 50*time.Millisecond,
+		"sink did not catch up")
+}
+
+// TestCheckpointStall stalls every fetch of the checkpoint topic (kfake
+// answers nothing) while the sink reopens after a failed produce. Reading
+// the position must fail with a retriable ErrCheckpointStalled, and apply
+// must retry until the stall ends, never resume from a guess: a fallback to
+// the checkpoint read so far (none) would re-send the whole trail, which
+// verify sees as duplicates.
+func TestCheckpointStall(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{})
+	k := kafkatest.Start(t, kafkatest.Options{})
+	setupWorkload(t, pg)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	f, err := config.Parse([]byte(yamlConfig(pg, k, t.TempDir(), "")))
+	require.NoError(t, err)
+	pc := f.PipelineConfig(log)
+	pc.Sinks[0].Apply.MinBackoff = 50 * time.Millisecond
+	pc.Sinks[0].Apply.MaxBackoff = time.Second
+	p, err := pipeline.New(pc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitSlot(t, pg)
+	w := startWorkload(t, pg)
+	waitApplied(t, p)
+	waitApplied(t, p) // several checkpoints committed: a stale one exists to fall back to
+
+	const topic = "cdcd.checkpoints"
+	info := k.TopicInfo(topic)
+	require.NotNil(t, info, "the sink created its checkpoint topic")
+	var stalled atomic.Bool
+	var stalledFetches atomic.Int64
+	stalled.Store(true)
+	k.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !stalled.Load() {
+			k.DropControl()
+			return nil, nil, false
+		}
+		k.KeepControl()
+		for _, ft := range req.(*kmsg.FetchRequest).Topics {
+			if ft.Topic == topic || ft.TopicID == info.TopicID {
+				stalledFetches.Add(1)
+				return nil, nil, true // no answer: the fetch hangs
+			}
+		}
+		return nil, nil, false
+	})
+
+	// A failed produce makes the sink reopen and read its position.
+	r0 := p.Workers()[0].Stats().Retries
+	var failedProduce atomic.Bool
+	k.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		if failedProduce.Swap(true) {
+			return nil, nil, false
+		}
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.InvalidRecord.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	stallMsg := "kafka sink events: read cdcd.checkpoints: no record for 5s"
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), stallMsg) }, time.Minute, 20*time.Millisecond,
+		"the stalled position read never failed")
+	require.Greater(t, stalledFetches.Load(), int64(0))
+	ws := p.Workers()[0].Stats()
+	require.GreaterOrEqual(t, ws.Retries, r0+2, "the failed produce and the stall are both retried")
+	require.False(t, ws.Stopped, "a stall is retriable: %s", ws.LastError)
+	require.Contains(t, ws.LastError, "stalled before its last stable offset")
+
+	stalled.Store(false)
+	waitApplied(t, p)
+	total := w.finish(t)
+	waitCaughtUp(t, p, marker(t, pg))
+	cancel()
+	require.NoError(t, <-done)
+	done <- nil
+	verify(t, pg, k, total)
+	require.Contains(t, logs.String(), "sink failed; retrying from its position")
 }

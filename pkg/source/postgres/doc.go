@@ -5,7 +5,10 @@
 //
 // The source works against a primary or against a physical standby (PG16+
 // can decode on a standby). On a standby the publication must come from the
-// primary and heartbeats must be emitted on the primary: set PrimaryDSN.
+// primary and heartbeats must be emitted on the primary: set PrimaryDSN. A
+// publication missing on the standby is then looked up on the primary (the
+// standby may not have replayed it yet), created there if missing and
+// source.create allows, and waited for until the standby has replayed it.
 //
 // Least privileges: the source role needs REPLICATION (or rds_replication on
 // RDS/Aurora), CONNECT on the database, SELECT on pg_catalog (default), and

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"errors"
-	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -40,9 +39,9 @@ var terminalCodes = map[string]bool{
 	"55000": true, // object_not_in_prerequisite_state: wal_level, invalidated slot
 }
 
-// classify marks err terminal when its cause cannot be fixed by reconnecting.
-// Everything else (network errors, admin shutdown, slot in use by a dying
-// session) is retriable.
+// classify marks err terminal when its SQLSTATE is one reconnecting cannot
+// cure (terminalCodes); every other error (network errors, admin shutdown, a
+// slot still held by a dying session) is returned unchanged and so retried.
 func classify(err error) error {
 	if err == nil || IsTerminal(err) {
 		return err
@@ -50,10 +49,6 @@ func classify(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && terminalCodes[pgErr.Code] {
 		return Terminal(err)
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return err
 	}
 	return err
 }

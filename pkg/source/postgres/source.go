@@ -224,44 +224,52 @@ func (s *Source) Prepare(ctx context.Context) (SlotInfo, bool, error) {
 	return info, true, err
 }
 
+// preparePublication makes sure the publication exists, creating it FOR ALL
+// TABLES when Config.Create allows. On a standby with a PrimaryDSN, the
+// primary decides whether it exists (the standby may not have replayed it
+// yet) and is where it is created; the standby must then replay it.
 func (s *Source) preparePublication(ctx context.Context) error {
-	var exists bool
-	if err := s.catalog.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
-		return classify(fmt.Errorf("look up publication %s: %w", s.cfg.Publication, err))
+	pub := s.cfg.Publication
+	exists, err := PublicationExists(ctx, s.catalog, pub)
+	if err != nil {
+		return classify(err)
 	}
 	if exists {
 		return nil
 	}
-	if !s.cfg.Create {
-		return Terminal(fmt.Errorf("publication %s does not exist on the source: create it (CREATE PUBLICATION %s FOR ALL TABLES) or set source.create: true", s.cfg.Publication, s.cfg.Publication))
+	missing := func() error {
+		return Terminal(fmt.Errorf("publication %s does not exist on the source: create it (CREATE PUBLICATION %s FOR ALL TABLES) or set source.create: true", pub, pub))
 	}
-	stmt := "CREATE PUBLICATION " + pgx.Identifier{s.cfg.Publication}.Sanitize() + " FOR ALL TABLES"
+	stmt := "CREATE PUBLICATION " + pgx.Identifier{pub}.Sanitize() + " FOR ALL TABLES"
 	if !s.Standby {
-		if _, err := s.catalog.Exec(ctx, stmt); err != nil {
-			return classify(fmt.Errorf("create publication %s: %w", s.cfg.Publication, err))
+		if !s.cfg.Create {
+			return missing()
 		}
-		s.log.Info("created publication", "publication", s.cfg.Publication)
+		if _, err := s.catalog.Exec(ctx, stmt); err != nil {
+			return classify(fmt.Errorf("create publication %s: %w", pub, err))
+		}
+		s.log.Info("created publication", "publication", pub)
 		return nil
 	}
 	if s.cfg.PrimaryDSN == "" {
-		return Terminal(fmt.Errorf("publication %s does not exist and the source is a standby (read-only): create it on the primary or set source.primary_dsn", s.cfg.Publication))
-	}
-	if err := onPrimary(ctx, s.cfg.PrimaryDSN, stmt); err != nil {
-		return classify(fmt.Errorf("create publication %s on the primary: %w", s.cfg.Publication, err))
-	}
-	s.log.Info("created publication on the primary", "publication", s.cfg.Publication)
-	// The standby sees the publication once it has replayed the commit.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := s.catalog.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.cfg.Publication).Scan(&exists); err != nil {
-			return classify(err)
+		if !s.cfg.Create {
+			return missing()
 		}
-		if exists {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+		return Terminal(fmt.Errorf("publication %s does not exist and the source is a standby (read-only): create it on the primary or set source.primary_dsn", pub))
 	}
-	return fmt.Errorf("publication %s created on the primary but not replayed on the standby after 30s", s.cfg.Publication)
+	created, err := PublicationOnPrimary(ctx, s.catalog, s.cfg.PrimaryDSN, pub, func(ctx context.Context, primary *pgx.Conn) error {
+		if !s.cfg.Create {
+			return missing()
+		}
+		if _, err := primary.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create publication %s on the primary: %w", pub, err)
+		}
+		return nil
+	})
+	if created {
+		s.log.Info("created publication on the primary", "publication", pub)
+	}
+	return classify(err)
 }
 
 func (s *Source) createSlot(ctx context.Context) error {
