@@ -17,8 +17,10 @@ import (
 // segment when missing. It recovers from a crash first: every segment header
 // is checked, and a torn or invalid tail of the active segment — including a
 // transaction without its COMMIT — is cut off (copied to "<segment>.broken").
-// The Writer is then positioned at the end, with LastEndLSN the EndLSN of the
-// last complete transaction.
+// Damage followed by an intact COMMIT is not a torn tail: Open then returns
+// a *CorruptError naming the segment and offset and changes nothing (see
+// doc.go, "Torn tail or corruption"). The Writer is then positioned at the
+// end, with LastEndLSN the EndLSN of the last complete transaction.
 func Open(dir string, opts Options) (*Writer, error) {
 	opts = opts.withDefaults()
 	w := &Writer{
@@ -156,15 +158,24 @@ scan:
 			w.schemas[u.oid] = u.prev
 		}
 	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		// A torn write leaves nothing intact after the damage that an
+		// earlier sync made durable; an intact COMMIT after it means the
+		// damage hit data that may have been acknowledged. Refuse, and
+		// leave the file as it is for the operator.
+		if err := notTorn(f, path, st.Size(), h.firstSeq, off, seq, reason); err != nil {
+			return err
+		}
+	}
 	if inTx && reason == "" {
 		reason = "transaction without COMMIT"
 	}
 	w.written, w.nextSeq = w.safeOff, w.safeSeq
 
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
 	if st.Size() > w.safeOff {
 		if err := w.cutTail(path, st.Size(), reason); err != nil {
 			return err
