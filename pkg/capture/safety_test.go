@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
@@ -83,11 +84,15 @@ func TestCaptureIdleSlotAdvances(t *testing.T) {
 	startCapture(t, cfg)
 	waitSlot(t, pg)
 	first := confirmedFlush(t, pg)
-	deadline := time.Now().Add(20 * time.Second)
-	for confirmedFlush(t, pg) <= first {
-		require.True(t, time.Now().Before(deadline), "confirmed_flush_lsn stuck at %s on an idle source", first)
-		time.Sleep(100 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool {
+		// Not confirmedFlush: require must not fail from this goroutine.
+		var s *string
+		if err := query(pg, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdcd'", &s); err != nil || s == nil {
+			return false
+		}
+		l, err := change.ParseLSN(*s)
+		return err == nil && l > first
+	}, 20*time.Second, 100*time.Millisecond, "confirmed_flush_lsn stuck at %s on an idle source", first)
 }
 
 func confirmedFlush(t testing.TB, c *pgtest.Cluster) change.LSN {
@@ -228,6 +233,9 @@ log:
 	for i := range 6 {
 		cmd := cdcdCmd(bin, cfgPath, logs)
 		require.NoError(t, cmd.Start())
+		// Not synchronisation: a random moment to kill at, so the kills
+		// land in different phases (connecting, mid-transaction,
+		// mid-sync). The assertions below hold whenever the kill lands.
 		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
@@ -242,13 +250,9 @@ log:
 	// A last, clean run catches up.
 	cmd := cdcdCmd(bin, cfgPath, logs)
 	require.NoError(t, cmd.Start())
-	deadline := time.Now().Add(2 * time.Minute)
-	for !trailPast(t, dir, m) {
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logs)
-			t.Fatalf("trail did not catch up; cdcd log:\n%s", out)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !assert.Eventually(t, func() bool { return trailPast(t, dir, m) }, 2*time.Minute, 200*time.Millisecond) {
+		out, _ := os.ReadFile(logs)
+		t.Fatalf("trail did not catch up; cdcd log:\n%s", out)
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "clean stop exits 0")
