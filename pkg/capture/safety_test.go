@@ -394,3 +394,60 @@ func TestCaptureReconnects(t *testing.T) {
 		require.Equal(t, i+1, n)
 	}
 }
+
+// TestCaptureRefusesDamagedTrail: bytes flipped in the middle of the active
+// segment, with acknowledged transactions after them, are not a torn tail.
+// Capture stops with the corruption (file and offset) instead of cutting
+// those transactions off, and leaves the trail as it was.
+func TestCaptureRefusesDamagedTrail(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{})
+	pg.ExecT(t, "postgres", `CREATE TABLE t (id int PRIMARY KEY, pad text)`)
+	dir := t.TempDir()
+	cfg := testConfig(pg, dir)
+	r := startCapture(t, cfg)
+	waitSlot(t, pg)
+	for i := range 40 {
+		pg.ExecT(t, "postgres", fmt.Sprintf(`INSERT INTO t VALUES (%d, repeat('x', 200))`, i))
+	}
+	r.waitPast(t, marker(t, pg), time.Minute)
+	r.stop(t)
+
+	segs, err := trail.Segments(dir)
+	require.NoError(t, err)
+	path := segs[len(segs)-1].Path
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	mid := (len(b) / 2) &^ 7
+	for i := range 4 {
+		b[mid+i] ^= 0xa5
+	}
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	before := snapshotDir(t, dir)
+
+	c, err := capture.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = c.Run(ctx)
+	require.ErrorIs(t, err, trail.ErrCorrupt)
+	var ce *trail.CorruptError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, path, ce.File)
+	require.LessOrEqual(t, ce.Offset, int64(mid))
+	require.Contains(t, err.Error(), path)
+	require.Equal(t, before, snapshotDir(t, dir), "nothing cut, nothing written")
+}
+
+// snapshotDir returns every file of dir by name.
+func snapshotDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	m := make(map[string][]byte)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		m[e.Name()] = b
+	}
+	return m
+}
