@@ -53,6 +53,13 @@ func startCapture(t testing.TB, cfg capture.Config) *runner {
 	t.Helper()
 	c, err := capture.New(cfg)
 	require.NoError(t, err)
+	r := run(c)
+	t.Cleanup(func() { r.cancel(); <-r.done })
+	return r
+}
+
+// run starts c in the background, tracking its durable position.
+func run(c *capture.Capture) *runner {
 	r := &runner{c: c, moved: make(chan struct{}, 1), done: make(chan error, 1)}
 	c.OnDurable = func(l change.LSN) {
 		r.durable.Store(uint64(l))
@@ -64,7 +71,6 @@ func startCapture(t testing.TB, cfg capture.Config) *runner {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- c.Run(ctx) }()
-	t.Cleanup(func() { r.cancel(); <-r.done })
 	return r
 }
 

@@ -342,11 +342,7 @@ func TestCaptureSkipsRedelivered(t *testing.T) {
 		requested = slot
 		return slot
 	})
-	r2 := &runner{c: c, done: make(chan error, 1)}
-	c.OnDurable = func(l change.LSN) { r2.durable.Store(uint64(l)) }
-	ctx, cancel := context.WithCancel(context.Background())
-	r2.cancel = cancel
-	go func() { r2.done <- c.Run(ctx) }()
+	r2 := run(c)
 	r2.waitPast(t, marker(t, pg), 30*time.Second)
 	r2.stop(t)
 	require.NotZero(t, requested)
