@@ -160,13 +160,13 @@ scan:
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return err
+		return fmt.Errorf("stat %s: %w", path, err)
 	}
 	if reason != "" {
-		// A torn write leaves nothing intact after the damage that an
-		// earlier sync made durable; an intact COMMIT after it means the
-		// damage hit data that may have been acknowledged. Refuse, and
-		// leave the file as it is for the operator.
+		// A crash can only damage what the last sync did not cover, and
+		// an intact COMMIT after the damage means it hit data that may
+		// have been acknowledged. Refuse, and leave the file as it is for
+		// the operator.
 		if err := notTorn(f, path, st.Size(), h.firstSeq, off, seq, reason); err != nil {
 			return err
 		}
@@ -258,7 +258,7 @@ func createBroken(path string) (*os.File, error) {
 func (w *Writer) checkDirPerm() error {
 	st, err := os.Stat(w.dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("stat trail directory: %w", err)
 	}
 	if !st.IsDir() {
 		return fmt.Errorf("%s is not a directory", w.dir)
