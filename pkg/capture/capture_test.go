@@ -84,18 +84,11 @@ func TestCaptureStandbyPG17(t *testing.T) {
 // waitSlot waits until capture has created its slot and started streaming.
 func waitSlot(t *testing.T, c *pgtest.Cluster) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	require.Eventually(t, func() bool {
 		var active bool
 		err := query(c, "SELECT active FROM pg_replication_slots WHERE slot_name = 'cdcd'", &active)
-		if err == nil && active {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot cdcd not active after 60s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && active
+	}, 60*time.Second, 50*time.Millisecond, "slot cdcd not active")
 }
 
 func checkWorkload(t *testing.T, dir string, body string) {

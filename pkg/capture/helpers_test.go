@@ -23,6 +23,7 @@ import (
 type runner struct {
 	c       *capture.Capture
 	durable atomic.Uint64
+	moved   chan struct{} // signalled (without blocking) when durable moves
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -52,30 +53,41 @@ func startCapture(t testing.TB, cfg capture.Config) *runner {
 	t.Helper()
 	c, err := capture.New(cfg)
 	require.NoError(t, err)
-	r := &runner{c: c, done: make(chan error, 1)}
-	c.OnDurable = func(l change.LSN) { r.durable.Store(uint64(l)) }
+	r := run(c)
+	t.Cleanup(func() { r.cancel(); <-r.done })
+	return r
+}
+
+// run starts c in the background, tracking its durable position.
+func run(c *capture.Capture) *runner {
+	r := &runner{c: c, moved: make(chan struct{}, 1), done: make(chan error, 1)}
+	c.OnDurable = func(l change.LSN) {
+		r.durable.Store(uint64(l))
+		select {
+		case r.moved <- struct{}{}:
+		default:
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- c.Run(ctx) }()
-	t.Cleanup(func() { r.cancel(); <-r.done })
 	return r
 }
 
 // waitPast waits until the trail durably holds a transaction ending after lsn.
 func (r *runner) waitPast(t testing.TB, lsn change.LSN, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	for change.LSN(r.durable.Load()) <= lsn {
 		select {
+		case <-r.moved:
 		case err := <-r.done:
 			r.done <- err
 			t.Fatalf("capture stopped early: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
+		case <-deadline.C:
 			t.Fatalf("trail durable at %s, not past %s after %s", change.LSN(r.durable.Load()), lsn, timeout)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

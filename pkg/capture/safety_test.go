@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
@@ -83,11 +84,15 @@ func TestCaptureIdleSlotAdvances(t *testing.T) {
 	startCapture(t, cfg)
 	waitSlot(t, pg)
 	first := confirmedFlush(t, pg)
-	deadline := time.Now().Add(20 * time.Second)
-	for confirmedFlush(t, pg) <= first {
-		require.True(t, time.Now().Before(deadline), "confirmed_flush_lsn stuck at %s on an idle source", first)
-		time.Sleep(100 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool {
+		// Not confirmedFlush: require must not fail from this goroutine.
+		var s *string
+		if err := query(pg, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdcd'", &s); err != nil || s == nil {
+			return false
+		}
+		l, err := change.ParseLSN(*s)
+		return err == nil && l > first
+	}, 20*time.Second, 100*time.Millisecond, "confirmed_flush_lsn stuck at %s on an idle source", first)
 }
 
 func confirmedFlush(t testing.TB, c *pgtest.Cluster) change.LSN {
@@ -228,6 +233,9 @@ log:
 	for i := range 6 {
 		cmd := cdcdCmd(bin, cfgPath, logs)
 		require.NoError(t, cmd.Start())
+		// Not synchronisation: a random moment to kill at, so the kills
+		// land in different phases (connecting, mid-transaction,
+		// mid-sync). The assertions below hold whenever the kill lands.
 		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
@@ -242,13 +250,9 @@ log:
 	// A last, clean run catches up.
 	cmd := cdcdCmd(bin, cfgPath, logs)
 	require.NoError(t, cmd.Start())
-	deadline := time.Now().Add(2 * time.Minute)
-	for !trailPast(t, dir, m) {
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logs)
-			t.Fatalf("trail did not catch up; cdcd log:\n%s", out)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !assert.Eventually(t, func() bool { return trailPast(t, dir, m) }, 2*time.Minute, 200*time.Millisecond) {
+		out, _ := os.ReadFile(logs)
+		t.Fatalf("trail did not catch up; cdcd log:\n%s", out)
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "clean stop exits 0")
@@ -338,11 +342,7 @@ func TestCaptureSkipsRedelivered(t *testing.T) {
 		requested = slot
 		return slot
 	})
-	r2 := &runner{c: c, done: make(chan error, 1)}
-	c.OnDurable = func(l change.LSN) { r2.durable.Store(uint64(l)) }
-	ctx, cancel := context.WithCancel(context.Background())
-	r2.cancel = cancel
-	go func() { r2.done <- c.Run(ctx) }()
+	r2 := run(c)
 	r2.waitPast(t, marker(t, pg), 30*time.Second)
 	r2.stop(t)
 	require.NotZero(t, requested)
@@ -389,4 +389,61 @@ func TestCaptureReconnects(t *testing.T) {
 	for i, n := range got {
 		require.Equal(t, i+1, n)
 	}
+}
+
+// TestCaptureRefusesDamagedTrail: bytes flipped in the middle of the active
+// segment, with acknowledged transactions after them, are not a torn tail.
+// Capture stops with the corruption (file and offset) instead of cutting
+// those transactions off, and leaves the trail as it was.
+func TestCaptureRefusesDamagedTrail(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{})
+	pg.ExecT(t, "postgres", `CREATE TABLE t (id int PRIMARY KEY, pad text)`)
+	dir := t.TempDir()
+	cfg := testConfig(pg, dir)
+	r := startCapture(t, cfg)
+	waitSlot(t, pg)
+	for i := range 40 {
+		pg.ExecT(t, "postgres", fmt.Sprintf(`INSERT INTO t VALUES (%d, repeat('x', 200))`, i))
+	}
+	r.waitPast(t, marker(t, pg), time.Minute)
+	r.stop(t)
+
+	segs, err := trail.Segments(dir)
+	require.NoError(t, err)
+	path := segs[len(segs)-1].Path
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	mid := (len(b) / 2) &^ 7
+	for i := range 4 {
+		b[mid+i] ^= 0xa5
+	}
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	before := snapshotDir(t, dir)
+
+	c, err := capture.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = c.Run(ctx)
+	require.ErrorIs(t, err, trail.ErrCorrupt)
+	var ce *trail.CorruptError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, path, ce.File)
+	require.LessOrEqual(t, ce.Offset, int64(mid))
+	require.Contains(t, err.Error(), path)
+	require.Equal(t, before, snapshotDir(t, dir), "nothing cut, nothing written")
+}
+
+// snapshotDir returns every file of dir by name.
+func snapshotDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	m := make(map[string][]byte)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		m[e.Name()] = b
+	}
+	return m
 }

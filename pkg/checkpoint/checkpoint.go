@@ -20,6 +20,10 @@ import (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// filePerm is the mode of checkpoint files: owner only, like everything in
+// the trail directory. It is explicit, so a umask can only narrow it.
+const filePerm = 0o600
+
 // magic identifies a checkpoint file and its layout version.
 const magic = "CDCDCKP1"
 
@@ -73,8 +77,14 @@ func (f *File) Store(pos uint64) error {
 }
 
 func writeSync(path string, b []byte) error {
-	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, filePerm)
 	if err != nil {
+		return err
+	}
+	// The mode given to O_CREATE does not apply to a file that already
+	// exists (a temporary left by a crash of an older version): set it.
+	if err := fh.Chmod(filePerm); err != nil {
+		fh.Close()
 		return err
 	}
 	if _, err := fh.Write(b); err != nil {

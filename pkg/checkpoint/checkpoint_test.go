@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -41,4 +42,18 @@ func TestCorruptIsAnError(t *testing.T) {
 	require.NoError(t, os.WriteFile(f.Path(), []byte("short"), 0o600))
 	_, _, err = f.Load()
 	require.ErrorContains(t, err, "corrupt")
+}
+
+// TestOwnerOnly: a checkpoint is 0600 whatever the umask, even when a
+// temporary with a wider mode was left behind by a crash.
+func TestOwnerOnly(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	f := New(filepath.Join(t.TempDir(), "capture.ack"))
+	require.NoError(t, os.WriteFile(f.Path()+".tmp", []byte("left over"), 0o666))
+	require.NoError(t, os.Chmod(f.Path()+".tmp", 0o666))
+	require.NoError(t, f.Store(42))
+	st, err := os.Stat(f.Path())
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 }

@@ -89,6 +89,12 @@ func storeState(dir, sinkName string, s *State) error {
 	if err != nil {
 		return fmt.Errorf("write snapshot state: %w", err)
 	}
+	// Owner only, like the rest of the trail directory; O_CREATE's mode
+	// does not apply to a temporary left behind by a crash, so set it.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("write snapshot state: %w", err)
+	}
 	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return fmt.Errorf("write snapshot state: %w", err)

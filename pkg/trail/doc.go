@@ -28,6 +28,13 @@
 //     active segment by recovery, kept for forensics (as etcd's repair.go
 //     does). Nothing reads them.
 //
+// The trail holds every captured row, so Open creates the directory 0700 and
+// every file in it 0600, with explicit modes that a umask can only narrow
+// (other cdcd packages keep their checkpoint and state files there the same
+// way). An existing directory keeps its mode — the operator may have given a
+// backup agent's group access — and Open logs a warning if others can reach
+// it.
+//
 // # Segment header
 //
 // Every segment starts with a 48-byte header; all integers are little endian:
@@ -127,14 +134,57 @@
 // length, fails its checksum or breaks the sequence — a write torn by a crash,
 // or garbage — the tail is cut back to the end of the last complete
 // transaction or stand-alone record; a transaction without its COMMIT is cut
-// too. The cut bytes are copied to "<segment>.broken" first. This can only
-// lose records that were never synced, and therefore never acknowledged to the
-// source, unless the disk itself corrupted synced data — which capture then
-// detects, because the slot's confirmed position is ahead of the trail.
+// too. The cut bytes are copied to "<segment>.broken" first. Before cutting,
+// recovery makes sure the damage is a torn tail at all (below); if it is not,
+// Open fails with a *CorruptError and changes nothing.
 //
 // Sealed segments are only header-checked on Open, to keep startup fast. A
 // Reader that meets damage in a sealed segment, or below its Limit, returns a
 // *CorruptError naming the file and byte offset (errors.Is(err, ErrCorrupt)).
+//
+// # Torn tail or corruption
+//
+// A crash can only damage what was written since the last fsync; every
+// COMMIT before that is durable and may have been acknowledged to the
+// source, so cutting it would lose data the source will never send again.
+// The rule: damage at offset X of the active segment (the frame that should
+// hold record seq S) is a torn tail only if no intact COMMIT of this segment
+// follows it. Recovery scans every 8-byte aligned offset Y > X for a frame
+// whose length fits in the file, whose payload is a COMMIT record of at most
+// 64 KiB that decodes, whose checksum matches with this segment's seed, and
+// whose seq s could follow there: S < s <= S + (Y-X)/16 (a frame takes at
+// least 16 bytes). If there is one, the damage hit data that was probably
+// synced and acknowledged: Open refuses with a *CorruptError naming the
+// segment and X, and leaves every file untouched. Readers that are not
+// following apply the same rule at the end of the active segment (so
+// "cdcd trail dump" fails on such a trail instead of stopping quietly at
+// the damage); a following reader keeps waiting at a bad frame, as it cannot
+// tell damage from a write in progress.
+//
+// Why COMMIT, and not any intact frame: the active segment is written by
+// appending to a fresh file (segments are created empty, never preallocated
+// or reused), but Writer.Rollback and recovery truncate the file and
+// overwrite the space, so after a crash a torn rewrite may expose the old
+// bytes again. Those are always the frames of a transaction without its
+// COMMIT (what a rollback drops) or a tail recovery already judged torn —
+// intact frames, but never an intact COMMIT. Frames left in reused disk
+// blocks by another file fail the checksum, which is seeded with the
+// segment's first seq. And only a COMMIT matters: repair that cuts no intact
+// COMMIT cuts no transaction that could have been acknowledged.
+//
+// What the rule cannot tell: damage that leaves nothing intact after it —
+// a flipped bit in the very last COMMIT, or a lost write of the last synced
+// block — looks exactly like a torn write and is cut (saved to .broken);
+// capture then finds the slot's confirmed position ahead of the trail and
+// stops. Conversely, a crash in the middle of a large group commit can
+// persist later pages of the unsynced group but not earlier ones (the
+// kernel and the disk write back in any order until the fsync returns),
+// leaving a hole before intact COMMITs that were never acknowledged. That
+// is refused too: the operator checks that the slot's confirmed_flush_lsn
+// is not past the last COMMIT before the offset in the error, saves the
+// segment, and truncates it at that offset (or removes the trail and
+// re-captures). Refusing a repair that was safe costs a restart by hand;
+// cutting acknowledged data would lose it for good.
 //
 // # Readers
 //

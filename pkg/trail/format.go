@@ -20,6 +20,12 @@ const (
 	tmpSuffix      = ".tmp"
 	brokenSuffix   = ".broken"
 	maxPayloadSize = math.MaxUint32
+
+	// dirPerm and filePerm are the modes of everything the trail creates:
+	// owner only, since the trail holds every captured row. They are
+	// explicit modes, which a umask can only narrow.
+	dirPerm  = 0o700
+	filePerm = 0o600
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

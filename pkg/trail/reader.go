@@ -204,8 +204,9 @@ func (r *Reader) Next(ctx context.Context) (Record, error) {
 			// between our read and now: look again once the next
 			// segment is known to exist, with fresh bytes.
 			if !r.nextExists() {
+				torn, reason := errors.Is(err, errTorn), r.fr.reason
 				if err := r.wait(ctx); err != nil {
-					return Record{}, r.atEnd(err)
+					return Record{}, r.atEnd(err, torn, reason)
 				}
 				continue
 			}
@@ -299,10 +300,28 @@ func (r *Reader) nextExists() bool {
 }
 
 // atEnd turns the end of a non-following read into io.EOF, after checking
-// that no later segment exists that this one fails to lead to.
-func (r *Reader) atEnd(err error) error {
+// that no later segment exists that this one fails to lead to, and — when
+// the data ends in a bad frame (torn, with reason) — that it is not damage
+// with intact records after it, which recovery would refuse too.
+func (r *Reader) atEnd(err error, torn bool, reason string) error {
 	if !errors.Is(err, io.EOF) {
 		return err
+	}
+	if torn {
+		st, serr := r.f.Stat()
+		if serr != nil {
+			return fmt.Errorf("stat trail segment: %w", serr)
+		}
+		if cerr := notTorn(r.f, r.path, st.Size(), r.first, r.off, r.nextSeq, reason); cerr != nil {
+			// A live writer may have completed the frame since we read it
+			// (our reads are not atomic with its writes): only a frame
+			// still bad now, with the COMMIT after it, is damage.
+			r.fr.reset()
+			if _, _, err := r.fr.next(r.off, -1); err == nil {
+				return io.EOF
+			}
+			return cerr
+		}
 	}
 	seqs, lerr := listSegments(r.dir)
 	if lerr != nil {

@@ -52,6 +52,7 @@ func testFollowLiveWriter(t *testing.T, rollbacks bool) {
 	// apply worker; on ErrRolledBack it drops what it read since its last
 	// COMMIT and reopens after it.
 	rolledBack := 0
+	sawDoomed := make(chan uint32, 16) // XIDs of rolled-back-to-be BEGINs read ahead
 	followSpec := func() ([]Record, error) {
 		var recs []Record
 		var from uint64
@@ -81,6 +82,12 @@ func testFollowLiveWriter(t *testing.T, rollbacks bool) {
 				if rec.Type == RecordCommit && rec.Seq >= w.Durable().Seq {
 					r.Close()
 					return recs, fmt.Errorf("COMMIT seq %d returned before it was durable (durable %+v)", rec.Seq, w.Durable())
+				}
+				if rec.Type == RecordBegin && rec.Tx.XID < 1000 {
+					select {
+					case sawDoomed <- rec.Tx.XID:
+					default:
+					}
 				}
 				recs = append(recs, rec)
 				if rec.Type == RecordCommit && rec.Tx.XID == txn(txCount-1).XID {
@@ -114,7 +121,16 @@ func testFollowLiveWriter(t *testing.T, rollbacks bool) {
 				if _, err := w.Sync(); err != nil {
 					return err
 				}
-				time.Sleep(time.Millisecond)
+				// Roll back only once the speculative reader has read
+				// into the doomed transaction, so that every rollback
+				// exercises its ErrRolledBack path.
+				for x := uint32(0); x != txn(-n).XID; {
+					select {
+					case x = <-sawDoomed:
+					case <-ctx.Done():
+						return fmt.Errorf("speculative reader never read transaction %d: %w", txn(-n).XID, ctx.Err())
+					}
+				}
 				if err := w.Rollback(); err != nil {
 					return err
 				}
@@ -160,7 +176,9 @@ func testFollowLiveWriter(t *testing.T, rollbacks bool) {
 		require.Equal(t, bounded, unbounded)
 	}
 	require.Equal(t, schemaless(bounded), schemaless(speculative), "the speculative reader, after its restarts, read what the durable one did")
-	t.Logf("speculative reader restarted %d times after rollbacks", rolledBack)
+	if rollbacks {
+		require.Equal(t, txCount/50, rolledBack, "one restart per rollback")
+	}
 	segs, err := Segments(dir)
 	require.NoError(t, err)
 	require.Greater(t, len(segs), 3, "the readers crossed segments")
@@ -296,7 +314,14 @@ func TestLimitHidesUnsyncedRecords(t *testing.T) {
 
 func TestFollowFromEmptyDirectory(t *testing.T) {
 	dir := t.TempDir()
-	r, err := NewReader(dir, 0, ReaderOptions{Follow: true, PollInterval: time.Millisecond})
+	waiting := make(chan struct{}, 1)
+	r, err := NewReader(dir, 0, ReaderOptions{Follow: true, PollInterval: time.Millisecond,
+		Idle: func() {
+			select {
+			case waiting <- struct{}{}:
+			default:
+			}
+		}})
 	require.NoError(t, err)
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -310,7 +335,7 @@ func TestFollowFromEmptyDirectory(t *testing.T) {
 		}
 		close(done)
 	}()
-	time.Sleep(10 * time.Millisecond)
+	<-waiting // the reader found no segment and waits
 	w := openW(t, dir, Options{})
 	defer w.Close()
 	require.NoError(t, w.Schema(usersRel()))
@@ -363,7 +388,14 @@ func TestFollowPartialFrame(t *testing.T) {
 	recs := readAll(t, dir, 0, ReaderOptions{})
 	require.Equal(t, txs[:2], commits(recs), "the partial frame is the end, not corruption")
 
-	r, err := NewReader(dir, 0, ReaderOptions{Follow: true, PollInterval: time.Millisecond})
+	polled := make(chan struct{}, 1)
+	r, err := NewReader(dir, 0, ReaderOptions{Follow: true, PollInterval: time.Millisecond,
+		Idle: func() {
+			select {
+			case polled <- struct{}{}:
+			default:
+			}
+		}})
 	require.NoError(t, err)
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -378,8 +410,12 @@ func TestFollowPartialFrame(t *testing.T) {
 			return
 		}
 		defer f.Close()
-		for _, b := range data[cut:] { // byte by byte
-			time.Sleep(time.Millisecond)
+		for _, b := range data[cut:] { // byte by byte, each after the reader looked
+			select {
+			case <-polled:
+			case <-ctx.Done():
+				return
+			}
 			_, _ = f.Write([]byte{b})
 		}
 	}()

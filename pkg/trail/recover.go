@@ -17,8 +17,10 @@ import (
 // segment when missing. It recovers from a crash first: every segment header
 // is checked, and a torn or invalid tail of the active segment — including a
 // transaction without its COMMIT — is cut off (copied to "<segment>.broken").
-// The Writer is then positioned at the end, with LastEndLSN the EndLSN of the
-// last complete transaction.
+// Damage followed by an intact COMMIT is not a torn tail: Open then returns
+// a *CorruptError naming the segment and offset and changes nothing (see
+// doc.go, "Torn tail or corruption"). The Writer is then positioned at the
+// end, with LastEndLSN the EndLSN of the last complete transaction.
 func Open(dir string, opts Options) (*Writer, error) {
 	opts = opts.withDefaults()
 	w := &Writer{
@@ -31,7 +33,10 @@ func Open(dir string, opts Options) (*Writer, error) {
 	// Generations start at 2: a caller without a writer yet can report
 	// 1 (odd, "unstable") to hold speculative readers back.
 	w.gen.Store(2)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, dirPerm); err != nil {
+		return nil, fmt.Errorf("open trail: %w", err)
+	}
+	if err := w.checkDirPerm(); err != nil {
 		return nil, fmt.Errorf("open trail: %w", err)
 	}
 	if err := removeTemporaries(dir); err != nil {
@@ -153,15 +158,24 @@ scan:
 			w.schemas[u.oid] = u.prev
 		}
 	}
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	if reason != "" {
+		// A crash can only damage what the last sync did not cover, and
+		// an intact COMMIT after the damage means it hit data that may
+		// have been acknowledged. Refuse, and leave the file as it is for
+		// the operator.
+		if err := notTorn(f, path, st.Size(), h.firstSeq, off, seq, reason); err != nil {
+			return err
+		}
+	}
 	if inTx && reason == "" {
 		reason = "transaction without COMMIT"
 	}
 	w.written, w.nextSeq = w.safeOff, w.safeSeq
 
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
 	if st.Size() > w.safeOff {
 		if err := w.cutTail(path, st.Size(), reason); err != nil {
 			return err
@@ -230,11 +244,30 @@ func createBroken(path string) (*os.File, error) {
 		if i > 0 {
 			name = fmt.Sprintf("%s.%d", name, i)
 		}
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 		if !errors.Is(err, os.ErrExist) {
 			return f, err
 		}
 	}
+}
+
+// checkDirPerm warns when the trail directory is open to other users: the
+// trail holds every captured row. An existing directory's mode is the
+// operator's choice (a backup agent's group, say), so it is never changed —
+// only created 0700 — and never widened.
+func (w *Writer) checkDirPerm() error {
+	st, err := os.Stat(w.dir)
+	if err != nil {
+		return fmt.Errorf("stat trail directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", w.dir)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		w.log.Warn("trail directory is accessible to other users; it holds every captured row: chmod 700 it",
+			"mode", fmt.Sprintf("%04o", perm))
+	}
+	return nil
 }
 
 // removeTemporaries deletes segments whose creation a crash interrupted:
@@ -280,9 +313,15 @@ func (w *Writer) rollover() error {
 func (w *Writer) startSegment() error {
 	first := w.nextSeq
 	path := filepath.Join(w.dir, segmentName(first))
-	f, err := os.OpenFile(path+tmpSuffix, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path+tmpSuffix, os.O_RDWR|os.O_CREATE|os.O_TRUNC, filePerm)
 	if err != nil {
 		return err
+	}
+	// O_CREATE's mode does not apply to a file that already exists (a
+	// leftover temporary of a crashed older version): set it explicitly.
+	if err := f.Chmod(filePerm); err != nil {
+		f.Close()
+		return fmt.Errorf("restrict %s: %w", f.Name(), err)
 	}
 	w.f, w.segFirst, w.seed, w.written = f, first, crcSeed(first), 0
 	w.buf = append(w.buf[:0], header{systemID: w.systemID, firstSeq: first, prevEndLSN: w.lastEndLSN}.encode()...)
