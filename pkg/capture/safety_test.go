@@ -369,8 +369,17 @@ func TestCaptureReconnects(t *testing.T) {
 	waitSlot(t, pg)
 	for round := range 4 {
 		pg.ExecT(t, "postgres", fmt.Sprintf(`INSERT INTO numbered SELECT generate_series(%d, %d)`, round*1000+1, round*1000+1000))
-		pg.ExecT(t, "postgres", `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'cdcd' AND active_pid IS NOT NULL`)
-		waitSlot(t, pg)
+		var pid int
+		require.NoError(t, pg.QueryRow(`SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'cdcd'`, &pid))
+		pg.ExecT(t, "postgres", fmt.Sprintf(`SELECT pg_terminate_backend(%d)`, pid))
+		// pg_terminate_backend returns before the walsender exits, so the
+		// slot may still show the old session: wait for capture to see the
+		// loss and for a new walsender to hold the slot.
+		require.Eventually(t, func() bool {
+			var active *int
+			err := pg.QueryRow(`SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'cdcd'`, &active)
+			return err == nil && active != nil && *active != pid && r.c.Stats().Reconnects >= uint64(round+1)
+		}, time.Minute, 10*time.Millisecond)
 	}
 	r.waitPast(t, marker(t, pg), time.Minute)
 	require.GreaterOrEqual(t, r.c.Stats().Reconnects, uint64(4))
