@@ -197,10 +197,10 @@ func resolve(ctx context.Context, q Conn, tables []Table, opts Options) ([]targe
 		var pk, idx []string
 		err := q.QueryRow(ctx, `
 			SELECT c.oid, c.relreplident::text, c.relkind::text,
-			  coalesce(ARRAY(SELECT a.attname::text FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+			  coalesce(ARRAY(SELECT a.attname::text FROM pg_index i JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) ON true
 			     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
 			     WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY k.o), '{}'),
-			  coalesce(ARRAY(SELECT a.attname::text FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+			  coalesce(ARRAY(SELECT a.attname::text FROM pg_index i JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) ON true
 			     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
 			     WHERE i.indrelid = c.oid AND i.indisreplident ORDER BY k.o), '{}')
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
