@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -69,6 +70,17 @@ type target struct {
 	oid   uint32
 	ident byte
 	key   []string // column names of the key the trigger projects
+	cols  []string // all column names
+}
+
+// alias returns a name for a whole-row reference that no column of t has:
+// inside the trigger's queries a column name would win over a table alias
+// of the same name (a column "r" turns "r::text" into that column's text).
+func (t target) alias(base string) string {
+	for slices.Contains(t.cols, base) {
+		base += "_"
+	}
+	return pgx.Identifier{base}.Sanitize()
 }
 
 // Install creates the change log in schema cdcd and the capture triggers on
@@ -197,6 +209,7 @@ func resolve(ctx context.Context, q Conn, tables []Table, opts Options) ([]targe
 		var pk, idx []string
 		err := q.QueryRow(ctx, `
 			SELECT c.oid, c.relreplident::text, c.relkind::text,
+			  ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped),
 			  coalesce(ARRAY(SELECT a.attname::text FROM pg_index i JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) ON true
 			     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
 			     WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY k.o), '{}'),
@@ -204,7 +217,7 @@ func resolve(ctx context.Context, q Conn, tables []Table, opts Options) ([]targe
 			     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
 			     WHERE i.indrelid = c.oid AND i.indisreplident ORDER BY k.o), '{}')
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = $2`, tb.Schema, tb.Name).Scan(&t.oid, &ident, &relkind, &pk, &idx)
+			WHERE n.nspname = $1 AND c.relname = $2`, tb.Schema, tb.Name).Scan(&t.oid, &ident, &relkind, &t.cols, &pk, &idx)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("table %s does not exist", tb)
 		}
@@ -319,25 +332,28 @@ func functionSQL(t target, opts Options) string {
 		%[1]s VALUES (%[2]d, %[3]s, 'T', NULL, NULL);
 	END IF;`, ins, t.oid, natts, oldUpd, oldDel)
 	} else {
-		oldUpd, oldDel := "o.r::text", "o::text"
+		// o and n are the transition tables' rows, r the whole row in the
+		// numbered subqueries; the aliases avoid the table's column names.
+		o, n, r := t.alias("cdcd_o"), t.alias("cdcd_n"), t.alias("cdcd_r")
+		oldUpd, oldDel := o+"."+r+"::text", o+"::text"
 		if !full {
-			oldUpd = fmt.Sprintf("CASE WHEN %s IS DISTINCT FROM %s THEN %s END", keyOf("(o.r)"), keyOf("(n.r)"), keyOf("(o.r)"))
-			oldDel = keyOf("o")
+			oldUpd = fmt.Sprintf("CASE WHEN %s IS DISTINCT FROM %s THEN %s END", keyOf("("+o+"."+r+")"), keyOf("("+n+"."+r+")"), keyOf("("+o+"."+r+")"))
+			oldDel = keyOf(o)
 		}
 		body = fmt.Sprintf(`
 	IF TG_OP = 'INSERT' THEN
-		%[1]s SELECT %[2]d, %[3]s, 'I', NULL, n::text FROM new_rows n;
+		%[1]s SELECT %[2]d, %[3]s, 'I', NULL, %[7]s::text FROM new_rows %[7]s;
 	ELSIF TG_OP = 'UPDATE' THEN
 		-- The transition tables hold one tuple each per updated row, in the
 		-- same order: pair them by position.
-		%[1]s SELECT %[2]d, %[3]s, 'U', %[4]s, n.r::text
-		FROM (SELECT row_number() OVER () AS rn, r FROM old_rows r) o
-		JOIN (SELECT row_number() OVER () AS rn, r FROM new_rows r) n USING (rn);
+		%[1]s SELECT %[2]d, %[3]s, 'U', %[4]s, %[7]s.%[8]s::text
+		FROM (SELECT row_number() OVER () AS rn, %[8]s FROM old_rows %[8]s) %[6]s
+		JOIN (SELECT row_number() OVER () AS rn, %[8]s FROM new_rows %[8]s) %[7]s USING (rn);
 	ELSIF TG_OP = 'DELETE' THEN
-		%[1]s SELECT %[2]d, %[3]s, 'D', %[5]s, NULL FROM old_rows o;
+		%[1]s SELECT %[2]d, %[3]s, 'D', %[5]s, NULL FROM old_rows %[6]s;
 	ELSE
 		%[1]s VALUES (%[2]d, %[3]s, 'T', NULL, NULL);
-	END IF;`, ins, t.oid, natts, oldUpd, oldDel)
+	END IF;`, ins, t.oid, natts, oldUpd, oldDel, o, n, r)
 	}
 	return fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
  %s
