@@ -117,10 +117,14 @@ func Install(ctx context.Context, conn Conn, tables []Table, opts Options) error
 		return fmt.Errorf("install trigger capture: create %s: %w", logTable, privilegeHint(err))
 	}
 	for _, t := range targets {
+		stmts, err := triggersSQL(ctx, tx, t, opts)
+		if err != nil {
+			return fmt.Errorf("install trigger capture: %w", err)
+		}
 		if _, err := tx.Exec(ctx, functionSQL(t, opts)); err != nil {
 			return fmt.Errorf("install trigger capture: create trigger function for %s: %w", t, privilegeHint(err))
 		}
-		if _, err := tx.Exec(ctx, triggersSQL(t, opts)); err != nil {
+		if _, err := tx.Exec(ctx, stmts); err != nil {
 			return fmt.Errorf("install trigger capture: create triggers on %s: %w", t, privilegeHint(err))
 		}
 	}
@@ -132,56 +136,28 @@ func Install(ctx context.Context, conn Conn, tables []Table, opts Options) error
 
 // Uninstall drops every cdcd trigger, the trigger functions, the change log
 // (with any changes not yet read) and schema cdcd, in one transaction. It
-// does nothing when nothing is installed. Schema cdcd is dropped only if
-// nothing else is in it.
+// does nothing when nothing is installed. The triggers go with their
+// functions (DROP FUNCTION ... CASCADE), which the installing role may do
+// without owning the tables. Schema cdcd is dropped only if nothing else is
+// in it.
 func Uninstall(ctx context.Context, conn Conn) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("uninstall trigger capture: begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	rows, err := tx.Query(ctx, `
-		SELECT t.tgname, tn.nspname, c.relname, p.proname
-		FROM pg_trigger t
-		JOIN pg_class c ON c.oid = t.tgrelid
-		JOIN pg_namespace tn ON tn.oid = c.relnamespace
-		JOIN pg_proc p ON p.oid = t.tgfoid
-		JOIN pg_namespace pn ON pn.oid = p.pronamespace
-		WHERE pn.nspname = 'cdcd' AND NOT t.tgisinternal`)
-	if err != nil {
-		return fmt.Errorf("uninstall trigger capture: list triggers: %w", err)
-	}
-	var drops []string
-	funcs := map[string]bool{}
-	for rows.Next() {
-		var tg, schema, table, fn string
-		if err := rows.Scan(&tg, &schema, &table, &fn); err != nil {
-			return fmt.Errorf("uninstall trigger capture: list triggers: %w", err)
-		}
-		drops = append(drops, fmt.Sprintf("DROP TRIGGER %s ON %s", pgx.Identifier{tg}.Sanitize(), pgx.Identifier{schema, table}.Sanitize()))
-		funcs[fn] = true
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("uninstall trigger capture: list triggers: %w", err)
-	}
-	// Functions of tables whose triggers are already gone.
-	frows, err := tx.Query(ctx, `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+	rows, err := tx.Query(ctx, `SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE n.nspname = 'cdcd' AND p.proname LIKE 'capture\_%'`)
 	if err != nil {
 		return fmt.Errorf("uninstall trigger capture: list functions: %w", err)
 	}
-	for frows.Next() {
-		var fn string
-		if err := frows.Scan(&fn); err != nil {
-			return fmt.Errorf("uninstall trigger capture: list functions: %w", err)
-		}
-		funcs[fn] = true
-	}
-	if err := frows.Err(); err != nil {
+	funcs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		return fmt.Errorf("uninstall trigger capture: list functions: %w", err)
 	}
-	for fn := range funcs {
-		drops = append(drops, "DROP FUNCTION "+pgx.Identifier{schemaName, fn}.Sanitize()+"()")
+	var drops []string
+	for _, fn := range funcs {
+		drops = append(drops, "DROP FUNCTION "+pgx.Identifier{schemaName, fn}.Sanitize()+"() CASCADE")
 	}
 	drops = append(drops,
 		"DROP TABLE IF EXISTS "+logTable,
@@ -365,24 +341,83 @@ END
 $cdcd$`, funcName(t), pinned, body)
 }
 
-// triggersSQL (re)creates the four triggers of a table. DROP + CREATE
-// rather than CREATE OR REPLACE TRIGGER, which needs PostgreSQL 14.
-func triggersSQL(t target, opts Options) string {
+// triggersSQL returns the statements creating the triggers of a table
+// that are missing or differ from what opts asks for. Triggers already
+// right are kept: dropping a trigger needs ownership of the table, while
+// creating one needs only the TRIGGER privilege. Wrong ones go with their
+// function (DROP FUNCTION ... CASCADE, which the function's owner may do;
+// Install runs it before CREATE OR REPLACE FUNCTION) or, for a trigger of
+// that name on another function, by DROP TRIGGER.
+func triggersSQL(ctx context.Context, q Conn, t target, opts Options) (string, error) {
 	fn := funcName(t)
 	tbl := t.String()
-	var b strings.Builder
-	for _, name := range strings.Split(triggerNames, ", ") {
-		fmt.Fprintf(&b, "DROP TRIGGER IF EXISTS %s ON %s;\n", name, tbl)
+	rows, err := q.Query(ctx, `SELECT t.tgname::text, (t.tgtype & 1) = 1, p.proname::text = $2 AND n.nspname = 'cdcd'
+		FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE t.tgrelid = $1 AND t.tgname = ANY($3)`, t.oid, fmt.Sprintf("%s%d", funcPrefix, t.oid), strings.Split(triggerNames, ", "))
+	if err != nil {
+		return "", fmt.Errorf("list triggers on %s: %w", t, err)
 	}
+	type existing struct{ row, ours bool }
+	have := map[string]existing{}
+	for rows.Next() {
+		var name string
+		var e existing
+		if err := rows.Scan(&name, &e.row, &e.ours); err != nil {
+			return "", fmt.Errorf("list triggers on %s: %w", t, err)
+		}
+		have[name] = e
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("list triggers on %s: %w", t, err)
+	}
+	refOld, refNew, refBoth := "REFERENCING OLD TABLE AS old_rows ", "REFERENCING NEW TABLE AS new_rows ",
+		"REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
 	if opts.RowTriggers {
-		fmt.Fprintf(&b, "CREATE TRIGGER cdcd_insert AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s();\n", tbl, fn)
-		fmt.Fprintf(&b, "CREATE TRIGGER cdcd_update AFTER UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s();\n", tbl, fn)
-		fmt.Fprintf(&b, "CREATE TRIGGER cdcd_delete AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s();\n", tbl, fn)
-	} else {
-		fmt.Fprintf(&b, "CREATE TRIGGER cdcd_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s();\n", tbl, fn)
-		fmt.Fprintf(&b, "CREATE TRIGGER cdcd_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s();\n", tbl, fn)
-		fmt.Fprintf(&b, "CREATE TRIGGER cdcd_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %s();\n", tbl, fn)
+		refOld, refNew, refBoth = "", "", ""
 	}
-	fmt.Fprintf(&b, "CREATE TRIGGER cdcd_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s();\n", tbl, fn)
-	return b.String()
+	want := []struct {
+		name, event, ref string
+		row              bool
+	}{
+		{"cdcd_insert", "INSERT", refNew, opts.RowTriggers},
+		{"cdcd_update", "UPDATE", refBoth, opts.RowTriggers},
+		{"cdcd_delete", "DELETE", refOld, opts.RowTriggers},
+		{"cdcd_truncate", "TRUNCATE", "", false},
+	}
+	var drops strings.Builder
+	var missing []int // indexes into want
+	dropFunc := false
+	for i, w := range want {
+		e, ok := have[w.name]
+		switch {
+		case ok && e.ours && e.row == w.row:
+			continue
+		case ok && e.ours:
+			dropFunc = true
+		case ok:
+			fmt.Fprintf(&drops, "DROP TRIGGER %s ON %s;\n", w.name, tbl)
+		}
+		missing = append(missing, i)
+	}
+	if dropFunc {
+		// Every trigger on the function goes with it: create all four.
+		fmt.Fprintf(&drops, "DROP FUNCTION %s() CASCADE;\n", fn)
+		missing = []int{0, 1, 2, 3}
+	}
+	var create strings.Builder
+	for _, i := range missing {
+		w := want[i]
+		lvl := "STATEMENT"
+		if w.row {
+			lvl = "ROW"
+		}
+		fmt.Fprintf(&create, "CREATE TRIGGER %s AFTER %s ON %s %sFOR EACH %s EXECUTE FUNCTION %s();\n", w.name, w.event, tbl, w.ref, lvl, fn)
+	}
+	// The drops must run before CREATE OR REPLACE FUNCTION: run them now.
+	if drops.Len() > 0 {
+		if _, err := q.Exec(ctx, drops.String()); err != nil {
+			return "", fmt.Errorf("replace triggers on %s: %w", t, privilegeHint(err))
+		}
+	}
+	return create.String(), nil
 }
