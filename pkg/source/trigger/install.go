@@ -321,10 +321,16 @@ func functionSQL(t target, opts Options) string {
 		%[1]s SELECT %[2]d, %[3]s, 'I', NULL, %[7]s::text FROM new_rows %[7]s;
 	ELSIF TG_OP = 'UPDATE' THEN
 		-- The transition tables hold one tuple each per updated row, in the
-		-- same order: pair them by position.
-		%[1]s SELECT %[2]d, %[3]s, 'U', %[4]s, %[7]s.%[8]s::text
-		FROM (SELECT row_number() OVER () AS rn, %[8]s FROM old_rows %[8]s) %[6]s
-		JOIN (SELECT row_number() OVER () AS rn, %[8]s FROM new_rows %[8]s) %[7]s USING (rn);
+		-- same order: pair them by position. A single-row update (the
+		-- OLTP case) needs no numbering.
+		IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 2) two) = 1 THEN
+			%[1]s SELECT %[2]d, %[3]s, 'U', %[4]s, %[7]s.%[8]s::text
+			FROM (SELECT %[8]s FROM old_rows %[8]s) %[6]s, (SELECT %[8]s FROM new_rows %[8]s) %[7]s;
+		ELSE
+			%[1]s SELECT %[2]d, %[3]s, 'U', %[4]s, %[7]s.%[8]s::text
+			FROM (SELECT row_number() OVER () AS rn, %[8]s FROM old_rows %[8]s) %[6]s
+			JOIN (SELECT row_number() OVER () AS rn, %[8]s FROM new_rows %[8]s) %[7]s USING (rn);
+		END IF;
 	ELSIF TG_OP = 'DELETE' THEN
 		%[1]s SELECT %[2]d, %[3]s, 'D', %[5]s, NULL FROM old_rows %[6]s;
 	ELSE
