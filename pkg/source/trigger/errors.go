@@ -1,0 +1,66 @@
+package trigger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Conn is what this package needs of a connection: *pgx.Conn, pgx.Tx and
+// *pgxpool.Pool all have it.
+type Conn interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Sentinel errors, matched with errors.Is. All are terminal: retrying
+// without a change on the source fails the same way.
+var (
+	// ErrNoKey is returned by Install for a table without a primary key or
+	// replica identity index (unless Options.AllowKeyless).
+	ErrNoKey = errors.New("table has no primary key")
+	// ErrPrivilege is returned by Install when the role lacks a privilege
+	// it needs; the message names the privilege and the GRANT.
+	ErrPrivilege = errors.New("missing privilege")
+	// ErrNotInstalled is returned by Reader.Poll, Ack and Start when the
+	// change log is missing: never installed, uninstalled, or dropped by hand.
+	ErrNotInstalled = errors.New("trigger capture is not installed")
+	// ErrVersion is returned by Install on a server older than PostgreSQL 13.
+	ErrVersion = errors.New("PostgreSQL 13 or newer is required")
+	// ErrNoPosition is returned by Reader.Poll when called with the zero
+	// Snapshot: the first position comes from Start or Export.
+	ErrNoPosition = errors.New("no start position")
+)
+
+// pgCode returns the SQLSTATE of a server error, or "".
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// SQLSTATEs this package reacts to.
+const (
+	codeUndefinedTable     = "42P01"
+	codeUndefinedFunction  = "42883"
+	codeInsufficientPrivil = "42501"
+	codeInvalidSchema      = "3F000"
+)
+
+// notInstalled maps "the change log or schema cdcd is missing" onto
+// ErrNotInstalled with the remedy; other errors pass through.
+func notInstalled(err error) error {
+	switch pgCode(err) {
+	case codeUndefinedTable, codeInvalidSchema:
+		return fmt.Errorf("%w: table cdcd.change_log is missing (never installed, uninstalled, or dropped by hand); "+
+			"run `cdcd trigger install` again (writes to captured tables fail until then, so no change is lost): %w", ErrNotInstalled, err)
+	}
+	return err
+}
