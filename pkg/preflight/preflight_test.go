@@ -201,6 +201,17 @@ func TestCheckStandbyPG17(t *testing.T) {
 	require.Equal(t, preflight.Pass, got["source.standby.hot_standby_feedback"].Status)
 	require.Equal(t, preflight.Pass, got["source.standby.primary_slot"].Status)
 
+	// A publication created on the primary but not yet replayed: the
+	// check looks on the primary instead of calling it missing.
+	standby.ExecT(t, "postgres", `SELECT pg_wal_replay_pause()`)
+	primary.ExecT(t, "postgres", `CREATE PUBLICATION lagging FOR ALL TABLES`)
+	lag := cfg
+	lag.Source.Publication = "lagging"
+	pub := run(t, lag)["source.publication"]
+	require.Equal(t, preflight.Warn, pub.Status, "%+v", pub)
+	require.Contains(t, pub.Detail, "publication lagging exists on the primary but the standby has not replayed it yet")
+	standby.ExecT(t, "postgres", `SELECT pg_wal_replay_resume()`)
+
 	standby.ExecT(t, "postgres", `ALTER SYSTEM SET hot_standby_feedback = off`, `SELECT pg_reload_conf()`)
 	requireOnly(t, run(t, cfg), map[string]string{"source.standby.hot_standby_feedback": "hot_standby_feedback = on"})
 }

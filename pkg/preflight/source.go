@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 	"github.com/cdcd-io/cdcd/pkg/status"
 )
 
@@ -93,7 +94,7 @@ func (c *checker) source(ctx context.Context) []table {
 			c.add("source.heartbeat", Pass, "the role may emit heartbeats (pg_logical_emit_message)", "")
 		}
 	}
-	pubExists := c.publication(q, standby, super)
+	pubExists := c.publication(ctx, q, standby, super)
 	c.slot(slot)
 	c.keepSize(settings["max_slot_wal_keep_size"])
 	return c.tables(ctx, conn, pubExists)
@@ -183,13 +184,20 @@ func (c *checker) role(q func(string, ...any) pgx.Row, standby bool) bool {
 }
 
 // publication checks the publication; it returns whether it exists.
-func (c *checker) publication(q func(string, ...any) pgx.Row, standby, super bool) bool {
+func (c *checker) publication(ctx context.Context, q func(string, ...any) pgx.Row, standby, super bool) bool {
 	pub := c.cfg.Source.Publication
 	var all bool
 	var n int
 	err := q(`SELECT p.puballtables, (SELECT count(*) FROM pg_publication_tables t WHERE t.pubname = p.pubname)
 		FROM pg_publication p WHERE p.pubname = $1`, pub).Scan(&all, &n)
 	if errors.Is(err, pgx.ErrNoRows) {
+		if standby && c.cfg.Source.PrimaryDSN != "" && c.onPrimary(ctx, pub) {
+			// Created on the primary, not yet replayed here: cdcd waits
+			// for the replay when it starts.
+			c.add("source.publication", Warn, fmt.Sprintf("publication %s exists on the primary but the standby has not replayed it yet", pub),
+				"check the standby's replay (pg_stat_wal_receiver, pg_get_wal_replay_pause_state()); cdcd waits up to 30s for it")
+			return false
+		}
 		switch {
 		case !c.cfg.Source.Create:
 			c.add("source.publication", Fail, fmt.Sprintf("publication %s does not exist", pub),
@@ -219,6 +227,19 @@ func (c *checker) publication(q func(string, ...any) pgx.Row, standby, super boo
 	}
 	c.add("source.publication", st, fmt.Sprintf("publication %s exists (%s)", pub, scope), remedy)
 	return true
+}
+
+// onPrimary reports whether publication pub exists on the primary
+// (source.primary_dsn); false when that cannot be read (the primary's own
+// checks report connection problems).
+func (c *checker) onPrimary(ctx context.Context, pub string) bool {
+	conn, _, err := connect(ctx, c.cfg.Source.PrimaryDSN, "cdcd-check", c.cfg.Timeout)
+	if err != nil {
+		return false
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	exists, err := postgres.PublicationExists(ctx, conn, pub)
+	return err == nil && exists
 }
 
 // slot checks the replication slot's existence and state.
