@@ -7,7 +7,7 @@ import (
 	"runtime"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
-	"github.com/cdcd-io/cdcd/pkg/snapshot/snapbench"
+	"github.com/cdcd-io/cdcd/internal/snapbench"
 )
 
 // benchSnapshot: the initial copy of the `orders` table of the Citus

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +26,8 @@ type fakeSink struct {
 	stores   bool
 	failNext error
 	opened   int
-	open     []sink.Tx // the Partial transaction in progress
+	open     []sink.Tx         // the Partial transaction in progress
+	onApply  func(*sink.Batch) // called with each accepted batch, under mu
 }
 
 type storingSink struct{ *fakeSink }
@@ -44,6 +47,9 @@ func (s *fakeSink) Apply(_ context.Context, b *sink.Batch) error {
 		return err
 	}
 	s.batches = append(s.batches, b)
+	if s.onApply != nil {
+		s.onApply(b)
+	}
 	if !b.Partial {
 		s.pos = b.Position
 	}
@@ -120,16 +126,18 @@ func runUntil(t *testing.T, w *Worker, done func() bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !done() {
+	var ended bool
+	var early error
+	require.Eventually(t, func() bool {
 		select {
-		case err := <-errc:
-			t.Fatalf("worker ended early: %v", err)
+		case early = <-errc:
+			ended = true
+			return true
 		default:
+			return done()
 		}
-		require.True(t, time.Now().Before(deadline), "timed out")
-		time.Sleep(5 * time.Millisecond)
-	}
+	}, 10*time.Second, 5*time.Millisecond, "the sink did not receive what was expected")
+	require.False(t, ended, "worker ended early: %v", early)
 	cancel()
 	require.NoError(t, <-errc)
 }
@@ -199,15 +207,27 @@ func TestCheckpointFileWithoutPositionStore(t *testing.T) {
 	require.NoError(t, err)
 	runUntil(t, w, func() bool { return len(ids(fs.snapshot())) == 20 })
 
-	// A new worker resumes after the checkpoint: nothing re-delivered.
+	// A new worker resumes after the checkpoint: nothing re-delivered. The
+	// trail is read in order, so once the transaction appended now has
+	// arrived, anything re-delivered would have arrived before it.
+	appendTx(t, tw, 0x9000000, "21")
 	fs2 := &fakeSink{}
 	w2, err := New(Config{Name: "plain", TrailDir: dir, Durable: tw.Durable}, func(context.Context) (sink.Sink, error) { return fs2, nil })
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	require.NoError(t, w2.Run(ctx))
-	require.Empty(t, fs2.snapshot())
-	require.Equal(t, w.Applied(), w2.Applied())
+	runUntil(t, w2, func() bool { return len(ids(fs2.snapshot())) >= 1 })
+	require.Equal(t, []string{"21"}, ids(fs2.snapshot()))
+	require.Greater(t, w2.Applied(), w.Applied())
+}
+
+// appendTx writes one transaction inserting id at lsn and makes it durable.
+func appendTx(t *testing.T, tw *trail.Writer, lsn change.LSN, id string) {
+	t.Helper()
+	x := &change.Tx{XID: uint32(lsn), FinalLSN: lsn, CommitLSN: lsn, EndLSN: lsn + 0x10, CommitTime: time.Now()}
+	require.NoError(t, tw.Begin(x))
+	require.NoError(t, tw.Change(&change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(id)}}))
+	require.NoError(t, tw.Commit(x))
+	_, err := tw.Sync()
+	require.NoError(t, err)
 }
 
 func TestRetriableErrorResumesFromPosition(t *testing.T) {
@@ -247,24 +267,53 @@ func TestReadsOnlyDurable(t *testing.T) {
 	require.NoError(t, tw.Begin(x))
 	require.NoError(t, tw.Change(&change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text("999")}}))
 	require.NoError(t, tw.Commit(x))
-	fs := &fakeSink{}
-	w, err := New(Config{Name: "x", TrailDir: dir, Durable: tw.Durable, Wake: tw.Changed},
+	var synced atomic.Bool
+	early := make(chan []string, 1) // what the sink got before the Sync, if it got 999
+	fs := &fakeSink{onApply: func(b *sink.Batch) {
+		if got := ids([]*sink.Batch{b}); !synced.Load() && slices.Contains(got, "999") {
+			select {
+			case early <- got:
+			default:
+			}
+		}
+	}}
+	// The reader calls Wake each time it has caught up with the durable
+	// position and is about to wait for more.
+	waiting := make(chan struct{}, 1)
+	wake := func() <-chan struct{} {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+		return tw.Changed()
+	}
+	w, err := New(Config{Name: "x", TrailDir: dir, Durable: tw.Durable, Wake: wake},
 		func(context.Context) (sink.Sink, error) { return storingSink{fs}, nil })
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx) }()
-	time.Sleep(300 * time.Millisecond)
+	// All durable transactions applied and the reader stopped at the
+	// durable position: the unsynced one was there to be read and was not.
+	require.Eventually(t, func() bool { return len(ids(fs.snapshot())) >= 5 }, 10*time.Second, 5*time.Millisecond)
+	select {
+	case <-waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader never caught up")
+	}
 	require.Equal(t, want(5), ids(fs.snapshot()))
+	synced.Store(true)
 	_, err = tw.Sync()
 	require.NoError(t, err)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(ids(fs.snapshot())) < 6 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return len(ids(fs.snapshot())) >= 6 }, 10*time.Second, 5*time.Millisecond)
 	cancel()
 	require.NoError(t, <-errc)
 	require.Equal(t, append(want(5), "999"), ids(fs.snapshot()))
+	select {
+	case got := <-early:
+		t.Fatalf("an unsynced transaction reached the sink: %v", got)
+	default:
+	}
 }
 
 // TestIdleSendsCompleteTransactionsAheadOfAnOpenOne: a speculative reader

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
@@ -131,6 +132,7 @@ func TestExactlyOnceUnderKill9(t *testing.T) {
 	cmd := first
 	kills := 0
 	for deadline := time.Now().Add(19 * time.Second); time.Now().Before(deadline) || kills < 10; {
+		// Not a wait for anything: the kill lands at a random moment.
 		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
@@ -142,18 +144,14 @@ func TestExactlyOnceUnderKill9(t *testing.T) {
 	m := marker(t, src)
 
 	// Wait for the last instance to catch up, then stop it cleanly.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	var lastErr error
+	if !assert.Eventually(t, func() bool {
 		var done bool
-		err := queryRow(dst, fmt.Sprintf(`SELECT end_lsn > '%s'::pg_lsn FROM cdcd.checkpoint WHERE name = 'target'`, m), &done)
-		if err == nil && done {
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("target did not catch up (%v); log tail:\n%s", err, tail(log, 3000))
-		}
-		time.Sleep(100 * time.Millisecond)
+		lastErr = queryRow(dst, fmt.Sprintf(`SELECT end_lsn > '%s'::pg_lsn FROM cdcd.checkpoint WHERE name = 'target'`, m), &done)
+		return lastErr == nil && done
+	}, 2*time.Minute, 100*time.Millisecond) {
+		log, _ := os.ReadFile(logPath)
+		t.Fatalf("target did not catch up (%v); log tail:\n%s", lastErr, tail(log, 3000))
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "a clean stop exits 0")
@@ -182,29 +180,39 @@ func TestBadTargetsFailCleanly(t *testing.T) {
 	bin := buildCdcd(t)
 	trailDir := t.TempDir()
 	good := yamlConfig(src, nil, dst, trailDir)
-	run := func(yaml string, timeout time.Duration) (string, error) {
+	// start starts `cdcd run`; wait waits for it to exit and returns its
+	// standard error.
+	start := func(yaml string, timeout time.Duration) (wait func() (string, error)) {
 		cfg := filepath.Join(t.TempDir(), "cdcd.yaml")
 		require.NoError(t, os.WriteFile(cfg, []byte(yaml), 0o600))
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
+		t.Cleanup(cancel) // a test failing before wait stops the process
 		cmd := exec.CommandContext(ctx, bin, "run", "--config", cfg)
 		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		err := cmd.Run()
-		return stderr.String(), err
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		return func() (string, error) {
+			defer cancel()
+			err := cmd.Wait()
+			return stderr.String(), err
+		}
 	}
+	run := func(yaml string, timeout time.Duration) (string, error) { return start(yaml, timeout)() }
 	lastLine := func(s string) string {
 		lines := strings.Split(strings.TrimSpace(s), "\n")
 		return lines[len(lines)-1]
 	}
 
-	// 1. Missing target table: the source changes wait in the trail.
-	go func() {
-		time.Sleep(2 * time.Second)
-		src.ExecT(t, "postgres", `INSERT INTO t VALUES (1, 'a'), (2, 'b')`)
-	}()
-	out, err := run(good, time.Minute)
+	// 1. Missing target table: the source changes, made once capture
+	// streams, wait in the trail.
+	wait := start(good, time.Minute)
+	waitSlot(t, src)
+	src.ExecT(t, "postgres", `INSERT INTO t VALUES (1, 'a'), (2, 'b')`)
+	out, err := wait()
 	require.Error(t, err)
 	require.Contains(t, lastLine(out), `target table public.t does not exist`, out)
 	require.True(t, strings.HasPrefix(lastLine(out), "cdcd: "), "one clear final line: %q", lastLine(out))

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
-	"github.com/cdcd-io/cdcd/pkg/snapshot/snapbench"
+	"github.com/cdcd-io/cdcd/internal/snapbench"
 )
 
 // BenchmarkSnapshotVsPgDump copies the orders table (CDCD_BENCH_ROWS rows,

@@ -224,8 +224,9 @@ func (r *Runner) readChunk(ctx context.Context, conn *pgx.Conn, j job, out chan<
 	t := j.t
 	r.progress.start(t.Table.Target.String(), r.cfg.Bar)
 	rel := relation(t)
-	tt := *t
-	tt.Binary = false
+	// Not a copy of *t: writeRows appends to t.Done concurrently (under
+	// r.mu). copySQL reads only the table and the format.
+	tt := TableState{Table: t.Table}
 	rw := &rowWriter{ncols: len(t.Table.Columns), flush: func(rows []change.Row) error {
 		select {
 		case out <- rowItem{j: j, rel: rel, rows: rows}:

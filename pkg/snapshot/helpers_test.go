@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cdcd-io/cdcd/internal/pipetest"
@@ -80,9 +81,12 @@ func requireSame(t testing.TB, src, dst *pgtest.Cluster, table, orderBy string) 
 type writer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	n      int
+	n      atomic.Int64 // writes done
 	err    error
 }
+
+// writes is how many writes were done so far.
+func (w *writer) writes() int64 { return w.n.Load() }
 
 func startWriter(t testing.TB, c *pgtest.Cluster, table string, maxID int64) *writer {
 	t.Helper()
@@ -111,16 +115,16 @@ func startWriter(t testing.TB, c *pgtest.Cluster, table string, maxID int64) *wr
 				w.err = err
 				return
 			}
-			w.n++
+			w.n.Add(1)
 		}
 	}()
 	return w
 }
 
-func (w *writer) stop(t testing.TB) int {
+func (w *writer) stop(t testing.TB) int64 {
 	t.Helper()
 	w.cancel()
 	w.wg.Wait()
 	require.NoError(t, w.err)
-	return w.n
+	return w.n.Load()
 }

@@ -43,11 +43,8 @@ mappings:
 `, src.DSN("postgres"), t.TempDir(), kc.Addrs()[0])
 	r := startPipeline(t, yaml)
 	src.WaitSlotActiveT(t, "cdcd")
-	deadline := time.Now().Add(time.Minute)
-	for !r.P.Snapshots()[0].Progress().Complete {
-		require.True(t, time.Now().Before(deadline), "snapshot not complete")
-		time.Sleep(50 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return r.P.Snapshots()[0].Progress().Complete },
+		time.Minute, 50*time.Millisecond, "snapshot not complete")
 	src.ExecT(t, "postgres", `INSERT INTO items VALUES (5000, 'new', 's')`, `UPDATE items SET name = 'changed' WHERE id = 1`)
 	r.WaitApplied(t, src.MarkerT(t), time.Minute)
 	r.Stop(t)

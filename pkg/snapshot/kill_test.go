@@ -5,10 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
@@ -40,7 +42,7 @@ func TestSnapshotKill9Resume(t *testing.T) {
 snapshot: { mode: initial, parallelism: 2, chunk_rows: 50000 }
 schema: { create: true }
 `)), 0o600))
-	start := func(log *bytes.Buffer) *exec.Cmd {
+	start := func(log *lockedBuffer) *exec.Cmd {
 		cmd := exec.Command(bin, "run", "--config", cfg)
 		cmd.Stdout, cmd.Stderr = log, log
 		require.NoError(t, cmd.Start())
@@ -52,12 +54,10 @@ schema: { create: true }
 	}
 	w := startWriter(t, src, "big", 1000000)
 
-	var log1 bytes.Buffer
+	var log1 lockedBuffer
 	cmd := start(&log1)
-	deadline := time.Now().Add(time.Minute)
-	for n, _ := chunks(); n < 4; n, _ = chunks() {
-		require.True(t, time.Now().Before(deadline), "no chunks loaded: %s", log1.String())
-		time.Sleep(10 * time.Millisecond)
+	if !assert.Eventually(t, func() bool { n, _ := chunks(); return n >= 4 }, time.Minute, 10*time.Millisecond) {
+		t.Fatalf("no chunks loaded: %s", log1.String())
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
@@ -65,7 +65,7 @@ schema: { create: true }
 	require.Less(t, before, int64(20), "killed before the snapshot finished")
 	t.Logf("killed with %d of 20 chunks loaded", before)
 
-	var log2 bytes.Buffer
+	var log2 lockedBuffer
 	cmd = start(&log2)
 	defer func() {
 		if cmd.ProcessState == nil {
@@ -73,28 +73,26 @@ schema: { create: true }
 			_ = cmd.Wait()
 		}
 	}()
-	deadline = time.Now().Add(2 * time.Minute)
-	for {
+	var stateErr error
+	if !assert.Eventually(t, func() bool {
 		st, err := snapshot.LoadState(trailDir, "target")
-		require.NoError(t, err)
-		if st != nil && st.Complete {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "snapshot not complete: %s", log2.String())
-		time.Sleep(50 * time.Millisecond)
+		stateErr = err
+		return err != nil || (st != nil && st.Complete)
+	}, 2*time.Minute, 50*time.Millisecond) {
+		t.Fatalf("snapshot not complete: %s", log2.String())
 	}
+	require.NoError(t, stateErr)
 	n := w.stop(t)
 	mark := src.MarkerT(t)
-	deadline = time.Now().Add(2 * time.Minute)
-	for {
+	if !assert.Eventually(t, func() bool {
 		var lsn string
-		if err := dst.QueryRow(`SELECT end_lsn::text FROM cdcd.checkpoint WHERE name = 'target'`, &lsn); err == nil {
-			if l, _ := change.ParseLSN(lsn); l > mark {
-				break
-			}
+		if err := dst.QueryRow(`SELECT end_lsn::text FROM cdcd.checkpoint WHERE name = 'target'`, &lsn); err != nil {
+			return false
 		}
-		require.True(t, time.Now().Before(deadline), "stream not caught up: %s", log2.String())
-		time.Sleep(50 * time.Millisecond)
+		l, _ := change.ParseLSN(lsn)
+		return l > mark
+	}, 2*time.Minute, 50*time.Millisecond) {
+		t.Fatalf("stream not caught up: %s", log2.String())
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "a clean stop exits 0: %s", log2.String())
@@ -105,4 +103,23 @@ schema: { create: true }
 	require.Contains(t, log2.String(), "snapshot: resuming")
 	requireSame(t, src, dst, "big", "id")
 	t.Logf("resumed: %d chunks loaded before the kill were skipped; %d rows copied in all; %d writes during the test; target equals source", before, rows, n)
+}
+
+// lockedBuffer collects a child process's output: exec copies into it from
+// its own goroutine while the test reads it for failure messages.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -189,7 +189,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.copy(ctx, st, conns, sinks, pos); err != nil {
 		return err
 	}
+	r.mu.Lock() // Progress reads it concurrently (the status endpoint)
 	st.Complete = true
+	r.mu.Unlock()
 	if err := r.store(); err != nil {
 		return err
 	}

@@ -46,17 +46,24 @@ func TestOpenSinks(t *testing.T) {
 
 	t.Run("concurrent", func(t *testing.T) {
 		closed.Store(0)
+		// Each open waits until all three are in flight: opened one after
+		// the other, the first would never return.
 		var mu sync.Mutex
-		inFlight, most := 0, 0
-		r := testRunner(t, 4, func(context.Context) (sink.Sink, error) {
+		inFlight := 0
+		all := make(chan struct{})
+		r := testRunner(t, 4, func(ctx context.Context) (sink.Sink, error) {
 			mu.Lock()
-			inFlight++
-			most = max(most, inFlight)
+			if inFlight++; inFlight == 3 {
+				close(all)
+			}
 			mu.Unlock()
-			time.Sleep(50 * time.Millisecond)
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
+			select {
+			case <-all:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Minute):
+				return nil, errors.New("the sinks were not opened concurrently")
+			}
 			return &fakeBulkSink{fakeSink{&closed}}, nil
 		})
 		ws := r.openSinks(t.Context(), first)
@@ -64,7 +71,6 @@ func TestOpenSinks(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, sinks, 4)
 		require.Same(t, first, sinks[0])
-		require.Equal(t, 3, most, "opened concurrently")
 		ws.close(t.Context())
 		require.Equal(t, int32(3), closed.Load(), "the workers' sinks closed, the first not")
 	})

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
@@ -45,14 +46,15 @@ func TestSnapshotWhileWriting(t *testing.T) {
 snapshot: { mode: initial, parallelism: 3, chunk_rows: 100000 }
 schema: { create: true }
 `))
-	// Let the writer run through the copy.
-	deadline := time.Now().Add(2 * time.Minute)
-	for !r.P.Snapshots()[0].Progress().Complete {
-		require.True(t, time.Now().Before(deadline), "snapshot not complete: %+v", r.P.Snapshots()[0].Progress())
-		time.Sleep(50 * time.Millisecond)
+	// Let the writer run through the copy, and on for a while after it so
+	// the stream has changes of its own to apply.
+	if !assert.Eventually(t, func() bool { return r.P.Snapshots()[0].Progress().Complete }, 2*time.Minute, 50*time.Millisecond) {
+		t.Fatalf("snapshot not complete: %+v", r.P.Snapshots()[0].Progress())
 	}
 	copied := time.Since(start)
-	time.Sleep(500 * time.Millisecond)
+	after := w.writes() + 100
+	require.Eventually(t, func() bool { return w.writes() >= after }, time.Minute, 10*time.Millisecond,
+		"the writer stalled after the copy")
 	n := w.stop(t)
 	close(stopNokey)
 	<-nokeyDone

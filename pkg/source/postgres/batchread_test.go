@@ -88,7 +88,9 @@ func TestBatchReaderDeliversStream(t *testing.T) {
 			}
 			rest = rest[n:]
 			if i%200 == 0 {
-				time.Sleep(3 * time.Millisecond) // let timeouts lower the mark
+				// Not a wait for anything: a gap longer than batchWait in
+				// the stream, so timeouts lower the mark on the way.
+				time.Sleep(3 * time.Millisecond)
 			}
 		}
 	}()
@@ -169,8 +171,11 @@ func TestBatchReaderDeadlineAndInterrupt(t *testing.T) {
 		t.Fatalf("got %v, want a timeout", err)
 	}
 	b.want = time.Now().Add(time.Minute)
+	// Interrupt once the read has got past the flag check to the socket.
+	reading := make(chan struct{}, 1)
+	b.r = signalReader{client, reading}
 	go func() {
-		time.Sleep(20 * time.Millisecond)
+		<-reading
 		intr.Store(true)
 		_ = client.SetReadDeadline(time.Now())
 	}()
@@ -185,6 +190,25 @@ func TestBatchReaderDeadlineAndInterrupt(t *testing.T) {
 	if _, err := b.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("got %v, want os.ErrDeadlineExceeded", err)
 	}
+	select {
+	case <-reading:
+		t.Fatal("an interrupted reader read the socket")
+	default:
+	}
+}
+
+// signalReader signals each read before it starts.
+type signalReader struct {
+	io.Reader
+	reading chan<- struct{}
+}
+
+func (r signalReader) Read(p []byte) (int, error) {
+	select {
+	case r.reading <- struct{}{}:
+	default:
+	}
+	return r.Reader.Read(p)
 }
 
 // Before streaming starts the reader only passes reads through.
