@@ -254,29 +254,44 @@ func TestExactlyOnceKill9(t *testing.T) {
 		len(all), int64(len(all))-total)
 }
 
+// startFaultPipeline runs a workload source into a Kafka sink with short
+// apply backoffs, in-process, until stop (or the test's end); logs collects
+// its log. stop drains the pipeline and returns Run's error.
+func startFaultPipeline(t *testing.T) (pg *pgtest.Cluster, k *kafkatest.Cluster, p *pipeline.Pipeline, logs *syncBuffer, stop func() error) {
+	t.Helper()
+	pg = pgtest.StartT(t, pgtest.Options{})
+	k = kafkatest.Start(t, kafkatest.Options{})
+	setupWorkload(t, pg)
+	logs = &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	f, err := config.Parse([]byte(yamlConfig(pg, k, t.TempDir(), "")))
+	require.NoError(t, err)
+	pc := f.PipelineConfig(log)
+	pc.Sinks[0].Apply.MinBackoff = 50 * time.Millisecond
+	pc.Sinks[0].Apply.MaxBackoff = time.Second
+	p, err = pipeline.New(pc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	waitSlot(t, pg)
+	return pg, k, p, logs, stop
+}
+
 // TestBrokerFaults injects faults with kfake's control hooks while a
 // workload runs through an in-process pipeline: a failed produce, a commit
 // whose connection dies (outcome unknown), a commit the broker applied but
 // answered with a timeout, and every broker unreachable for a while. No loss,
 // no duplicates, and the logs say what happened.
 func TestBrokerFaults(t *testing.T) {
-	pg := pgtest.StartT(t, pgtest.Options{})
-	k := kafkatest.Start(t, kafkatest.Options{})
-	setupWorkload(t, pg)
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	f, err := config.Parse([]byte(yamlConfig(pg, k, t.TempDir(), "")))
-	require.NoError(t, err)
-	pc := f.PipelineConfig(log)
-	pc.Sinks[0].Apply.MinBackoff = 50 * time.Millisecond
-	pc.Sinks[0].Apply.MaxBackoff = time.Second
-	p, err := pipeline.New(pc)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitSlot(t, pg)
+	pg, k, p, logs, stop := startFaultPipeline(t)
 	w := startWorkload(t, pg)
 	waitApplied(t, p)
 
@@ -369,9 +384,7 @@ func TestBrokerFaults(t *testing.T) {
 
 	total := w.finish(t)
 	waitCaughtUp(t, p, marker(t, pg))
-	cancel()
-	require.NoError(t, <-done)
-	done <- nil
+	require.NoError(t, stop())
 	verify(t, pg, k, total)
 	out := logs.String()
 	require.Contains(t, out, "aborting the kafka transaction; apply resumes from the last committed checkpoint")
@@ -421,23 +434,7 @@ func waitCaughtUp(t *testing.T, p *pipeline.Pipeline, m change.LSN) {
 // the checkpoint read so far (none) would re-send the whole trail, which
 // verify sees as duplicates.
 func TestCheckpointStall(t *testing.T) {
-	pg := pgtest.StartT(t, pgtest.Options{})
-	k := kafkatest.Start(t, kafkatest.Options{})
-	setupWorkload(t, pg)
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	f, err := config.Parse([]byte(yamlConfig(pg, k, t.TempDir(), "")))
-	require.NoError(t, err)
-	pc := f.PipelineConfig(log)
-	pc.Sinks[0].Apply.MinBackoff = 50 * time.Millisecond
-	pc.Sinks[0].Apply.MaxBackoff = time.Second
-	p, err := pipeline.New(pc)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitSlot(t, pg)
+	pg, k, p, logs, stop := startFaultPipeline(t)
 	w := startWorkload(t, pg)
 	waitApplied(t, p)
 	waitApplied(t, p) // several checkpoints committed: a stale one exists to fall back to
@@ -498,9 +495,7 @@ func TestCheckpointStall(t *testing.T) {
 	waitApplied(t, p)
 	total := w.finish(t)
 	waitCaughtUp(t, p, marker(t, pg))
-	cancel()
-	require.NoError(t, <-done)
-	done <- nil
+	require.NoError(t, stop())
 	verify(t, pg, k, total)
 	require.Contains(t, logs.String(), "sink failed; retrying from its position")
 }
