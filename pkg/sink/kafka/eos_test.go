@@ -304,26 +304,7 @@ func TestBrokerFaults(t *testing.T) {
 
 	// 1. A produce fails with a non-retriable error.
 	r0 := retries()
-	var failedProduce atomic.Bool
-	k.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		pr := req.(*kmsg.ProduceRequest)
-		if failedProduce.Swap(true) {
-			return nil, nil, false
-		}
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.InvalidRecord.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	failOneProduce(k)
 	waitRetry("failed produce", r0)
 
 	// 2. The connection dies on a commit (kgo retries the EndTxn itself),
@@ -391,6 +372,31 @@ func TestBrokerFaults(t *testing.T) {
 	require.Contains(t, out, "INVALID_RECORD")
 	require.Contains(t, out, "commit kafka transaction (outcome unknown)")
 	require.Contains(t, out, "sink failed; retrying from its position")
+}
+
+// failOneProduce answers the next produce request with INVALID_RECORD (a
+// non-retriable error) on every partition, then lets produces through.
+func failOneProduce(k *kafkatest.Cluster) {
+	var failedProduce atomic.Bool
+	k.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		if failedProduce.Swap(true) {
+			return nil, nil, false
+		}
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.InvalidRecord.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
 }
 
 // syncBuffer is a goroutine-safe log sink.
@@ -462,26 +468,7 @@ func TestCheckpointStall(t *testing.T) {
 
 	// A failed produce makes the sink reopen and read its position.
 	r0 := p.Workers()[0].Stats().Retries
-	var failedProduce atomic.Bool
-	k.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		pr := req.(*kmsg.ProduceRequest)
-		if failedProduce.Swap(true) {
-			return nil, nil, false
-		}
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.InvalidRecord.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	failOneProduce(k)
 	stallMsg := "kafka sink events: read cdcd.checkpoints: no record for 5s"
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), stallMsg) }, time.Minute, 20*time.Millisecond,
 		"the stalled position read never failed")
