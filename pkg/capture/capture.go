@@ -1,22 +1,25 @@
-// Package capture is cdcd's "extract": it reads a PostgreSQL source's
-// pgoutput stream, decodes it into typed change events, writes whole
-// transactions to the trail, and acknowledges the source only for what the
-// trail holds durably.
+// Package capture is cdcd's "extract": it reads a source's whole
+// transactions through the source seam (package source: pgoutput or trigger
+// tables), writes them to the trail, and acknowledges the source only for
+// what the trail holds durably.
 //
-// The acknowledgement rules (see DESIGN.md) live in this file and loop.go:
+// The acknowledgement rules (see DESIGN.md) live in this file and loop.go;
+// the stream-specific halves live in the source (source/postgres: Stream):
 //
 //  1. The ack position is a transaction's end LSN, never its commit LSN.
-//  2. Only fsynced trail data is acked; the flush field is set explicitly.
-//  3. When nothing is pending (no open transaction, nothing unsynced) the
-//     keepalive's WAL end is adopted — after it is stored durably in the
-//     ack checkpoint, so rule 4 can still be checked on restart.
-//  4. On start, a slot whose confirmed_flush_lsn is ahead of what the trail
-//     (and the ack checkpoint) holds means data was acked but not stored:
-//     capture refuses to start.
-//  5. Transactions whose end LSN is at or below the trail's last durable end
-//     LSN are skipped (confirmed_flush_lsn can go backwards after a crash).
-//  6. Receive and status updates happen on one goroutine; received buffers
-//     are copied by the decoder.
+//  2. Only fsynced trail data is acked (the source sets pgoutput's flush
+//     field explicitly).
+//  3. When nothing is pending (no open transaction, nothing unsynced) a
+//     position the source reports as adoptable (pgoutput: the keepalive's
+//     WAL end) is adopted — after it is stored durably in the ack
+//     checkpoint, so rule 4 can still be checked on restart.
+//  4. On start, a source that has acknowledged more than the trail (and the
+//     ack checkpoint) holds means data was acked but not stored: capture
+//     refuses to start (source.ErrAhead).
+//  5. Transactions whose commit is below the trail's last durable end LSN
+//     are skipped (confirmed_flush_lsn can go backwards after a crash).
+//  6. The source is used from one goroutine: receive and acknowledgements
+//     happen on the loop's goroutine.
 package capture
 
 import (
@@ -31,14 +34,19 @@ import (
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/checkpoint"
+	"github.com/cdcd-io/cdcd/pkg/source"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 	"github.com/cdcd-io/cdcd/pkg/trail"
 )
 
 // Config configures a capture. The zero value of every field means its default.
 type Config struct {
-	// Source configures the PostgreSQL source.
+	// Source configures the PostgreSQL (pgoutput) source.
 	Source postgres.Config
+	// Open, when set, opens this source instead of the pgoutput source
+	// described by Source (the trigger-table source). Source's
+	// StatusInterval still sets the acknowledgement interval.
+	Open source.Opener
 	// TrailDir is the trail directory. Required.
 	TrailDir string
 	// Trail configures the trail writer (segment size). Its SystemID is set
@@ -90,10 +98,11 @@ func (c Config) defaults() Config {
 	return c
 }
 
-// ErrSlotAhead is returned when the slot's confirmed_flush_lsn is past what
-// the trail holds durably: the source was told to discard WAL cdcd never
-// stored. Restarting cannot recover it; the target must be re-synchronised.
-var ErrSlotAhead = errors.New("replication slot is ahead of the trail")
+// ErrSlotAhead is returned when the source has acknowledged more than the
+// trail holds durably (a slot's confirmed_flush_lsn past the trail): the
+// source was told to discard changes cdcd never stored. Restarting cannot
+// recover it; the target must be re-synchronised. It is source.ErrAhead.
+var ErrSlotAhead = source.ErrAhead
 
 // Stats is a snapshot of a capture's progress.
 type Stats struct {
@@ -120,10 +129,6 @@ type Capture struct {
 	// OnDurable, when set, is called from the capture goroutine after each
 	// trail fsync with the durable end LSN (tests and status use it).
 	OnDurable func(change.LSN)
-	// startHook lets tests request an older start position, to make the
-	// server re-send transactions the trail already holds (as it does after
-	// confirmed_flush_lsn went backwards on a source crash).
-	startHook func(slot, held change.LSN) change.LSN
 	// OnConnected, when set, is called after each successful start of
 	// streaming (systemd readiness uses it).
 	OnConnected func()
@@ -150,6 +155,9 @@ func New(cfg Config) (*Capture, error) {
 	cfg = cfg.defaults()
 	if cfg.TrailDir == "" {
 		return nil, errors.New("trail.dir is empty: set it to a directory for the trail")
+	}
+	if cfg.Open == nil {
+		cfg.Open = postgres.NewOpener(cfg.Source, cfg.Logger)
 	}
 	return &Capture{
 		cfg: cfg,
@@ -195,7 +203,7 @@ func (c *Capture) Run(ctx context.Context) (err error) {
 		if err == nil {
 			return nil
 		}
-		if postgres.IsTerminal(err) || errors.Is(err, ErrSlotAhead) || errors.Is(err, trail.ErrSystemIDMismatch) || errors.Is(err, trail.ErrCorrupt) || errors.Is(err, errTrail) {
+		if source.IsTerminal(err) || errors.Is(err, source.ErrAhead) || errors.Is(err, trail.ErrSystemIDMismatch) || errors.Is(err, trail.ErrCorrupt) || errors.Is(err, errTrail) {
 			return err
 		}
 		if connected {
@@ -226,7 +234,7 @@ func trailErr(err error) error {
 // session runs one connection to the source. connected reports whether
 // streaming started (to reset the backoff).
 func (c *Capture) session(ctx context.Context) (connected bool, err error) {
-	src, err := postgres.Connect(ctx, c.cfg.Source, c.log)
+	src, id, err := c.cfg.Open(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -234,63 +242,38 @@ func (c *Capture) session(ctx context.Context) (connected bool, err error) {
 
 	if c.w == nil {
 		opts := c.cfg.Trail
-		opts.SystemID = src.SystemID
+		opts.SystemID = id.SystemID
 		opts.Logger = c.log
 		w, err := trail.Open(c.cfg.TrailDir, opts)
 		if err != nil {
 			if errors.Is(err, trail.ErrSystemIDMismatch) {
-				return false, fmt.Errorf("trail %s belongs to another source cluster than %016x: point trail.dir at a new directory or source.dsn at the original cluster: %w",
-					c.cfg.TrailDir, src.SystemID, err)
+				return false, fmt.Errorf("trail %s belongs to another source than %s %016x: point trail.dir at a new directory or the source at the original database: %w",
+					c.cfg.TrailDir, id.Kind, id.SystemID, err)
 			}
 			return false, fmt.Errorf("open trail %s: %w", c.cfg.TrailDir, err)
 		}
 		c.w = w
 		c.trailW.Store(w)
-	} else if c.w.SystemID() != 0 && c.w.SystemID() != src.SystemID {
-		return false, fmt.Errorf("source system identifier changed to %016x (trail has %016x): %w", src.SystemID, c.w.SystemID(), trail.ErrSystemIDMismatch)
+	} else if c.w.SystemID() != 0 && c.w.SystemID() != id.SystemID {
+		return false, fmt.Errorf("source identifier changed to %016x (trail has %016x): %w", id.SystemID, c.w.SystemID(), trail.ErrSystemIDMismatch)
 	}
 
-	slot, created, err := src.Prepare(ctx)
+	// Rule 4: the trail, or the ack checkpoint for idle-adopted positions,
+	// must hold everything the source has confirmed; the source checks.
+	acked, _, err := c.ack.Load()
 	if err != nil {
 		return false, err
 	}
-	start, err := c.startPosition(slot, created)
+	held := max(c.w.LastEndLSN(), change.LSN(acked))
+	start, err := src.Start(ctx, held)
 	if err != nil {
 		return false, err
 	}
-	if err := src.StartStream(ctx, start); err != nil {
-		return false, err
-	}
-	c.log.Info("capture streaming", "slot", src.Config().Slot, "start", start.String(),
-		"trail_end", c.w.LastEndLSN().String(), "standby", src.Standby, "server_version", src.ServerVersion)
+	c.log.Info("capture streaming", "source", id.Kind, "start", start.String(), "trail_end", c.w.LastEndLSN().String())
 	if c.OnConnected != nil {
 		c.OnConnected()
 	}
 	l := newLoop(c, src, start)
 	defer c.loopNanos.Store(0)
 	return true, l.run(ctx)
-}
-
-// startPosition applies rule 4: the trail (or the ack checkpoint, for
-// idle-adopted positions) must hold everything the slot has confirmed.
-func (c *Capture) startPosition(slot postgres.SlotInfo, created bool) (change.LSN, error) {
-	acked, _, err := c.ack.Load()
-	if err != nil {
-		return 0, err
-	}
-	held := max(c.w.LastEndLSN(), change.LSN(acked))
-	if held == 0 {
-		// A new trail: start where the slot is (just created, or left by
-		// an operator). Nothing was ever acknowledged by this trail.
-		c.log.Info("new trail: starting at the slot's position", "confirmed_flush_lsn", slot.ConfirmedFlushLSN.String(), "slot_created", created)
-		return slot.ConfirmedFlushLSN, nil
-	}
-	if slot.ConfirmedFlushLSN > held {
-		return 0, fmt.Errorf("%w: slot confirmed_flush_lsn %s, trail holds up to %s: changes between them were acknowledged but never stored; re-create the slot and re-synchronise the target",
-			ErrSlotAhead, slot.ConfirmedFlushLSN, held)
-	}
-	if c.startHook != nil {
-		return c.startHook(slot.ConfirmedFlushLSN, held), nil
-	}
-	return held, nil
 }

@@ -6,17 +6,15 @@ import (
 	"time"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
-	"github.com/cdcd-io/cdcd/pkg/decode"
-	"github.com/cdcd-io/cdcd/pkg/source/postgres"
+	"github.com/cdcd-io/cdcd/pkg/source"
 	"github.com/cdcd-io/cdcd/pkg/trail"
 )
 
-// loop is one streaming session: it owns the replication connection, so
-// receiving and status updates happen here and only here (rule 6).
+// loop is one streaming session: it owns the source, so receiving and
+// acknowledgements happen here and only here (rule 6).
 type loop struct {
 	c   *Capture
-	src *postgres.Source
-	dec *decode.Decoder
+	src source.Source
 	now func() time.Time
 
 	// held is the highest position the trail or the ack checkpoint holds
@@ -27,6 +25,7 @@ type loop struct {
 	// serverWALEnd is the latest WAL end reported by a keepalive.
 	serverWALEnd change.LSN
 
+	inTx          bool      // a transaction is open (Begin seen, no Commit yet)
 	skipping      bool      // the open transaction is a re-delivery
 	pendingSync   bool      // committed records written but not yet handed to the syncer
 	syncDue       time.Time // when pending records must be handed to the syncer
@@ -38,13 +37,10 @@ type loop struct {
 	syncReq      chan trail.FlushMark
 	syncRes      chan syncResult
 	syncInFlight bool
-	sawData      bool   // XLogData since the last heartbeat
 	txs, changes uint64 // written since the last stats update
 
-	nextStatus    time.Time
-	lastStatus    time.Time
-	nextHeartbeat time.Time
-	heartbeatOff  bool
+	nextStatus time.Time
+	lastStatus time.Time
 }
 
 type syncResult struct {
@@ -52,31 +48,20 @@ type syncResult struct {
 	err     error
 }
 
-func newLoop(c *Capture, src *postgres.Source, start change.LSN) *loop {
-	now := c.cfg.Now()
-	l := &loop{
+func newLoop(c *Capture, src source.Source, start change.LSN) *loop {
+	return &loop{
 		syncReq:    make(chan trail.FlushMark, 1),
 		syncRes:    make(chan syncResult, 1),
 		c:          c,
 		src:        src,
-		dec:        decode.New(),
 		now:        c.cfg.Now,
 		held:       max(c.w.LastEndLSN(), start),
 		acked:      start,
-		nextStatus: now,
+		nextStatus: c.cfg.Now(),
 	}
-	if c.cfg.Source.Heartbeat > 0 {
-		l.nextHeartbeat = now.Add(c.cfg.Source.Heartbeat)
-	} else {
-		l.heartbeatOff = true
-	}
-	return l
 }
 
 func (l *loop) run(ctx context.Context) (err error) {
-	// Shutdown interrupts a blocked receive; the loop then sees ctx done.
-	stopInterrupt := context.AfterFunc(ctx, l.src.Interrupt)
-	defer stopInterrupt()
 	syncerDone := make(chan struct{})
 	go l.syncer(syncerDone)
 	defer func() {
@@ -92,7 +77,7 @@ func (l *loop) run(ctx context.Context) (err error) {
 		// However the session ends, drop a half-received transaction and
 		// make the complete ones durable, so the next session resumes right
 		// after them.
-		if l.dec.InTx() && !l.skipping {
+		if l.inTx && !l.skipping {
 			if rerr := l.c.w.Rollback(); rerr != nil && err == nil {
 				err = trailErr(fmt.Errorf("roll back open transaction: %w", rerr))
 			}
@@ -102,7 +87,7 @@ func (l *loop) run(ctx context.Context) (err error) {
 		}
 		if err == nil || ctx.Err() != nil {
 			// Clean stop: tell the source what is durable now.
-			_ = l.src.SendStatus(context.Background(), l.held, false)
+			_, _ = l.src.Ack(context.Background(), l.held, false)
 		}
 	}()
 	for {
@@ -112,38 +97,26 @@ func (l *loop) run(ctx context.Context) (err error) {
 		if err := l.timedWork(ctx); err != nil {
 			return err
 		}
-		msg, err := l.src.Receive(l.deadline())
+		ev, err := l.src.Next(ctx, l.deadline())
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		switch msg.Kind {
-		case postgres.XLogData:
-			l.sawData = true
-			l.unsyncedBytes += int64(len(msg.Data))
-			if err := l.handle(ctx, msg.WALStart, msg.Data); err != nil {
-				return err
-			}
-		case postgres.Keepalive:
-			l.serverWALEnd = max(l.serverWALEnd, msg.ServerWALEnd)
-			if msg.ReplyRequested {
-				l.nextStatus = time.Time{}
-			}
+		if err := l.handle(ev); err != nil {
+			return err
 		}
 	}
 }
 
-// handle decodes one pgoutput message and writes it to the trail.
-func (l *loop) handle(ctx context.Context, walStart change.LSN, data []byte) error {
-	ev, err := l.dec.Decode(walStart, data)
-	if err != nil {
-		return postgres.Terminal(fmt.Errorf("decode pgoutput message at %s: %w", walStart, err))
-	}
+// handle writes one event to the trail.
+func (l *loop) handle(ev source.Event) error {
+	l.unsyncedBytes += int64(ev.Bytes)
 	w := l.c.w
 	switch ev.Kind {
-	case decode.EventBegin:
+	case source.Begin:
+		l.inTx = true
 		// A transaction whose commit record starts below what is held was
 		// stored already: skip it whole (rule 5).
 		l.skipping = ev.Tx.FinalLSN < l.held
@@ -151,16 +124,13 @@ func (l *loop) handle(ctx context.Context, walStart change.LSN, data []byte) err
 			return nil
 		}
 		return trailErr(w.Begin(ev.Tx))
-	case decode.EventRelation:
-		if err := l.src.FillPrimaryKey(ctx, ev.Relation); err != nil {
-			return err
-		}
+	case source.Relation:
 		return trailErr(w.Schema(ev.Relation))
-	case decode.EventChange:
+	case source.Change:
 		if l.skipping {
 			return nil
 		}
-		if !l.dec.InTx() && ev.Change.LSN < l.held {
+		if !l.inTx && ev.Change.LSN < l.held {
 			return nil // a non-transactional message delivered before
 		}
 		if err := w.Change(ev.Change); err != nil {
@@ -170,11 +140,12 @@ func (l *loop) handle(ctx context.Context, walStart change.LSN, data []byte) err
 		if l.c.OnChange != nil {
 			l.c.OnChange(ev.Change)
 		}
-		if !l.dec.InTx() {
+		if !l.inTx {
 			l.markPending()
 		}
 		return nil
-	case decode.EventCommit:
+	case source.Commit:
+		l.inTx = false
 		if l.skipping {
 			l.skipping = false
 			if ev.Tx.EndLSN > l.held {
@@ -282,8 +253,7 @@ func (l *loop) durable(d change.LSN) {
 	}
 }
 
-// timedWork runs whatever is due: group-commit fsync, status update,
-// heartbeat.
+// timedWork runs whatever is due: group-commit fsync, acknowledgement.
 func (l *loop) timedWork(ctx context.Context) error {
 	if err := l.pollSync(); err != nil {
 		return err
@@ -302,37 +272,29 @@ func (l *loop) timedWork(ctx context.Context) error {
 		l.lastStatus = now
 		l.nextStatus = now.Add(l.c.cfg.Source.StatusInterval)
 	}
-	if !l.heartbeatOff && !now.Before(l.nextHeartbeat) {
-		if !l.sawData {
-			sent, err := l.src.Heartbeat(ctx)
-			if err != nil {
-				l.c.log.Warn("heartbeat failed", "err", err)
-			} else if !sent {
-				l.c.log.Info("heartbeats off: the source is a standby and source.primary_dsn is not set")
-				l.heartbeatOff = true
-			}
-		}
-		l.sawData = false
-		l.nextHeartbeat = now.Add(l.c.cfg.Source.Heartbeat)
-	}
 	return nil
 }
 
 // sendStatus acknowledges the durable position. When nothing is pending it
-// adopts the keepalive's WAL end (rule 3), storing it in the ack checkpoint
-// first so a restart can tell an idle-adopted position from lost data.
+// adopts the position the source reports (rule 3), storing it in the ack
+// checkpoint first so a restart can tell an idle-adopted position from lost
+// data, and acknowledges that.
 func (l *loop) sendStatus() error {
+	idle := !l.inTx && !l.pendingSync && !l.syncInFlight
+	adopt, err := l.src.Ack(context.Background(), l.held, idle)
+	if err != nil {
+		return err
+	}
 	ack := l.held
-	idle := !l.dec.InTx() && !l.pendingSync && !l.syncInFlight
-	if idle && l.serverWALEnd > ack {
-		if err := l.c.ack.Store(uint64(l.serverWALEnd)); err != nil {
+	if idle && adopt > l.held {
+		if err := l.c.ack.Store(uint64(adopt)); err != nil {
 			return trailErr(err)
 		}
-		ack = l.serverWALEnd
-		l.held = ack
-	}
-	if err := l.src.SendStatus(context.Background(), ack, false); err != nil {
-		return err
+		l.held = adopt
+		if _, err := l.src.Ack(context.Background(), adopt, idle); err != nil {
+			return err
+		}
+		ack = adopt
 	}
 	l.acked = ack
 	l.c.updateStats(func(s *Stats) { s.Acked = ack })
@@ -350,9 +312,6 @@ func (l *loop) deadline() time.Time {
 		if p := l.now().Add(time.Millisecond); p.Before(d) {
 			d = p
 		}
-	}
-	if !l.heartbeatOff && l.nextHeartbeat.Before(d) {
-		d = l.nextHeartbeat
 	}
 	if d.IsZero() {
 		// A zero deadline would mean "no deadline" to the socket.

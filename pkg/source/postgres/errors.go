@@ -4,28 +4,19 @@ import (
 	"errors"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cdcd-io/cdcd/pkg/source"
 )
 
-// TerminalError marks an error that retrying cannot fix (bad credentials, a
-// missing slot, a misconfiguration): capture stops instead of reconnecting.
-type TerminalError struct{ Err error }
-
-func (e *TerminalError) Error() string { return e.Err.Error() }
-func (e *TerminalError) Unwrap() error { return e.Err }
+// TerminalError marks an error that retrying cannot fix; it is the seam's
+// (see package source).
+type TerminalError = source.TerminalError
 
 // Terminal wraps err as a TerminalError.
-func Terminal(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &TerminalError{Err: err}
-}
+func Terminal(err error) error { return source.Terminal(err) }
 
 // IsTerminal reports whether err (or anything it wraps) is terminal.
-func IsTerminal(err error) bool {
-	var t *TerminalError
-	return errors.As(err, &t)
-}
+func IsTerminal(err error) bool { return source.IsTerminal(err) }
 
 // terminalCodes are SQLSTATEs that reconnecting cannot cure.
 var terminalCodes = map[string]bool{

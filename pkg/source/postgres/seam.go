@@ -1,0 +1,203 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/decode"
+	"github.com/cdcd-io/cdcd/pkg/source"
+)
+
+// Stream is the pgoutput source behind the capture seam: one session's
+// replication stream, decoded into events, with heartbeats. It keeps the
+// acknowledgement rules of DESIGN.md that belong to the stream:
+//
+//   - rule 3: Ack reports the keepalive's WAL end as adoptable when capture
+//     is idle (capture stores it before acknowledging it);
+//   - rule 4: Start refuses a slot whose confirmed_flush_lsn is past what
+//     the trail holds (source.ErrAhead);
+//   - rule 6: receiving and status updates happen on the caller's one
+//     goroutine; decoded events own their bytes (the decoder copies).
+type Stream struct {
+	src *Source
+	dec *decode.Decoder
+	log *slog.Logger
+
+	serverWALEnd  change.LSN // the latest keepalive's WAL end
+	acked         change.LSN // the last flush position sent
+	replyDue      bool       // the server asked for a status update
+	sawData       bool       // XLogData since the last heartbeat
+	nextHeartbeat time.Time
+	heartbeatOff  bool
+	stopInterrupt func() bool
+}
+
+var _ source.Source = (*Stream)(nil)
+
+// NewOpener returns the opener of pgoutput sessions described by cfg.
+func NewOpener(cfg Config, log *slog.Logger) source.Opener {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context) (source.Source, source.Identity, error) {
+		src, err := Connect(ctx, cfg, log)
+		if err != nil {
+			return nil, source.Identity{}, err
+		}
+		st := &Stream{src: src, dec: decode.New(), log: log}
+		return st, source.Identity{Kind: "postgres", SystemID: src.SystemID}, nil
+	}
+}
+
+// Session returns the underlying session (catalog queries, slot state).
+func (st *Stream) Session() *Source { return st.src }
+
+// Start prepares the publication and slot and starts streaming after held:
+// from the slot's position for a new trail (held 0), else from held, after
+// checking that the slot has not confirmed more than held (rule 4). The
+// server silently moves a start below confirmed_flush_lsn up to it, so the
+// check must happen here. ctx's end interrupts a blocked Next.
+func (st *Stream) Start(ctx context.Context, held change.LSN) (change.LSN, error) {
+	slot, created, err := st.src.Prepare(ctx)
+	if err != nil {
+		return 0, err
+	}
+	start := held
+	switch {
+	case held == 0:
+		// A new trail: start where the slot is (just created, or left by an
+		// operator). Nothing was ever acknowledged by this trail.
+		st.log.Info("new trail: starting at the slot's position", "confirmed_flush_lsn", slot.ConfirmedFlushLSN.String(), "slot_created", created)
+		start = slot.ConfirmedFlushLSN
+	case slot.ConfirmedFlushLSN > held:
+		return 0, fmt.Errorf("%w: slot %s confirmed_flush_lsn %s, trail holds up to %s: changes between them were acknowledged but never stored; re-create the slot and re-synchronise the target",
+			source.ErrAhead, st.src.cfg.Slot, slot.ConfirmedFlushLSN, held)
+	}
+	if err := st.src.StartStream(ctx, start); err != nil {
+		return 0, err
+	}
+	st.acked = start
+	st.stopInterrupt = context.AfterFunc(ctx, st.src.Interrupt)
+	if hb := st.src.cfg.Heartbeat; hb > 0 {
+		st.nextHeartbeat = time.Now().Add(hb)
+	} else {
+		st.heartbeatOff = true
+	}
+	st.log.Info("pgoutput streaming", "slot", st.src.cfg.Slot, "start", start.String(), "standby", st.src.Standby,
+		"server_version", st.src.ServerVersion)
+	return start, nil
+}
+
+// Next receives and decodes until an event is ready or deadline passes,
+// answering keepalives that ask for a reply and emitting heartbeats on an
+// idle database.
+func (st *Stream) Next(ctx context.Context, deadline time.Time) (source.Event, error) {
+	for {
+		if err := st.timedWork(ctx); err != nil {
+			return source.Event{}, err
+		}
+		wait := deadline
+		if !st.heartbeatOff && st.nextHeartbeat.Before(wait) {
+			wait = st.nextHeartbeat
+		}
+		msg, err := st.src.Receive(wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return source.Event{}, nil
+			}
+			return source.Event{}, err
+		}
+		switch msg.Kind {
+		case Timeout:
+			if ctx.Err() != nil || !time.Now().Before(deadline) {
+				return source.Event{}, nil
+			}
+		case Keepalive:
+			st.serverWALEnd = max(st.serverWALEnd, msg.ServerWALEnd)
+			st.replyDue = st.replyDue || msg.ReplyRequested
+		case XLogData:
+			st.sawData = true
+			ev, err := st.decode(ctx, msg.WALStart, msg.Data)
+			if err != nil || ev.Kind != source.None {
+				return ev, err
+			}
+		}
+	}
+}
+
+// decode turns one pgoutput message into an event (None when the decoder
+// only absorbed it).
+func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) (source.Event, error) {
+	ev, err := st.dec.Decode(walStart, data)
+	if err != nil {
+		return source.Event{}, Terminal(fmt.Errorf("decode pgoutput message at %s: %w", walStart, err))
+	}
+	out := source.Event{Bytes: len(data)}
+	switch ev.Kind {
+	case decode.EventBegin:
+		out.Kind, out.Tx = source.Begin, ev.Tx
+	case decode.EventCommit:
+		out.Kind, out.Tx = source.Commit, ev.Tx
+	case decode.EventRelation:
+		if err := st.src.FillPrimaryKey(ctx, ev.Relation); err != nil {
+			return source.Event{}, err
+		}
+		out.Kind, out.Relation = source.Relation, ev.Relation
+	case decode.EventChange:
+		out.Kind, out.Change = source.Change, ev.Change
+	}
+	return out, nil
+}
+
+// timedWork answers a keepalive that asked for a reply and sends a due
+// heartbeat.
+func (st *Stream) timedWork(ctx context.Context) error {
+	if st.replyDue {
+		if err := st.src.SendStatus(context.Background(), st.acked, false); err != nil {
+			return err
+		}
+		st.replyDue = false
+	}
+	if st.heartbeatOff || time.Now().Before(st.nextHeartbeat) {
+		return nil
+	}
+	if !st.sawData {
+		sent, err := st.src.Heartbeat(ctx)
+		if err != nil {
+			st.log.Warn("heartbeat failed", "err", err)
+		} else if !sent {
+			st.log.Info("heartbeats off: the source is a standby and source.primary_dsn is not set")
+			st.heartbeatOff = true
+		}
+	}
+	st.sawData = false
+	st.nextHeartbeat = time.Now().Add(st.src.cfg.Heartbeat)
+	return nil
+}
+
+// Ack sends a standby status update with flush = pos (rule 2: set
+// explicitly, only what the trail holds). When idle it reports the
+// keepalive's WAL end as adoptable (rule 3): with nothing pending, no
+// transaction can end at or below it that the trail lacks.
+func (st *Stream) Ack(ctx context.Context, pos change.LSN, idle bool) (change.LSN, error) {
+	if err := st.src.SendStatus(ctx, pos, false); err != nil {
+		return 0, err
+	}
+	st.acked = pos
+	if idle && !st.dec.InTx() && st.serverWALEnd > pos {
+		return st.serverWALEnd, nil
+	}
+	return 0, nil
+}
+
+// Close ends the session.
+func (st *Stream) Close() error {
+	if st.stopInterrupt != nil {
+		st.stopInterrupt()
+	}
+	st.src.Close()
+	return nil
+}
