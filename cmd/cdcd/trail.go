@@ -24,6 +24,10 @@ func newTrailCmd() *cobra.Command {
 		Short: "Print the trail's records in a readable form (like GoldenGate's logdump)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			segs, err := trail.Segments(args[0])
+			if err != nil {
+				return fmt.Errorf("open trail %s: %w", args[0], err)
+			}
 			r, err := trail.NewReader(args[0], from, trail.ReaderOptions{Follow: follow})
 			if err != nil {
 				return fmt.Errorf("open trail %s: %w", args[0], err)
@@ -31,6 +35,10 @@ func newTrailCmd() *cobra.Command {
 			defer r.Close()
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			defer out.Flush()
+			if len(segs) > 0 {
+				// One header line: which source wrote the trail.
+				fmt.Fprintf(out, "# trail %s: source=%s system_id=%016x segments=%d\n", args[0], segs[0].SourceKind, segs[0].SystemID, len(segs))
+			}
 			for n := 0; limit <= 0 || n < limit; n++ {
 				rec, err := r.Next(cmd.Context())
 				if errors.Is(err, io.EOF) || (err != nil && cmd.Context().Err() != nil) {

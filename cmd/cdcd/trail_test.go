@@ -34,7 +34,9 @@ func TestTrailDump(t *testing.T) {
 	root.SetArgs([]string{"trail", "dump", dir})
 	require.NoError(t, root.Execute())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.Len(t, lines, 5, out.String())
+	require.Len(t, lines, 6, out.String())
+	require.Equal(t, "# trail "+dir+": source=postgres system_id=000000000000002a segments=1", lines[0])
+	lines = lines[1:]
 	require.Contains(t, lines[0], "BEGIN")
 	require.Contains(t, lines[0], "xid=900 final_lsn=0/16B374D8 commit_time=2026-01-02T03:04:05Z")
 	require.Contains(t, lines[1], "SCHEMA")
@@ -49,6 +51,6 @@ func TestTrailDump(t *testing.T) {
 	root.SetOut(&out)
 	root.SetArgs([]string{"trail", "dump", dir, "--from", "3", "--limit", "1"})
 	require.NoError(t, root.Execute())
-	require.Equal(t, 1, strings.Count(out.String(), "\n"))
+	require.Equal(t, 2, strings.Count(out.String(), "\n"), "the header line and one record")
 	require.Contains(t, out.String(), "insert")
 }

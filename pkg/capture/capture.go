@@ -243,6 +243,7 @@ func (c *Capture) session(ctx context.Context) (connected bool, err error) {
 	if c.w == nil {
 		opts := c.cfg.Trail
 		opts.SystemID = id.SystemID
+		opts.SourceKind = id.Kind
 		opts.Logger = c.log
 		w, err := trail.Open(c.cfg.TrailDir, opts)
 		if err != nil {

@@ -47,7 +47,8 @@
 //	    16    8 source system identifier (0 = unknown)
 //	    24    8 sequence number of the segment's first record (= file name)
 //	    32    8 EndLSN of the last COMMIT before this segment (0 = none)
-//	    40    4 reserved (0)
+//	    40    4 source kind: 0 pgoutput ("postgres"), 1 trigger tables
+//	              ("trigger"); trails from before the field hold 0
 //	    44    4 CRC-32C (Castagnoli) of bytes [0, 44)
 //
 // The previous EndLSN lets Open learn the trail's resume position from the

@@ -124,6 +124,36 @@ type header struct {
 	systemID   uint64
 	firstSeq   uint64
 	prevEndLSN change.LSN
+	sourceKind uint32
+}
+
+// Source kinds in the header (offset 40). 0 is also what trails written
+// before the field existed hold: they all came from pgoutput.
+const (
+	sourcePostgres uint32 = 0
+	sourceTrigger  uint32 = 1
+)
+
+// sourceKindCode maps Options.SourceKind to its header code.
+func sourceKindCode(kind string) (uint32, error) {
+	switch kind {
+	case "", "postgres":
+		return sourcePostgres, nil
+	case "trigger":
+		return sourceTrigger, nil
+	}
+	return 0, fmt.Errorf("unknown source kind %q", kind)
+}
+
+// sourceKindName is the Options.SourceKind a header code stands for.
+func sourceKindName(code uint32) string {
+	switch code {
+	case sourcePostgres:
+		return "postgres"
+	case sourceTrigger:
+		return "trigger"
+	}
+	return fmt.Sprintf("unknown(%d)", code)
 }
 
 func (h header) encode() []byte {
@@ -134,6 +164,7 @@ func (h header) encode() []byte {
 	binary.LittleEndian.PutUint64(b[16:], h.systemID)
 	binary.LittleEndian.PutUint64(b[24:], h.firstSeq)
 	binary.LittleEndian.PutUint64(b[32:], uint64(h.prevEndLSN))
+	binary.LittleEndian.PutUint32(b[40:], h.sourceKind)
 	binary.LittleEndian.PutUint32(b[44:], crc32.Checksum(b[:44], castagnoli))
 	return b
 }
@@ -160,6 +191,7 @@ func decodeHeader(b []byte) (header, error) {
 		systemID:   binary.LittleEndian.Uint64(b[16:]),
 		firstSeq:   binary.LittleEndian.Uint64(b[24:]),
 		prevEndLSN: change.LSN(binary.LittleEndian.Uint64(b[32:])),
+		sourceKind: binary.LittleEndian.Uint32(b[40:]),
 	}, nil
 }
 

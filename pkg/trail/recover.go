@@ -46,12 +46,16 @@ func Open(dir string, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open trail: %w", err)
 	}
+	kind, err := sourceKindCode(opts.SourceKind)
+	if err != nil {
+		return nil, fmt.Errorf("open trail: %w", err)
+	}
 	if len(seqs) == 0 {
-		w.systemID, w.nextSeq = opts.SystemID, 1
+		w.systemID, w.sourceKind, w.nextSeq = opts.SystemID, kind, 1
 		if err := w.startSegment(); err != nil {
 			return nil, fmt.Errorf("open trail: create first segment: %w", err)
 		}
-		w.log.Info("trail created", "system_id", w.systemID)
+		w.log.Info("trail created", "system_id", w.systemID, "source", sourceKindName(w.sourceKind))
 		return w, nil
 	}
 
@@ -63,12 +67,16 @@ func Open(dir string, opts Options) (*Writer, error) {
 		}
 		f.Close()
 		if i == 0 {
-			w.systemID = h.systemID
+			w.systemID, w.sourceKind = h.systemID, h.sourceKind
 		} else if h.systemID != w.systemID {
 			return nil, fmt.Errorf("open trail: %w", &CorruptError{File: f.Name(), Offset: 16,
 				Reason: fmt.Sprintf("system identifier %d differs from the older segments' %d", h.systemID, w.systemID)})
 		}
 		last = h
+	}
+	if w.sourceKind != kind {
+		return nil, fmt.Errorf("open trail %s: written from a %s source, opened for a %s source: %w",
+			dir, sourceKindName(w.sourceKind), sourceKindName(kind), ErrSystemIDMismatch)
 	}
 	if opts.SystemID != 0 && w.systemID != 0 && opts.SystemID != w.systemID {
 		return nil, fmt.Errorf("open trail %s: source system %d, trail written for %d: %w",
@@ -324,7 +332,7 @@ func (w *Writer) startSegment() error {
 		return fmt.Errorf("restrict %s: %w", f.Name(), err)
 	}
 	w.f, w.segFirst, w.seed, w.written = f, first, crcSeed(first), 0
-	w.buf = append(w.buf[:0], header{systemID: w.systemID, firstSeq: first, prevEndLSN: w.lastEndLSN}.encode()...)
+	w.buf = append(w.buf[:0], header{systemID: w.systemID, firstSeq: first, prevEndLSN: w.lastEndLSN, sourceKind: w.sourceKind}.encode()...)
 	for _, oid := range slices.Sorted(maps.Keys(w.schemas)) {
 		start := w.startFrame()
 		w.buf = appendSchema(w.buf, w.nextSeq, w.schemas[oid])

@@ -23,6 +23,9 @@ type SegmentInfo struct {
 	FirstSeq uint64
 	// SystemID is the source system identifier in the header.
 	SystemID uint64
+	// SourceKind is the kind of source the trail was written from:
+	// "postgres" (pgoutput) or "trigger".
+	SourceKind string
 	// PrevEndLSN is the EndLSN of the last commit before this segment.
 	PrevEndLSN change.LSN
 	// Bytes is the file size.
@@ -48,7 +51,7 @@ func Segments(dir string) ([]SegmentInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stat trail segment: %w", err)
 		}
-		infos = append(infos, SegmentInfo{Path: path, FirstSeq: s, SystemID: h.systemID, PrevEndLSN: h.prevEndLSN, Bytes: st.Size()})
+		infos = append(infos, SegmentInfo{Path: path, FirstSeq: s, SystemID: h.systemID, SourceKind: sourceKindName(h.sourceKind), PrevEndLSN: h.prevEndLSN, Bytes: st.Size()})
 	}
 	return infos, nil
 }

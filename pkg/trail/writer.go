@@ -26,6 +26,10 @@ type Options struct {
 	// non-zero and differ. Default 0: unknown, not checked; a new trail then
 	// records 0. An existing trail keeps the identifier it was created with.
 	SystemID uint64
+	// SourceKind is the kind of source writing the trail, "postgres"
+	// (pgoutput) or "trigger". Open fails with ErrSystemIDMismatch when an
+	// existing trail was written from another kind. Default "postgres".
+	SourceKind string
 	// BufferBytes is how many encoded bytes are held in memory before they
 	// are written to the segment file (independently of Sync, which also
 	// writes them). Default 1 MiB: few write system calls per transaction
@@ -57,8 +61,9 @@ type Writer struct {
 	opts Options
 	log  *slog.Logger
 
-	systemID uint64
-	segments []uint64 // first seqs, ascending; the last is active
+	systemID   uint64
+	sourceKind uint32
+	segments   []uint64 // first seqs, ascending; the last is active
 	f        *os.File // active segment, opened read-write
 	segFirst uint64
 	seed     uint32 // CRC seed of the active segment

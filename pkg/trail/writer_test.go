@@ -25,7 +25,7 @@ func TestOpenNewTrail(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, segs, 1)
 	require.Equal(t, "00000000000000000001.trail", segs[0].Path[len(segs[0].Path)-26:])
-	require.Equal(t, SegmentInfo{Path: segPath(dir, 1), FirstSeq: 1, SystemID: 99, Bytes: headerSize}, segs[0])
+	require.Equal(t, SegmentInfo{Path: segPath(dir, 1), FirstSeq: 1, SystemID: 99, SourceKind: "postgres", Bytes: headerSize}, segs[0])
 }
 
 func TestRollover(t *testing.T) {
@@ -235,6 +235,29 @@ func TestSystemIDMismatch(t *testing.T) {
 	require.NoError(t, w.Close())
 	w = openW(t, dir, Options{SystemID: 42})
 	require.NoError(t, w.Close())
+}
+
+// TestSourceKind: the header records which kind of source wrote the trail;
+// another kind cannot continue it, and a trail from before the field reads
+// as pgoutput's.
+func TestSourceKind(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, openW(t, dir, Options{SystemID: 7, SourceKind: "trigger"}).Close())
+	segs, err := Segments(dir)
+	require.NoError(t, err)
+	require.Equal(t, "trigger", segs[0].SourceKind)
+	_, err = Open(dir, Options{SystemID: 7})
+	require.ErrorIs(t, err, ErrSystemIDMismatch)
+	require.ErrorContains(t, err, "written from a trigger source, opened for a postgres source")
+	require.NoError(t, openW(t, dir, Options{SystemID: 7, SourceKind: "trigger"}).Close())
+
+	old := t.TempDir()
+	require.NoError(t, openW(t, old, Options{}).Close())
+	segs, err = Segments(old)
+	require.NoError(t, err)
+	require.Equal(t, "postgres", segs[0].SourceKind, "reserved bytes of older trails are 0")
+	_, err = Open(old, Options{SourceKind: "mysql"})
+	require.ErrorContains(t, err, `unknown source kind "mysql"`)
 }
 
 func TestStickyErrors(t *testing.T) {
