@@ -64,12 +64,12 @@ type Writer struct {
 	systemID   uint64
 	sourceKind uint32
 	segments   []uint64 // first seqs, ascending; the last is active
-	f        *os.File // active segment, opened read-write
-	segFirst uint64
-	seed     uint32 // CRC seed of the active segment
-	written  int64  // bytes of the active segment already in the file
-	buf      []byte // encoded frames not yet written, logically at offset written
-	dirty    bool   // written since the last fsync
+	f          *os.File // active segment, opened read-write
+	segFirst   uint64
+	seed       uint32 // CRC seed of the active segment
+	written    int64  // bytes of the active segment already in the file
+	buf        []byte // encoded frames not yet written, logically at offset written
+	dirty      bool   // written since the last fsync
 	// dataOff is where the active segment's own records begin, after the
 	// re-written schemas: a segment holding nothing more is never rolled
 	// over, or idle Syncs with many relations and a small SegmentBytes
