@@ -200,3 +200,30 @@ func TestSourceStream(t *testing.T) {
 	require.Zero(t, adopt, "a trigger source never adopts")
 	require.Zero(t, logRows(t, c))
 }
+
+// TestSourcePartitions: with every user table included, a write through a
+// partitioned table arrives under its name and a write straight into a
+// partition under the partition's, each once.
+func TestSourcePartitions(t *testing.T) {
+	c := pgtest.StartT(t, pgtest.Options{Name: "source"})
+	c.ExecT(t, "postgres",
+		`CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id)`,
+		`CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (100)`)
+	ctx := testCtx(t)
+	s, _ := openSource(t, c, trigger.Config{StateDir: t.TempDir(), Create: true})
+	_, err := s.Start(ctx, 0)
+	require.NoError(t, err)
+	c.ExecT(t, "postgres", `INSERT INTO p VALUES (1, 'via parent')`, `INSERT INTO p1 VALUES (2, 'direct')`,
+		`UPDATE p SET v = 'upd' WHERE id = 2`, `DELETE FROM p1 WHERE id = 1`)
+	got := collect(t, ctx, s, 4, map[uint32]*change.Relation{})
+	var all []string
+	for _, g := range got {
+		all = append(all, g.Changes...)
+	}
+	require.Equal(t, []string{
+		"insert public.p old=[] key=false new=[1 via parent]",
+		"insert public.p1 old=[] key=false new=[2 direct]",
+		"update public.p old=[] key=false new=[2 upd]",
+		"delete public.p1 old=[1 <absent>] key=true new=[]",
+	}, all)
+}
