@@ -61,7 +61,7 @@ func Start(ctx context.Context, conn Conn) (Snapshot, error) {
 
 // notInstalledErr is ErrNotInstalled with the remedy, without a server error.
 func notInstalledErr() error {
-	return fmt.Errorf("%w: table %s is missing: run `cdcd trigger install` first", ErrNotInstalled, logTable)
+	return fmt.Errorf("%w: table %s is missing: run %s first", ErrNotInstalled, logTable, remedy)
 }
 
 // Export is a snapshot exported for an initial copy, together with the

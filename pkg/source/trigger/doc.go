@@ -8,13 +8,15 @@
 // [Uninstall] create and remove the schema objects, a [Reader] polls
 // ([Reader.Poll]) and converts change-log rows into pkg/change events,
 // [Ack] deletes acknowledged rows, and [Export] shares the first position
-// with the initial snapshot copy.
+// with the initial snapshot copy. [NewOpener] puts it all behind the
+// source seam (pkg/source) as a [Source]; see "The trigger source".
 //
 // # Objects in schema cdcd
 //
 //	cdcd.change_log_id_seq   sequence, CACHE 1: the ordering id
 //	cdcd.change_log          the change log (below)
 //	cdcd.change_log_txid     index on change_log (txid): serves Poll and Ack
+//	cdcd.source_id           one row: the change log's identity (below)
 //	cdcd.capture_<oid>()     one trigger function per included table
 //
 // and, on every included table, four AFTER ... FOR EACH STATEMENT triggers
@@ -137,13 +139,13 @@
 // # Positions in the trail
 //
 // A position is only defined between polls: Batch.Cur holds after all of
-// a batch's transactions. The trail stores it with the last transaction of
-// the batch (and the batch's Prev and Cur with its first, so that a crash
-// in the middle of writing a batch can be resumed: PollBetween(Prev, Cur)
-// returns the same transactions in the same order, and the ones already
-// durable are skipped by XID, which never repeats). An empty batch carries no
-// transaction; its Cur may be adopted when nothing is pending, or simply not
-// stored (the next poll from the older position reads the same rows).
+// a batch's transactions. A crash in the middle of writing a batch is
+// resumed from the batch's Prev and Cur: PollBetween(Prev, Cur) returns the
+// same transactions in the same order, and the ones already durable are
+// skipped. An empty batch carries no transaction and need not be stored
+// (the next poll from the older position reads the same rows). The trigger
+// source keeps Prev, Cur and the trail position before the batch in a state
+// file of its own; see "The trigger source".
 //
 // # First position and the initial copy
 //
@@ -168,6 +170,93 @@
 // and a union read over the tables. Batched DELETE plus autovacuum keeps
 // writers lock-free; on a log that sees millions of rows an hour, tune
 // autovacuum for cdcd.change_log (lower scale factor) or move to rotation.
+//
+// # The trigger source
+//
+// [NewOpener] returns the source.Opener capture uses. Each session
+// connects, checks that the change log and the triggers of every included
+// table are there ([Verify]; with Config.Create it runs [Install] when
+// something is missing, otherwise that is a terminal error naming the
+// objects and `cdcd trigger install --config <file>`), and reads the
+// identity: source.Identity{Kind: "trigger", SystemID: cdcd.source_id.id},
+// 64 random non-zero bits drawn by the first Install and kept by every
+// reinstall ([SystemID]). Uninstall drops it with the change log, so a trail
+// is never continued from another change log, or from this database after
+// its unread changes were dropped.
+//
+// Positions. The trail stores change.LSN positions; this source makes them
+// up as a monotone counter. The i-th transaction (from 0) of a batch whose
+// base is B, the EndLSN of the last transaction before the batch, gets
+//
+//	FinalLSN = CommitLSN = B + 2i + 1,   EndLSN = B + 2i + 2
+//
+// so EndLSNs of held transactions are even offsets from B and capture's
+// "skip what ends at or below held" drops re-delivered transactions
+// exactly. XID is the low 32 bits of the xid8; CommitTime is the time of
+// the poll that read the transaction (the change log does not record
+// commit times).
+//
+// The state file, StateFile ("trigger.position") in Config.StateDir (the
+// trail directory), mode 0600, is text:
+//
+//	cdcd trigger position 1
+//	system <source id, decimal>
+//	prev <pg_snapshot text>
+//	cur <pg_snapshot text>
+//	base <LSN counter, decimal>
+//	crc32c <CRC-32C (Castagnoli) of every byte above, 8 hex digits>
+//
+// It says "the batch Prev→Cur is being written to the trail after Base";
+// Prev = Cur means no batch is in flight: the next poll starts at Cur and
+// its first transaction follows Base. It is replaced atomically: written
+// to "trigger.position.tmp" and fsynced, renamed over the file, directory
+// fsynced. A file that fails to parse or its checksum is a terminal error,
+// never "no state" (starting over would skip or repeat transactions).
+//
+// Crash safety, step by step (each numbered step is done, durably, before
+// the next one starts):
+//
+//  1. First start (no state file; the trail must be new, held = 0): take
+//     the current snapshot S ([Start]) and store {S, S, 0} before the first
+//     poll, so a restart reads from S and not from a later "now" that would
+//     skip what committed in between.
+//  2. Poll: cur := the current snapshot, rows visible in cur and not in
+//     prev. An empty poll moves prev to cur in memory only: a restart polls
+//     from the stored, older prev and finds the same nothing plus whatever
+//     came since.
+//  3. A poll that read transactions stores {prev, cur, base} BEFORE its
+//     first event is returned.
+//  4. Next returns Begin, Relation (before a table's first change in the
+//     session and after every change of its columns, with the real primary
+//     key), Change and Commit events for each transaction, in order. No
+//     further poll runs while a batch waits for its acknowledgement: the
+//     state file describes one batch in flight.
+//  5. Start(held) after a restart, with state {Prev, Cur, Base}:
+//     held < Base: the trail lost transactions whose rows were deleted;
+//     error wrapping source.ErrAhead. Prev = Cur: held must equal Base;
+//     delete the rows visible in Cur (a crash may have come between steps
+//     7 and 8) and poll on from Cur. Otherwise held = Base + 2k:
+//     PollBetween(Prev, Cur) returns the same transactions in the same
+//     order (nothing of them was deleted: step 8 comes after step 7), the
+//     first k are skipped and the rest delivered; k = all of them goes to
+//     step 7 at once. held that is odd, or beyond the batch, is a terminal
+//     error.
+//  6. Ack(pos): nothing happens until pos reaches the EndLSN of the batch's
+//     last transaction: a partly durable batch keeps its rows.
+//  7. Then store {Cur, Cur, lastEnd}, the batch complete ...
+//  8. ... and only then delete the rows visible in Cur ([Ack]). A failed
+//     delete is retried by the next Ack and by Start; the rows left are
+//     visible in the stored position and never read again.
+//
+// Ack never returns a position to adopt: there is none between polls that
+// the trail could store without a transaction.
+//
+// Errors that reopening cannot cure (a missing change log or triggers, a
+// missing privilege, a trail that does not fit the state, a corrupt state
+// file) are [TerminalError]s: capture stops on them (errors.As with
+// interface{ Terminal() bool } finds them without importing this package)
+// and retries every other error by reopening the source and starting again
+// from the trail's held position.
 //
 // # Privileges
 //

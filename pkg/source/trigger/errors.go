@@ -46,6 +46,9 @@ func pgCode(err error) string {
 	return ""
 }
 
+// remedy is the command that installs (or repairs) trigger capture.
+const remedy = "`cdcd trigger install --config <file>`"
+
 // SQLSTATEs this package reacts to.
 const (
 	codeUndefinedTable     = "42P01"
@@ -60,7 +63,65 @@ func notInstalled(err error) error {
 	switch pgCode(err) {
 	case codeUndefinedTable, codeInvalidSchema:
 		return fmt.Errorf("%w: table cdcd.change_log is missing (never installed, uninstalled, or dropped by hand); "+
-			"run `cdcd trigger install` again (writes to captured tables fail until then, so no change is lost): %w", ErrNotInstalled, err)
+			"run "+remedy+" again (writes to captured tables fail until then, so no change is lost): %w", ErrNotInstalled, err)
+	}
+	return err
+}
+
+// TerminalError marks an error that retrying cannot fix (the change log or
+// triggers are missing, the trail and the source disagree, a privilege is
+// missing): capture stops and reports it instead of reopening the source.
+// Every other error of a Source (a lost connection, a server restart) is
+// retriable: reopen and Start again from the trail's held position.
+type TerminalError struct{ Err error }
+
+func (e *TerminalError) Error() string { return e.Err.Error() }
+func (e *TerminalError) Unwrap() error { return e.Err }
+
+// Terminal reports true. It lets a caller recognise terminal errors of any
+// source without importing this package:
+//
+//	var t interface{ Terminal() bool }
+//	if errors.As(err, &t) && t.Terminal() { ... stop ... }
+func (e *TerminalError) Terminal() bool { return true }
+
+// Terminal wraps err as a TerminalError; nil stays nil.
+func Terminal(err error) error {
+	if err == nil || IsTerminal(err) {
+		return err
+	}
+	return &TerminalError{Err: err}
+}
+
+// IsTerminal reports whether err (or anything it wraps) is a TerminalError.
+func IsTerminal(err error) bool {
+	var t *TerminalError
+	return errors.As(err, &t)
+}
+
+// terminalCodes are SQLSTATEs that reconnecting cannot cure.
+var terminalCodes = map[string]bool{
+	"28000":                true, // invalid_authorization_specification (pg_hba)
+	"28P01":                true, // invalid_password
+	"3D000":                true, // invalid_catalog_name: database does not exist
+	codeInsufficientPrivil: true,
+	codeUndefinedTable:     true, // cdcd.change_log dropped by hand (mapped to ErrNotInstalled)
+	codeInvalidSchema:      true,
+}
+
+// classify marks err terminal when it is one of this package's sentinels or
+// a SQLSTATE that reconnecting cannot cure; other errors stay retriable.
+func classify(err error) error {
+	if err == nil || IsTerminal(err) {
+		return err
+	}
+	for _, s := range []error{ErrNoKey, ErrPrivilege, ErrNotInstalled, ErrVersion, ErrNoPosition} {
+		if errors.Is(err, s) {
+			return Terminal(err)
+		}
+	}
+	if terminalCodes[pgCode(err)] {
+		return Terminal(err)
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcd-io/cdcd/pkg/source"
 	"github.com/cdcd-io/cdcd/pkg/source/trigger"
 )
 
@@ -46,5 +47,41 @@ func Example() {
 			return
 		}
 		pos = b.Cur
+	}
+}
+
+// ExampleNewOpener opens the trigger source as capture does: one session,
+// started after the trail's last durable transaction.
+func ExampleNewOpener() {
+	ctx := context.Background()
+	open := trigger.NewOpener(trigger.Config{
+		DSN:      "postgres://cdc@db.example/app",
+		Create:   true, // install the change log and triggers when missing
+		StateDir: "/var/lib/cdcd/trail",
+	})
+	src, id, err := open(ctx)
+	if err != nil {
+		fmt.Println(err) // trigger.IsTerminal(err): stop, otherwise retry
+		return
+	}
+	defer src.Close()
+	fmt.Println(id.Kind, id.SystemID)
+	if _, err := src.Start(ctx, 0); err != nil { // 0: a new trail
+		fmt.Println(err)
+		return
+	}
+	for {
+		ev, err := src.Next(ctx, time.Now().Add(100*time.Millisecond))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if ev.Kind == source.Commit {
+			// ... once the trail holds it durably:
+			if _, err := src.Ack(ctx, ev.Tx.EndLSN, false); err != nil {
+				fmt.Println(err)
+				return
+			}
+		}
 	}
 }

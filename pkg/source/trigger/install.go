@@ -2,6 +2,8 @@ package trigger
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -38,6 +40,7 @@ const (
 	schemaName   = "cdcd"
 	logTable     = "cdcd.change_log"
 	logSequence  = "cdcd.change_log_id_seq"
+	idTable      = "cdcd.source_id"
 	funcPrefix   = "capture_"
 	lockKey      = 0x63646364 // "cdcd": serialises concurrent installs
 	triggerNames = "cdcd_insert, cdcd_update, cdcd_delete, cdcd_truncate"
@@ -62,7 +65,14 @@ CREATE TABLE IF NOT EXISTS cdcd.change_log (
 );
 ALTER SEQUENCE cdcd.change_log_id_seq OWNED BY cdcd.change_log.id;
 CREATE INDEX IF NOT EXISTS change_log_txid ON cdcd.change_log (txid);
+CREATE TABLE IF NOT EXISTS cdcd.source_id (
+	one bool   PRIMARY KEY DEFAULT true CHECK (one),
+	id  bigint NOT NULL CHECK (id <> 0)
+);
 `
+
+// sourceIDSQL stores the change log's identity once: a reinstall keeps it.
+const sourceIDSQL = `INSERT INTO cdcd.source_id (id) VALUES ($1) ON CONFLICT DO NOTHING`
 
 // target is an included table as the catalog describes it at install time.
 type target struct {
@@ -116,6 +126,13 @@ func Install(ctx context.Context, conn Conn, tables []Table, opts Options) error
 	if _, err := tx.Exec(ctx, schemaSQL); err != nil {
 		return fmt.Errorf("install trigger capture: create %s: %w", logTable, privilegeHint(err))
 	}
+	id, err := randomID()
+	if err != nil {
+		return fmt.Errorf("install trigger capture: %w", err)
+	}
+	if _, err := tx.Exec(ctx, sourceIDSQL, int64(id)); err != nil {
+		return fmt.Errorf("install trigger capture: store %s: %w", idTable, privilegeHint(err))
+	}
 	for _, t := range targets {
 		stmts, err := triggersSQL(ctx, tx, t, opts)
 		if err != nil {
@@ -161,6 +178,7 @@ func Uninstall(ctx context.Context, conn Conn) error {
 	}
 	drops = append(drops,
 		"DROP TABLE IF EXISTS "+logTable,
+		"DROP TABLE IF EXISTS "+idTable,
 		"DROP SEQUENCE IF EXISTS "+logSequence,
 		"DROP SCHEMA IF EXISTS "+schemaName)
 	for _, d := range drops {
@@ -426,4 +444,35 @@ func triggersSQL(ctx context.Context, q Conn, t target, opts Options) (string, e
 		}
 	}
 	return create.String(), nil
+}
+
+// randomID is a new change log's identity: 64 random bits, never 0 (0 means
+// "unknown" in source.Identity).
+func randomID() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("draw source id: %w", err)
+		}
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
+			return id, nil
+		}
+	}
+}
+
+// SystemID returns the identity of the installed change log, the random id
+// Install stored in cdcd.source_id: stable across reinstalls, new after
+// Uninstall (whose change log, and so any trail's continuity, is gone).
+// It returns ErrNotInstalled when nothing, or an install older than the
+// source id, is there.
+func SystemID(ctx context.Context, conn Conn) (uint64, error) {
+	var id int64
+	err := conn.QueryRow(ctx, `SELECT id FROM cdcd.source_id`).Scan(&id)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || pgCode(err) == codeUndefinedTable || pgCode(err) == codeInvalidSchema:
+		return 0, fmt.Errorf("read source id: %w: table %s is missing or empty: run %s", ErrNotInstalled, idTable, remedy)
+	case err != nil:
+		return 0, fmt.Errorf("read source id: %w", err)
+	}
+	return uint64(id), nil
 }
