@@ -31,6 +31,7 @@ import (
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/checkpoint"
+	"github.com/cdcd-io/cdcd/pkg/source"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 	"github.com/cdcd-io/cdcd/pkg/trail"
 )
@@ -39,6 +40,8 @@ import (
 type Config struct {
 	// Source configures the PostgreSQL source.
 	Source postgres.Config
+	// Open, when set, opens this source instead of the pgoutput source described by Source.
+	Open source.Opener
 	// TrailDir is the trail directory. Required.
 	TrailDir string
 	// Trail configures the trail writer (segment size). Its SystemID is set
