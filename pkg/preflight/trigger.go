@@ -193,7 +193,8 @@ func (c *checker) triggerTables(ctx context.Context, conn *pgx.Conn, src Trigger
 	var keyless, missing, disabled, denied []string
 	var user string
 	for _, t := range included {
-		out = append(out, table{schema: t.Schema, name: t.Name})
+		tb := table{schema: t.Schema, name: t.Name}
+		out = append(out, tb)
 		var hasKey, trig, usage bool
 		var have, off int
 		err := conn.QueryRow(ctx, `SELECT current_user,
@@ -205,19 +206,19 @@ func (c *checker) triggerTables(ctx context.Context, conn *pgx.Conn, src Trigger
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
 			t.Schema, t.Name, triggerNames).Scan(&user, &hasKey, &trig, &usage, &have, &off)
 		if err != nil {
-			c.add("source.triggers", Fail, fmt.Sprintf("cannot read table %s: %v", t, err), "check the connection")
+			c.add("source.triggers", Fail, fmt.Sprintf("cannot read table %s: %v", tb, err), "check the connection")
 			return out
 		}
 		if !hasKey {
-			keyless = append(keyless, t.String())
+			keyless = append(keyless, tb.String())
 		}
 		switch {
 		case off > 0:
-			disabled = append(disabled, t.String())
+			disabled = append(disabled, tb.String())
 		case have < len(triggerNames) && (!trig || !usage):
-			denied = append(denied, t.String())
+			denied = append(denied, tb.String())
 		case have < len(triggerNames):
-			missing = append(missing, t.String())
+			missing = append(missing, tb.String())
 		}
 	}
 	n := len(included)
