@@ -262,7 +262,7 @@ func (c *checker) changeLogGrowth(ctx context.Context, conn *pgx.Conn, src Trigg
 	// only with track_commit_timestamp (xid8 → xid through text).
 	err := conn.QueryRow(ctx, `SELECT pg_total_relation_size('cdcd.change_log'),
 		(SELECT reltuples::bigint FROM pg_class WHERE oid = 'cdcd.change_log'::regclass),
-		(pg_current_xact_id()::text::numeric - o.txid::text::numeric)::bigint,
+		(pg_snapshot_xmax(pg_current_snapshot())::text::numeric - o.txid::text::numeric)::bigint, -- no xid assigned: check only reads
 		CASE WHEN current_setting('track_commit_timestamp') = 'on' AND o.txid IS NOT NULL
 		  THEN extract(epoch FROM now() - pg_xact_commit_timestamp((o.txid::text::numeric % 4294967296)::text::xid)) END,
 		current_setting('track_commit_timestamp')
