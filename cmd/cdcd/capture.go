@@ -26,8 +26,7 @@ func newCaptureCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg := f.CaptureConfig()
-			cfg.Logger = log
+			cfg := f.CaptureConfig(log)
 			c, err := capture.New(cfg)
 			if err != nil {
 				return err

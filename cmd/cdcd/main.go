@@ -51,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newRunCmd(), newCaptureCmd(), newTrailCmd(), newCheckCmd(), newStatusCmd())
+	root.AddCommand(newRunCmd(), newCaptureCmd(), newTrailCmd(), newCheckCmd(), newStatusCmd(), newTriggerCmd())
 	return root
 }
 

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -52,9 +53,13 @@ type File struct {
 
 // Source is the `source:` section.
 type Source struct {
-	// Kind is the source type; only "postgres" (the default) exists.
+	// Kind is the source type: "postgres" (pgoutput logical replication, the
+	// default) or "trigger" (change-log tables filled by triggers, for
+	// databases where logical decoding is not allowed).
 	Kind string `yaml:"kind"`
-	// DSN is the connection string of the primary or PG16+ standby. Required.
+	// DSN is the connection string of the primary or PG16+ standby (kind
+	// trigger: of a writable database, the primary or a writable
+	// intermediary). Required.
 	DSN string `yaml:"dsn"`
 	// Password overrides DSN's password; any bytes (use ${NAME} or
 	// ${file:/path}). Default: the DSN's own, or libpq's sources (.pgpass).
@@ -67,12 +72,21 @@ type Source struct {
 	Slot string `yaml:"slot"`
 	// Publication is the publication name. Default "cdcd".
 	Publication string `yaml:"publication"`
-	// Create creates a missing publication (FOR ALL TABLES) and slot. Default false.
+	// Create creates a missing publication (FOR ALL TABLES) and slot; kind
+	// trigger: installs the change log and the triggers of the included
+	// tables on start (as `cdcd trigger install` does). Default false.
 	Create bool `yaml:"create"`
 	// Heartbeat is the heartbeat interval; "off" disables. Default 10s.
 	Heartbeat Duration `yaml:"heartbeat"`
 	// StatusInterval is the standby status update interval. Default 10s.
 	StatusInterval Duration `yaml:"status_interval"`
+	// PollInterval is how often the change log is read (kind trigger only):
+	// an idle database costs one small query per interval. Default 200ms.
+	PollInterval Duration `yaml:"poll_interval"`
+	// AllowKeyless captures included tables without a primary key or
+	// replica identity index, with whole old rows (kind trigger only).
+	// Default false: such tables are refused, naming them and the remedy.
+	AllowKeyless bool `yaml:"allow_keyless"`
 }
 
 // Trail is the `trail:` section.
@@ -191,10 +205,8 @@ func (f *File) validate() error {
 	if err := f.validateSnapshot(); err != nil {
 		return err
 	}
-	switch f.Source.Kind {
-	case "", "postgres":
-	default:
-		return f.errAt("source.kind", fmt.Errorf("%q is not supported: use postgres", f.Source.Kind))
+	if err := f.validateKind(); err != nil {
+		return err
 	}
 	if f.Source.DSN == "" {
 		return f.errAt("source.dsn", errors.New("is required: the source's connection string, e.g. postgres://cdc@host:5432/app"))
@@ -230,9 +242,10 @@ func (f *File) validate() error {
 	return nil
 }
 
-// CaptureConfig returns the capture configuration the file describes.
-func (f *File) CaptureConfig() capture.Config {
-	return capture.Config{
+// CaptureConfig returns the capture configuration the file describes; log
+// is the capture's and the source's logger (nil: discard).
+func (f *File) CaptureConfig(log *slog.Logger) capture.Config {
+	cfg := capture.Config{
 		Source: postgres.Config{
 			DSN:            f.Source.DSN,
 			PrimaryDSN:     f.Source.PrimaryDSN,
@@ -246,5 +259,10 @@ func (f *File) CaptureConfig() capture.Config {
 		Trail:            trail.Options{SegmentBytes: int64(f.Trail.SegmentBytes)},
 		GroupCommitDelay: time.Duration(f.Capture.GroupCommitDelay),
 		GroupCommitBytes: int64(f.Capture.GroupCommitBytes),
+		Logger:           log,
 	}
+	if f.Source.Kind == KindTrigger {
+		cfg.Open = f.triggerOpener(log)
+	}
+	return cfg
 }

@@ -30,7 +30,7 @@ func TestParseExample(t *testing.T) {
 	f, err := Parse([]byte(example))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://cdc:s3cret@127.0.0.1:5433/app?sslmode=disable", f.Source.DSN)
-	c := f.CaptureConfig()
+	c := f.CaptureConfig(nil)
 	require.Equal(t, 10*time.Second, c.Source.Heartbeat)
 	require.True(t, c.Source.Create)
 	require.Equal(t, int64(64<<20), c.Trail.SegmentBytes)
@@ -40,7 +40,7 @@ func TestParseExample(t *testing.T) {
 func TestHeartbeatOff(t *testing.T) {
 	f, err := Parse([]byte("source: {dsn: x, heartbeat: off}\ntrail: {dir: /tmp/x}\n"))
 	require.NoError(t, err)
-	require.Less(t, f.CaptureConfig().Source.Heartbeat, time.Duration(0))
+	require.Less(t, f.CaptureConfig(nil).Source.Heartbeat, time.Duration(0))
 }
 
 func TestParseErrorsNameTheKeyAndLine(t *testing.T) {

@@ -88,6 +88,9 @@ func (f *File) StatusURL() string {
 // daemon is down.
 func (f *File) DiskStatusConfig() status.DiskConfig {
 	cfg := status.DiskConfig{TrailDir: f.Trail.Dir, SourceDSN: f.Source.DSN, Slot: f.Source.Slot}
+	if f.Source.Kind == KindTrigger {
+		cfg.SourceDSN = "" // no slot to read
+	}
 	for _, s := range f.Sinks {
 		ds := status.DiskSink{Name: s.Name, Kind: s.Kind}
 		if s.Kind == "postgres" {
@@ -103,7 +106,14 @@ func (f *File) DiskStatusConfig() status.DiskConfig {
 
 // PreflightConfig returns what `cdcd check` checks.
 func (f *File) PreflightConfig() preflight.Config {
-	cfg := preflight.Config{Source: f.CaptureConfig().Source, TrailDir: f.Trail.Dir}
+	cfg := preflight.Config{Source: f.CaptureConfig(nil).Source, TrailDir: f.Trail.Dir}
+	if f.Source.Kind == KindTrigger {
+		tc := f.TriggerConfig(nil)
+		// The change log is the trigger source's WAL retention: the same
+		// thresholds apply to its size.
+		cfg.Trigger = &preflight.Trigger{DSN: tc.DSN, Include: tc.Include, Create: tc.Create, AllowKeyless: tc.AllowKeyless,
+			WarnBytes: int64(f.WALGuard.WarnBytes), AlertBytes: int64(f.WALGuard.AlertBytes)}
+	}
 	for _, s := range f.Sinks {
 		cfg.Sinks = append(cfg.Sinks, preflight.Sink{Name: s.Name, Kind: s.Kind, DSN: s.DSN,
 			CheckpointTable: s.CheckpointTable, Brokers: s.Brokers, IAM: s.IAM.Region != ""})

@@ -192,8 +192,7 @@ func (f *File) validateSink(i int, names map[string]bool) error {
 // the sinks, the table mapping and the snapshot. pipeline.New does the
 // wiring; Snapshot.Progress is the caller's to set (a terminal).
 func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
-	cc := f.CaptureConfig()
-	cc.Logger = log
+	cc := f.CaptureConfig(log)
 	pc := pipeline.Config{
 		Capture:       cc,
 		PurgeInterval: time.Duration(f.Trail.PurgeInterval),

@@ -2,7 +2,9 @@
 // leave to manual prerequisites: the source's version, standby settings,
 // wal_level, slot and sender headroom, the role's REPLICATION privilege,
 // publication and slot state, max_slot_wal_keep_size, tables that cannot
-// replicate updates and deletes, TOASTable columns, each sink's reachability
+// replicate updates and deletes, TOASTable columns (for a trigger-table
+// source instead: the change log and triggers or the right to create them,
+// keys, and the change log's size and age), each sink's reachability
 // and tables, TLS (sslmode=verify-full) on every PostgreSQL connection, and
 // the trail directory. Each check yields one Result: pass,
 // warn or fail, with the remedy when it is not a pass.
@@ -52,6 +54,11 @@ type Result struct {
 type Config struct {
 	// Source is the source's configuration (defaults applied here).
 	Source postgres.Config
+	// Trigger, when set, says the source is a trigger-table source
+	// (source.kind: trigger): its checks replace the pgoutput ones (no
+	// wal_level, REPLICATION, slot or publication) and Source is not used.
+	// Default nil: a pgoutput source.
+	Trigger *Trigger
 	// TrailDir is the trail directory.
 	TrailDir string
 	// Sinks are the configured sinks.
@@ -103,8 +110,14 @@ func Run(ctx context.Context, cfg Config) []Result {
 		cfg.Timeout = 10 * time.Second
 	}
 	c := &checker{cfg: cfg}
-	c.tls()
-	tables := c.source(ctx)
+	var tables []table
+	if cfg.Trigger != nil {
+		c.out = append(c.out, tlsCheck("source.tls", "source", cfg.Trigger.DSN, false))
+		tables = c.triggerSource(ctx)
+	} else {
+		c.tls()
+		tables = c.source(ctx)
+	}
 	for _, s := range cfg.Sinks {
 		c.sink(ctx, s, tables)
 	}

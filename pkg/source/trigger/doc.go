@@ -253,9 +253,9 @@
 //
 // Errors that reopening cannot cure (a missing change log or triggers, a
 // missing privilege, a trail that does not fit the state, a corrupt state
-// file) are [TerminalError]s: capture stops on them (errors.As with
-// interface{ Terminal() bool } finds them without importing this package)
-// and retries every other error by reopening the source and starting again
+// file) are [TerminalError]s — the seam's source.TerminalError, so capture
+// stops on them (source.IsTerminal) without importing this package — and
+// retries every other error by reopening the source and starting again
 // from the trail's held position.
 //
 // # Privileges

@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cdcd-io/cdcd/pkg/source"
 )
 
 // Conn is what this package needs of a connection: *pgx.Conn, pgx.Tx and
@@ -72,32 +74,21 @@ func notInstalled(err error) error {
 // triggers are missing, the trail and the source disagree, a privilege is
 // missing): capture stops and reports it instead of reopening the source.
 // Every other error of a Source (a lost connection, a server restart) is
-// retriable: reopen and Start again from the trail's held position.
-type TerminalError struct{ Err error }
+// retriable: reopen and Start again from the trail's held position. It is
+// the seam's (see package source), so capture needs no import of this one.
+type TerminalError = source.TerminalError
 
-func (e *TerminalError) Error() string { return e.Err.Error() }
-func (e *TerminalError) Unwrap() error { return e.Err }
-
-// Terminal reports true. It lets a caller recognise terminal errors of any
-// source without importing this package:
-//
-//	var t interface{ Terminal() bool }
-//	if errors.As(err, &t) && t.Terminal() { ... stop ... }
-func (e *TerminalError) Terminal() bool { return true }
-
-// Terminal wraps err as a TerminalError; nil stays nil.
+// Terminal wraps err as a TerminalError; nil and terminal errors stay as
+// they are.
 func Terminal(err error) error {
 	if err == nil || IsTerminal(err) {
 		return err
 	}
-	return &TerminalError{Err: err}
+	return source.Terminal(err)
 }
 
 // IsTerminal reports whether err (or anything it wraps) is a TerminalError.
-func IsTerminal(err error) bool {
-	var t *TerminalError
-	return errors.As(err, &t)
-}
+func IsTerminal(err error) bool { return source.IsTerminal(err) }
 
 // terminalCodes are SQLSTATEs that reconnecting cannot cure.
 var terminalCodes = map[string]bool{

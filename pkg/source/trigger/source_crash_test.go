@@ -221,8 +221,7 @@ func TestSourceNotInstalled(t *testing.T) {
 	}, time.Minute, time.Millisecond)
 	require.ErrorIs(t, err, trigger.ErrNotInstalled)
 	require.True(t, trigger.IsTerminal(err))
-	var term interface{ Terminal() bool }
-	require.ErrorAs(t, err, &term, "recognisable without importing this package")
+	require.True(t, source.IsTerminal(err), "capture recognises it through the seam")
 	require.ErrorContains(t, err, "cdcd.change_log is missing")
 	require.ErrorContains(t, err, "`cdcd trigger install --config <file>`")
 	t.Log(err)
