@@ -59,6 +59,32 @@ func Start(ctx context.Context, conn Conn) (Snapshot, error) {
 	return ParseSnapshot(text)
 }
 
+// Earliest returns the first position of a new trail: a snapshot that sees
+// none of the transactions that wrote the change log's rows, nor any
+// transaction still running, so the first poll delivers every change the
+// log holds (everything captured since install) and everything after it.
+// Taking "now" instead (Start) would silently drop the changes captured
+// between install and cdcd's first start.
+//
+// The snapshot is xmin:xmin: with xmin the lower of the oldest row's
+// transaction id and the oldest transaction still running: every
+// transaction below it has finished and wrote no row the log still holds.
+func Earliest(ctx context.Context, conn Conn) (Snapshot, error) {
+	var xmin *uint64
+	var installed bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('cdcd.change_log') IS NOT NULL`).Scan(&installed); err != nil {
+		return Snapshot{}, fmt.Errorf("take the first position: %w", err)
+	}
+	if !installed {
+		return Snapshot{}, fmt.Errorf("take the first position: %w", notInstalledErr())
+	}
+	if err := conn.QueryRow(ctx, `SELECT least((SELECT txid FROM cdcd.change_log ORDER BY txid LIMIT 1), pg_snapshot_xmin(pg_current_snapshot()))::text::bigint`).
+		Scan(&xmin); err != nil {
+		return Snapshot{}, fmt.Errorf("take the first position: %w", err)
+	}
+	return Snapshot{Xmin: *xmin, Xmax: *xmin}, nil
+}
+
 // notInstalledErr is ErrNotInstalled with the remedy, without a server error.
 func notInstalledErr() error {
 	return fmt.Errorf("%w: table %s is missing: run %s first", ErrNotInstalled, logTable, remedy)

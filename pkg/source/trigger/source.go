@@ -159,7 +159,9 @@ func (s *Source) Start(ctx context.Context, held change.LSN) (change.LSN, error)
 			return 0, Terminal(fmt.Errorf("start trigger source: the trail holds up to %s but %s is missing: "+
 				"the position on the source is lost; restore the file or start a new trail", held, s.statePath))
 		}
-		pos, err := Start(ctx, s.conn)
+		// Everything the log holds, not "now": changes captured between
+		// install and this first start are delivered too.
+		pos, err := Earliest(ctx, s.conn)
 		if err != nil {
 			return 0, classify(fmt.Errorf("start trigger source: %w", err))
 		}
