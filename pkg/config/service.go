@@ -61,6 +61,7 @@ func (f *File) ServiceConfig(log *slog.Logger) service.Config {
 		ReadyMaxLag:      time.Duration(f.HTTP.ReadyMaxLag),
 		ReadyMaxLagBytes: int64(f.HTTP.ReadyMaxLagBytes),
 		Guard: service.GuardConfig{
+			Off:        f.Source.Kind == KindTrigger,
 			Interval:   time.Duration(f.WALGuard.Interval),
 			WarnBytes:  int64(f.WALGuard.WarnBytes),
 			AlertBytes: int64(f.WALGuard.AlertBytes),

@@ -20,6 +20,10 @@ import (
 // GuardConfig configures the WAL-retention guard. The zero value of every
 // field means its default.
 type GuardConfig struct {
+	// Off disables the guard: the source has no replication slot (the
+	// trigger-table source, whose change log `cdcd check` watches
+	// instead). Default false.
+	Off bool
 	// Interval is how often the slot is read. Default 10s.
 	Interval time.Duration
 	// WarnBytes is the retained WAL (server position − restart_lsn) at which
@@ -109,6 +113,9 @@ const maxSamples = 8640
 // ErrSlotInvalidated error, when the slot is lost (found by its own poll or
 // by a refresh).
 func (m *monitor) run(ctx context.Context, stop func(error)) {
+	if m.cfg.Off {
+		return
+	}
 	m.readMu.Lock()
 	m.stop = stop
 	m.readMu.Unlock()
@@ -274,7 +281,10 @@ func (m *monitor) snapshot() (status.SlotState, string, Level) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	readErr := m.readErr
-	if !m.read1 && readErr == "" {
+	switch {
+	case m.cfg.Off:
+		readErr = noSlot
+	case !m.read1 && readErr == "":
 		readErr = notRead
 	}
 	return m.state, readErr, m.level
@@ -283,6 +293,9 @@ func (m *monitor) snapshot() (status.SlotState, string, Level) {
 // notRead is the slot's error in a report before the monitor has read it:
 // its Exists false then means unknown, not missing.
 const notRead = "the slot has not been read yet"
+
+// noSlot is the slot's error in a report when the guard is off.
+const noSlot = "no replication slot: the source is not pgoutput"
 
 // lagSeconds is how long ago the source's WAL first passed pos: 0 when it
 // has not (as far as the last read knows).

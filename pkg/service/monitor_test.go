@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -41,6 +42,22 @@ func TestSnapshotBeforeFirstRead(t *testing.T) {
 	m.state, m.read1 = status.SlotState{Slot: status.Slot{Exists: true}}, true
 	_, readErr, _ = m.snapshot()
 	require.Empty(t, readErr)
+}
+
+// TestGuardOff: with no slot (the trigger source) the guard never reads
+// one, never stops the pipeline, and reports why there is no slot.
+func TestGuardOff(t *testing.T) {
+	m := &monitor{cfg: GuardConfig{Off: true}, slot: "cdcd"}
+	done := make(chan struct{})
+	go func() {
+		m.run(context.Background(), func(err error) { t.Errorf("guard stopped the pipeline: %v", err) })
+		close(done)
+	}()
+	<-done // returns at once, without a context to end it
+	m.refresh(context.Background())
+	_, readErr, level := m.snapshot()
+	require.Equal(t, noSlot, readErr)
+	require.Equal(t, LevelOK, level)
 }
 
 func TestLagSeconds(t *testing.T) {
