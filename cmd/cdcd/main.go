@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cdcd-io/cdcd/pkg/config"
+	"github.com/cdcd-io/cdcd/pkg/source/trigger"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -28,9 +29,19 @@ func main() {
 	stopProfile()
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "cdcd: "+err.Error())
+		fmt.Fprintln(os.Stderr, "cdcd: "+withRemedy(err).Error())
 		os.Exit(exitCode(err))
 	}
+}
+
+// withRemedy adds the configuration key that cures an error the library
+// reports without knowing the YAML: `cdcd trigger install` and `cdcd run`
+// with source.create alike.
+func withRemedy(err error) error {
+	if errors.Is(err, trigger.ErrNoKey) {
+		return fmt.Errorf("%w (source.allow_keyless: true), or leave them out with tables.exclude", err)
+	}
+	return err
 }
 
 // exitCode is 2 for a bad configuration file (nothing was started), 1 for

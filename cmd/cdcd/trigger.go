@@ -42,11 +42,8 @@ func newTriggerInstallCmd() *cobra.Command {
 			if len(tables) == 0 {
 				return errors.New("trigger install: no table is included: check tables.include and tables.exclude (schema.table patterns) against the source's tables")
 			}
-			err = trigger.Install(cmd.Context(), conn, tables, trigger.Options{AllowKeyless: tc.AllowKeyless})
-			if errors.Is(err, trigger.ErrNoKey) {
-				err = fmt.Errorf("%w (source.allow_keyless: true), or leave them out with tables.exclude", err)
-			}
-			if err != nil {
+			// A key-less table's error gets its remedy in main (withRemedy).
+			if err := trigger.Install(cmd.Context(), conn, tables, trigger.Options{AllowKeyless: tc.AllowKeyless}); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
