@@ -25,6 +25,18 @@ func TestFloors(t *testing.T) {
 	require.Len(t, failed, 1, "%v", failed)
 	require.Contains(t, failed[0], "apply.insert: has a floor but was not measured")
 
+	// Scenarios named scenario.workload own the ratio of their name only.
+	require.NoError(t, os.WriteFile(path, []byte("ci:\n  trigger.cost: 0.5\n  trigger.capture: 0.3\n"), 0o644))
+	f, err = loadFloors(path)
+	require.NoError(t, err)
+	r = &Results{Size: "ci", Scenarios: []string{"trigger.capture"}}
+	failed = f.check(r)
+	require.Equal(t, []string{"trigger.capture: has a floor but was not measured"}, failed)
+	r.Ratios = []Ratio{{Key: "trigger.capture", Ratio: 0.2}}
+	failed = f.check(r)
+	require.Len(t, failed, 1, "%v", failed)
+	require.Contains(t, failed[0], "trigger.capture: ratio 0.20 < floor 0.30")
+
 	require.NoError(t, os.WriteFile(path, []byte("ci:\n  capture.rows: x\n"), 0o644))
 	_, err = loadFloors(path)
 	require.Error(t, err)
