@@ -63,15 +63,27 @@ func (f *File) Store(pos uint64) error {
 	b = append(b, magic...)
 	b = binary.LittleEndian.AppendUint64(b, pos)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[len(magic):], castagnoli))
-	tmp := f.path + ".tmp"
+	if err := WriteFile(f.path, b); err != nil {
+		return fmt.Errorf("store checkpoint: %w", err)
+	}
+	return nil
+}
+
+// WriteFile durably replaces the file at path with b: b is written to
+// "<path>.tmp" (mode 0600, owner only, whatever the umask or a leftover
+// temporary's mode) and fsynced, renamed over path, and the directory
+// fsynced. After a crash a reader finds the old content or the new, never a
+// torn mix — every small state file in the trail directory is stored so.
+func WriteFile(path string, b []byte) error {
+	tmp := path + ".tmp"
 	if err := writeSync(tmp, b); err != nil {
-		return fmt.Errorf("store checkpoint: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp, f.path); err != nil {
-		return fmt.Errorf("store checkpoint: %w", err)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
 	}
-	if err := SyncDir(filepath.Dir(f.path)); err != nil {
-		return fmt.Errorf("store checkpoint: %w", err)
+	if err := SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("sync directory: %w", err)
 	}
 	return nil
 }

@@ -83,33 +83,10 @@ func storeState(dir, sinkName string, s *State) error {
 	if err != nil {
 		return err
 	}
-	p := statePath(dir, sinkName)
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
+	if err := checkpoint.WriteFile(statePath(dir, sinkName), b); err != nil {
 		return fmt.Errorf("write snapshot state: %w", err)
 	}
-	// Owner only, like the rest of the trail directory; O_CREATE's mode
-	// does not apply to a temporary left behind by a crash, so set it.
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("write snapshot state: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write snapshot state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write snapshot state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write snapshot state: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write snapshot state: %w", err)
-	}
-	return checkpoint.SyncDir(dir)
+	return nil
 }
 
 // SkipLSNs returns, per source table ("schema.table"), the consistent point

@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,9 +20,6 @@ const StateFile = "trigger.position"
 
 // stateHeader is the first line of a state file: the format and its version.
 const stateHeader = "cdcd trigger position 1"
-
-// statePerm is the mode of the state file: owner only, like the trail.
-const statePerm = 0o600
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -136,36 +132,8 @@ func loadState(path string) (s state, ok bool, err error) {
 // (mode 0600) is written and fsynced, renamed over path, and the directory
 // fsynced, so a reader finds the old or the new state, never a torn one.
 func storeState(path string, s state) error {
-	tmp := path + ".tmp"
-	if err := writeSync(tmp, s.encode()); err != nil {
+	if err := checkpoint.WriteFile(path, s.encode()); err != nil {
 		return fmt.Errorf("store trigger source state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("store trigger source state: %w", err)
-	}
-	if err := checkpoint.SyncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("store trigger source state: sync directory: %w", err)
 	}
 	return nil
-}
-
-func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, statePerm)
-	if err != nil {
-		return err
-	}
-	// O_CREATE's mode does not apply to a temporary left by a crash.
-	if err := f.Chmod(statePerm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
