@@ -94,6 +94,13 @@ func startCdcd(t testing.TB, bin, cfg, logPath string) *cdcdProc {
 	return p
 }
 
+// streamingLines counts the "capture streaming" lines in a cdcd log: one
+// per source session started.
+func streamingLines(logPath string) int {
+	log, _ := os.ReadFile(logPath)
+	return strings.Count(string(log), "capture streaming")
+}
+
 // kill SIGKILLs the process and waits for it.
 func (p *cdcdProc) kill(t testing.TB) {
 	t.Helper()
@@ -132,7 +139,7 @@ func TestTriggerPgbenchKill9(t *testing.T) {
 		}
 		bench <- string(out)
 	}()
-	kills := 0
+	kills, lastBefore := 0, 0
 	var benchOut string
 	for benchOut == "" || kills < 6 {
 		// Not a wait for anything: the kill lands at a random moment of
@@ -140,6 +147,7 @@ func TestTriggerPgbenchKill9(t *testing.T) {
 		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
 		p.kill(t)
 		kills++
+		lastBefore = streamingLines(logPath)
 		p = startCdcd(t, bin, cfg, logPath)
 		select {
 		case benchOut = <-bench:
@@ -147,6 +155,12 @@ func TestTriggerPgbenchKill9(t *testing.T) {
 		}
 	}
 	require.Contains(t, benchOut, "number of transactions actually processed", benchOut)
+	// The last instance may find nothing left to do: before it is sent
+	// SIGTERM it must be up (a signal before main installs its handler
+	// kills the process), which a "capture streaming" line written after
+	// it started shows (killed instances may never have written theirs).
+	require.Eventually(t, func() bool { return streamingLines(logPath) > lastBefore }, 2*time.Minute, 50*time.Millisecond,
+		"the last cdcd instance never started streaming")
 
 	var state string
 	for deadline := time.Now().Add(3 * time.Minute); ; {

@@ -124,7 +124,15 @@ func TestTriggerExactlyOnceKill9(t *testing.T) {
 		t.Logf("kill %d: %d rows committed so far", i+1, w.committed.Load())
 	}
 	total := w.finish(t)
+	log0, _ := os.ReadFile(logPath)
 	cmd := start()
+	// The last instance may find nothing left to do: it must be up before
+	// SIGTERM (a signal before main installs its handler kills the
+	// process), which a new "capture streaming" line shows.
+	require.Eventually(t, func() bool {
+		log, _ := os.ReadFile(logPath)
+		return strings.Count(string(log), "capture streaming") > strings.Count(string(log0), "capture streaming")
+	}, 2*time.Minute, 50*time.Millisecond, "the last cdcd instance never started streaming")
 	var state string
 	for deadline := time.Now().Add(2 * time.Minute); ; {
 		var ok bool
