@@ -126,7 +126,7 @@ func waitRows(dsn, query string, want int64) {
 		if time.Now().After(deadline) {
 			log.Fatalf("%s did not reach %d", query, want)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // poll interval: the loop waits for the count, not for time
 	}
 }
 
