@@ -203,6 +203,11 @@ func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
 		},
 		Logger: log,
 	}
+	if f.Source.Kind == KindTrigger {
+		tc := f.TriggerConfig(log)
+		pc.Trigger = &tc
+		pc.Capture.Open = nil // the pipeline opens the trigger source itself
+	}
 	for _, s := range f.Sinks {
 		pc.Sinks = append(pc.Sinks, pipeline.Sink{
 			Apply: apply.Config{

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cdcd-io/cdcd/pkg/snapshot"
 	"github.com/cdcd-io/cdcd/pkg/source"
 	"github.com/cdcd-io/cdcd/pkg/source/trigger"
 )
@@ -53,13 +52,6 @@ func (f *File) validateKind() error {
 	}
 	if f.Source.PollInterval < 0 {
 		return f.errAt("source.poll_interval", errors.New("cannot be off: use a duration such as 200ms"))
-	}
-	switch f.Snapshot.Mode {
-	case "", snapshot.ModeNever:
-	default:
-		return f.errAt("snapshot.mode", fmt.Errorf("%s: snapshot with the trigger source is not supported yet: "+
-			"set snapshot.mode: never, load the target first (e.g. pg_dump | psql, while `cdcd trigger install` "+
-			"has the triggers recording), then start cdcd", f.Snapshot.Mode))
 	}
 	for i, m := range f.Mappings {
 		if m.Where != "" {

@@ -30,6 +30,10 @@ tables:
 	require.False(t, tc.Include("public", "audit_2024"))
 	require.False(t, tc.Include("app", "orders"))
 	require.NotNil(t, f.CaptureConfig(nil).Open, "kind trigger opens the trigger source")
+	pc := f.PipelineConfig(nil)
+	require.NotNil(t, pc.Trigger, "the pipeline wires the trigger source (and its snapshots)")
+	require.Nil(t, pc.Capture.Open)
+	require.Equal(t, tc.DSN, pc.Trigger.DSN)
 	pf := f.PreflightConfig()
 	require.NotNil(t, pf.Trigger)
 	require.True(t, pf.Trigger.AllowKeyless)
@@ -45,6 +49,7 @@ tables:
 	f, err = Parse([]byte("source: {dsn: x}\ntrail: {dir: /t}\n"))
 	require.NoError(t, err)
 	require.Nil(t, f.CaptureConfig(nil).Open, "kind postgres uses the pgoutput source")
+	require.Nil(t, f.PipelineConfig(nil).Trigger)
 	require.Nil(t, f.PreflightConfig().Trigger)
 }
 
@@ -60,8 +65,6 @@ func TestTriggerKindErrors(t *testing.T) {
 		{"allow_keyless for postgres", "source:\n  kind: postgres\n  dsn: x\n  allow_keyless: true\n" + trail, "source.allow_keyless (line 4): applies to kind trigger only"},
 		{"poll_interval off", "source:\n  kind: trigger\n  dsn: x\n  poll_interval: off\n" + trail, "source.poll_interval (line 4): cannot be off"},
 		{"bad poll_interval", "source:\n  kind: trigger\n  dsn: x\n  poll_interval: often\n" + trail, `source.poll_interval (line 4): invalid duration "often"`},
-		{"snapshot", "source: {kind: trigger, dsn: x}\n" + trail + "snapshot:\n  mode: initial\n",
-			"snapshot.mode (line 4): initial: snapshot with the trigger source is not supported yet: set snapshot.mode: never, load the target first (e.g. pg_dump | psql"},
 		{"row filter", "source: {kind: trigger, dsn: x}\n" + trail + "mappings:\n  - from: public.a\n    where: \"x > 1\"\n",
 			"mappings[0].where (line 5): applies to kind postgres only"},
 		{"kind", "source: {kind: mysql, dsn: x}\n" + trail, `source.kind (line 1): "mysql" is not supported: use postgres or trigger`},

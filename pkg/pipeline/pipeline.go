@@ -17,12 +17,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cdcd-io/cdcd/pkg/apply"
 	"github.com/cdcd-io/cdcd/pkg/capture"
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/mapping"
+	"github.com/cdcd-io/cdcd/pkg/schema"
 	"github.com/cdcd-io/cdcd/pkg/sink"
 	"github.com/cdcd-io/cdcd/pkg/snapshot"
+	"github.com/cdcd-io/cdcd/pkg/source/postgres"
+	"github.com/cdcd-io/cdcd/pkg/source/trigger"
 	"github.com/cdcd-io/cdcd/pkg/trail"
 )
 
@@ -30,6 +35,11 @@ import (
 type Config struct {
 	// Capture configures the source side.
 	Capture capture.Config
+	// Trigger, when set, captures with the trigger-table source (package
+	// source/trigger) instead of pgoutput: Capture.Open and Capture.Source
+	// are then the pipeline's to fill. StateDir defaults to the trail
+	// directory, Logger to Logger. Default nil: pgoutput.
+	Trigger *trigger.Config
 	// Sinks are the apply workers. Required: at least one.
 	Sinks []Sink
 	// PurgeInterval is how often fully applied trail segments are deleted.
@@ -88,6 +98,8 @@ type Pipeline struct {
 	workers []*apply.Worker
 	// snapshots[i] is workers[i]'s snapshot, nil when none.
 	snapshots []*snapshot.Runner
+	// exports places the snapshots of a trigger source; nil otherwise.
+	exports *trigger.Exports
 }
 
 // New validates cfg and builds the pipeline.
@@ -108,11 +120,18 @@ func New(cfg Config) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tables: %w", err)
 	}
-	c, err := capture.New(cfg.Capture)
+	p := &Pipeline{cfg: cfg, log: cfg.Logger, mapping: m}
+	if cfg.Trigger != nil {
+		if err := p.triggerSource(); err != nil {
+			return nil, err
+		}
+	}
+	c, err := capture.New(p.cfg.Capture)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg, log: cfg.Logger, mapping: m, capture: c}
+	p.capture = c
+	cfg = p.cfg
 	names := map[string]bool{}
 	for _, s := range cfg.Sinks {
 		ac := s.Apply
@@ -163,14 +182,71 @@ func New(cfg Config) (*Pipeline, error) {
 // runner opens the sink without the stream's mapping: it maps rows itself.
 func (p *Pipeline) snapshotRunner(name string, open apply.OpenFunc) (*snapshot.Runner, error) {
 	sc := p.cfg.Snapshot
-	if sc.Mode == "" || sc.Mode == snapshot.ModeNever {
+	if !p.snapshotting() {
 		return nil, nil
 	}
-	return snapshot.New(snapshot.Config{
+	cfg := snapshot.Config{
 		Mode: sc.Mode, Parallelism: sc.Parallelism, ChunkRows: sc.ChunkRows, CreateSchema: sc.CreateSchema,
 		Source: p.cfg.Capture.Source, Map: p.mapping, StateDir: p.cfg.Capture.TrailDir,
 		Sink: name, Open: open, Logger: p.log, Bar: sc.Progress,
-	})
+	}
+	if ex := p.exports; ex != nil {
+		cfg.Export = func(ctx context.Context) (*snapshot.Exported, error) {
+			e, err := ex.Export(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return &snapshot.Exported{Name: e.Name, LSN: e.LSN, Release: func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := e.Close(ctx); err != nil {
+					p.log.Warn("snapshot: end the exported snapshot", "sink", name, "err", err)
+				}
+			}}, nil
+		}
+		include := p.cfg.Trigger.Include
+		cfg.Tables = func(ctx context.Context, q *pgx.Conn) ([]schema.Name, error) {
+			tables, err := trigger.Tables(ctx, q, include)
+			if err != nil {
+				return nil, err
+			}
+			names := make([]schema.Name, len(tables))
+			for i, t := range tables {
+				names[i] = schema.Name{Schema: t.Schema, Name: t.Name}
+			}
+			return names, nil
+		}
+	}
+	return snapshot.New(cfg)
+}
+
+func (p *Pipeline) snapshotting() bool {
+	mode := p.cfg.Snapshot.Mode
+	return mode != "" && mode != snapshot.ModeNever
+}
+
+// triggerSource makes the trigger source capture's: its opener, and for
+// snapshots the Exports that place their snapshots at batch boundaries.
+func (p *Pipeline) triggerSource() error {
+	tc := *p.cfg.Trigger
+	if p.mapping.HasWhere() {
+		return errors.New("tables: row filters (where) need the pgoutput source's publication; the trigger source has none")
+	}
+	if tc.StateDir == "" {
+		tc.StateDir = p.cfg.Capture.TrailDir
+	}
+	if tc.Logger == nil {
+		tc.Logger = p.cfg.Logger
+	}
+	if p.snapshotting() {
+		p.exports = trigger.NewExports()
+		tc.Exports = p.exports
+	}
+	p.cfg.Trigger = &tc
+	p.cfg.Capture.Open = trigger.NewOpener(tc)
+	// Snapshot workers connect with the source's DSN.
+	p.cfg.Capture.Source = postgres.Config{DSN: tc.DSN}
+	return nil
 }
 
 // mapped puts the mapping decorator around the sink: it renames and drops
@@ -253,8 +329,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	// The mappings' row filters become the publication's: capture must not
 	// create a FOR ALL TABLES publication first.
-	if err := snapshot.PreparePublication(ctx, p.cfg.Capture.Source, p.mapping, p.log); err != nil {
-		return err
+	if p.cfg.Trigger == nil {
+		if err := snapshot.PreparePublication(ctx, p.cfg.Capture.Source, p.mapping, p.log); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -1,12 +1,16 @@
 package snapshot
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cdcd-io/cdcd/pkg/apply"
 	"github.com/cdcd-io/cdcd/pkg/mapping"
+	"github.com/cdcd-io/cdcd/pkg/schema"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 )
 
@@ -51,6 +55,14 @@ type Config struct {
 	// Open connects the sink (without the stream's mapping decorator): the
 	// snapshot opens one per worker when it is a sink.BulkLoader.
 	Open apply.OpenFunc
+	// Export, when set, exports the snapshot the copy reads under instead
+	// of a temporary logical slot next to Source.Slot: for sources other
+	// than pgoutput (the trigger source places a batch boundary there, see
+	// trigger.Exports). The copy then skips nothing it needs a slot for.
+	Export func(ctx context.Context) (*Exported, error)
+	// Tables, when set, lists the source tables to copy (the map still
+	// selects among them) instead of Source.Publication's.
+	Tables func(ctx context.Context, q *pgx.Conn) ([]schema.Name, error)
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
 	// Bar receives per-table progress bars; nil: logs every LogInterval.

@@ -19,9 +19,11 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 )
 
-// exported is a snapshot exported by a temporary logical slot. The
-// snapshot stays importable only while its replication connection is idle:
-// Close it once every worker has imported it (SET TRANSACTION SNAPSHOT).
+// Exported is a snapshot exported for a copy, by default by a temporary
+// logical slot (Config.Export replaces the slot for other sources). It
+// stays importable only until Close (a slot's: while its replication
+// connection is idle): close it once every worker has imported it (SET
+// TRANSACTION SNAPSHOT).
 //
 // Why this is consistent with the stream: a slot's exported snapshot sees
 // exactly the transactions whose commit record ends at or before the slot's
@@ -32,23 +34,26 @@ import (
 // that committed before it (mapping.Wrap's skip), so nothing is missed or
 // applied twice. PostgreSQL 16+ standbys export slot snapshots too
 // (verified on 17), so this works unchanged there.
-type exported struct {
+type Exported struct {
+	// Name is the snapshot's identifier for SET TRANSACTION SNAPSHOT.
 	Name string
-	LSN  change.LSN
-	conn *pgconn.PgConn
+	// LSN is the stream position the snapshot is consistent with: it sees
+	// exactly the transactions ending at or before it.
+	LSN change.LSN
+	// Release ends the export (nil: nothing to end).
+	Release func()
 }
 
-func (e *exported) Close() {
-	if e.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.conn.Close(ctx) // the temporary slot goes with it
-		e.conn = nil
+// Close releases the export once; the snapshot is no longer importable.
+func (e *Exported) Close() {
+	if e.Release != nil {
+		e.Release()
+		e.Release = nil
 	}
 }
 
 // exportSnapshot creates a temporary slot exporting its snapshot.
-func exportSnapshot(ctx context.Context, cfg postgres.Config, standby bool) (*exported, error) {
+func exportSnapshot(ctx context.Context, cfg postgres.Config, standby bool) (*Exported, error) {
 	pc, err := pgconn.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("parse source.dsn %s: %w", dsn.Redact(cfg.DSN), dsn.RedactError(err, dsn.Password(cfg.DSN)))
@@ -78,7 +83,11 @@ func exportSnapshot(ctx context.Context, cfg postgres.Config, standby bool) (*ex
 		conn.Close(context.Background())
 		return nil, err
 	}
-	return &exported{Name: res.SnapshotName, LSN: lsn, conn: conn}, nil
+	return &Exported{Name: res.SnapshotName, LSN: lsn, Release: func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn.Close(ctx) // the temporary slot goes with it
+	}}, nil
 }
 
 func logStandbySnapshots(ctx context.Context, dsn string) func() {

@@ -13,36 +13,57 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/schema"
 )
 
-// listTables returns the published source tables the map includes, mapped,
-// largest first. q runs in the snapshot's transaction.
-func listTables(ctx context.Context, q *pgx.Conn, publication string, m *mapping.Map) ([]*schema.Table, error) {
-	rows, err := q.Query(ctx, `
+// listTables returns the source tables the map includes — the
+// publication's, or list's when set — mapped, largest first.
+func listTables(ctx context.Context, q *pgx.Conn, publication string, list func(context.Context, *pgx.Conn) ([]schema.Name, error), m *mapping.Map) ([]*schema.Table, error) {
+	type rel struct {
+		oid         uint32
+		schema, rel string
+	}
+	var rels []rel
+	if list != nil {
+		names, err := list(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("list the source tables: %w", err)
+		}
+		for _, n := range names {
+			if !m.Includes(n.Schema, n.Name) {
+				continue
+			}
+			r := rel{schema: n.Schema, rel: n.Name}
+			var kind string
+			if err := q.QueryRow(ctx, "SELECT oid, relkind::text FROM pg_class WHERE oid = $1::regclass",
+				pgx.Identifier{n.Schema, n.Name}.Sanitize()).Scan(&r.oid, &kind); err != nil {
+				return nil, fmt.Errorf("look up table %s.%s: %w", n.Schema, n.Name, err)
+			}
+			if kind == "r" { // a partitioned table's rows are its partitions'
+				rels = append(rels, r)
+			}
+		}
+	} else {
+		rows, err := q.Query(ctx, `
 SELECT c.oid, n.nspname, c.relname
 FROM pg_catalog.pg_publication_tables pt
 JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
 WHERE pt.pubname = $1 AND c.relkind = 'r'
 ORDER BY n.nspname, c.relname`, publication)
-	if err != nil {
-		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
-	}
-	type rel struct {
-		oid         uint32
-		schema, rel string
-	}
-	var rels []rel
-	for rows.Next() {
-		var r rel
-		if err := rows.Scan(&r.oid, &r.schema, &r.rel); err != nil {
-			rows.Close()
-			return nil, err
+		if err != nil {
+			return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
 		}
-		if m.Includes(r.schema, r.rel) {
-			rels = append(rels, r)
+		for rows.Next() {
+			var r rel
+			if err := rows.Scan(&r.oid, &r.schema, &r.rel); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if m.Includes(r.schema, r.rel) {
+				rels = append(rels, r)
+			}
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
+		}
 	}
 	var out []*schema.Table
 	for _, r := range rels {

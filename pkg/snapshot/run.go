@@ -120,25 +120,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		return fmt.Errorf("snapshot: connect to source %s: %w", dsn.Redact(r.cfg.Source.DSN), dsn.RedactError(err, dsn.Password(r.cfg.Source.DSN)))
 	}
 	defer src.Close(context.WithoutCancel(ctx))
-	var standby bool
-	if err := src.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
-	}
-	mainSlot, err := waitSlot(ctx, src, r.cfg.Source.Slot, func() {
-		r.log.Info("snapshot: waiting for capture to create the replication slot", "slot", r.cfg.Source.Slot)
-	})
+	exp, err := r.export(ctx, src)
 	if err != nil {
 		return err
 	}
-	exp, err := exportSnapshot(ctx, r.cfg.Source, standby)
-	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
-	}
 	defer exp.Close()
-	if mainSlot > exp.LSN {
-		return fmt.Errorf("snapshot: slot %s confirmed %s, past the snapshot's consistent point %s: retry", r.cfg.Source.Slot, mainSlot, exp.LSN)
-	}
-	r.log.Info("snapshot: exported", "consistent_point", exp.LSN.String(), "snapshot", exp.Name, "standby", standby)
 
 	// Every worker imports the snapshot before the exporting connection
 	// may do anything else.
@@ -200,9 +186,42 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
+// export exports the snapshot the copy reads under: Config.Export's, or a
+// temporary slot's once capture has created the pipeline's slot.
+func (r *Runner) export(ctx context.Context, src *pgx.Conn) (*Exported, error) {
+	if r.cfg.Export != nil {
+		exp, err := r.cfg.Export(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		r.log.Info("snapshot: exported", "consistent_point", exp.LSN.String(), "snapshot", exp.Name)
+		return exp, nil
+	}
+	var standby bool
+	if err := src.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	mainSlot, err := waitSlot(ctx, src, r.cfg.Source.Slot, func() {
+		r.log.Info("snapshot: waiting for capture to create the replication slot", "slot", r.cfg.Source.Slot)
+	})
+	if err != nil {
+		return nil, err
+	}
+	exp, err := exportSnapshot(ctx, r.cfg.Source, standby)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if mainSlot > exp.LSN {
+		exp.Close()
+		return nil, fmt.Errorf("snapshot: slot %s confirmed %s, past the snapshot's consistent point %s: retry", r.cfg.Source.Slot, mainSlot, exp.LSN)
+	}
+	r.log.Info("snapshot: exported", "consistent_point", exp.LSN.String(), "snapshot", exp.Name, "standby", standby)
+	return exp, nil
+}
+
 // plan lists and splits the tables and prepares the target.
 func (r *Runner) plan(ctx context.Context, q *pgx.Conn, first sink.Sink, lsn change.LSN) (*State, error) {
-	tables, err := listTables(ctx, q, r.cfg.Source.Publication, r.cfg.Map)
+	tables, err := listTables(ctx, q, r.cfg.Source.Publication, r.cfg.Tables, r.cfg.Map)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}

@@ -7,15 +7,16 @@
 // This package is the part that talks to the database: [Install] and
 // [Uninstall] create and remove the schema objects, a [Reader] polls
 // ([Reader.Poll]) and converts change-log rows into pkg/change events,
-// [Ack] deletes acknowledged rows, and [Export] shares the first position
-// with the initial snapshot copy. [NewOpener] puts it all behind the
+// [Ack] deletes acknowledged rows, and [Exports] places an initial copy's
+// snapshot at a batch boundary. [NewOpener] puts it all behind the
 // source seam (pkg/source) as a [Source]; see "The trigger source".
 //
 // # Objects in schema cdcd
 //
 //	cdcd.change_log_id_seq   sequence, CACHE 1: the ordering id
 //	cdcd.change_log          the change log (below)
-//	cdcd.change_log_txid     index on change_log (txid): serves Poll and Ack
+//	cdcd.change_log_txid_id  index on change_log (txid, id): serves the
+//	                         reads of a batch, a page at a time, and Ack
 //	cdcd.source_id           one row: the change log's identity (below)
 //	cdcd.capture_<oid>()     one trigger function per included table
 //
@@ -123,9 +124,13 @@
 // snapshot: the same consistency as the REPEATABLE READ transaction PgQ uses,
 // in one round trip, so an idle database costs one small query per poll).
 // Each transaction is therefore read exactly once, by the first poll whose
-// snapshot sees it committed, however long it stayed open. Rows are ordered
-// by id and grouped by txid into transactions; the transactions of one poll
-// are ordered by their last id: a transaction that touched a row after
+// snapshot sees it committed, however long it stayed open. The poll reads
+// one row per transaction (count, first and last id, GROUP BY txid); the
+// changes are read afterwards by txid — they are committed and stay until
+// acknowledged — in groups of whole transactions, or a large transaction in
+// pages by (txid, id), so memory is bounded by Config.ReadRows rows however
+// large the backlog. Within a transaction rows are in id order; the
+// transactions of one poll are ordered by their last id: a transaction that touched a row after
 // another wrote it could do so only after that one committed, so its last id
 // is larger, and this order agrees with commit order wherever two
 // transactions conflict.
@@ -149,14 +154,15 @@
 //
 // # First position and the initial copy
 //
-// The first position is the current snapshot when cdcd first starts
-// ([Start]); nothing committed before it is read from the log. An initial
-// copy must see exactly that snapshot: [Export] opens a REPEATABLE READ
-// transaction, takes pg_current_snapshot() as the first position and
-// exports the same MVCC snapshot (pg_export_snapshot()); copy workers import
-// it with SET TRANSACTION SNAPSHOT while the export stays open. The copy
-// then holds exactly the transactions visible in the position and the polls
-// deliver exactly the others: nothing is missed or doubled between them.
+// The first position of a new trail is [Earliest]: everything the log
+// holds. For a reader of its own, [Start] is the current snapshot, and
+// [StartExport] opens a REPEATABLE READ transaction, takes
+// pg_current_snapshot() as the first position and exports the same MVCC
+// snapshot (pg_export_snapshot()); copy workers import it with SET
+// TRANSACTION SNAPSHOT while the export stays open. The copy then holds
+// exactly the transactions visible in the position and the polls deliver
+// exactly the others. A running source places a copy's snapshot at a batch
+// boundary instead ([Exports], "Initial copy" below).
 //
 // # Acknowledgement
 //
@@ -257,6 +263,24 @@
 // stops on them (source.IsTerminal) without importing this package — and
 // retries every other error by reopening the source and starting again
 // from the trail's held position.
+//
+// # Initial copy
+//
+// A copy (the snapshot runner) must read under a snapshot that splits the
+// stream at one position: the transactions before the position are in the
+// copy, those after it are not. A poll's batch holds the transactions
+// visible in its snapshot and not in the previous one, in change-id order,
+// not commit order, so a copy's own snapshot would fall inside a batch.
+// [Exports] has the source place the boundary instead: at its next poll
+// (no batch in flight) it exports a snapshot S on a connection of its
+// own and reads the batch PollBetween(prev, S), so that batch ends exactly
+// at S. Every transaction of that batch and the earlier ones is visible in
+// S (in the copy); every later batch holds only transactions that are not
+// (they are not visible in S by the reading rule). The copy's tables skip
+// the stream up to the batch's end position. Steps 2-8 are unchanged: the
+// batch is stored before its first event and re-read identically after a
+// crash, so the boundary position is stable. The exporting transaction
+// stays open until the copy's workers have imported S.
 //
 // # Privileges
 //

@@ -15,10 +15,16 @@ type flight struct {
 	batch Batch
 	base  change.LSN
 	at    time.Time // when it was read: the transactions' CommitTime
-	// i is the transaction being delivered, j its next change; tx is its
-	// change.Tx once Begin went out (nil before).
-	i, j int
-	tx   *change.Tx
+	// i is the transaction being delivered, j its next change in the
+	// changes read so far; tx is its change.Tx once Begin went out (nil
+	// before). Changes are read when their transaction begins, in groups
+	// of whole transactions of at most Config.ReadRows rows, and a larger
+	// transaction a page of ReadRows at a time: after is the id of its last
+	// change read, left the number of its changes not read yet.
+	i, j  int
+	tx    *change.Tx
+	after int64
+	left  int
 }
 
 // newFlight delivers b's transactions after base, skipping the first skip
@@ -45,7 +51,7 @@ func (s *Source) Next(ctx context.Context, deadline time.Time) (source.Event, er
 	for {
 		if s.fl != nil {
 			if !s.fl.done() {
-				return s.event(), nil
+				return s.event(ctx)
 			}
 			// The batch waits for its Ack, which only the caller can give.
 			s.wait(ctx, deadline)
@@ -88,10 +94,18 @@ func (s *Source) wait(ctx context.Context, t time.Time) bool {
 // poll reads the next batch. A batch with transactions becomes the flight
 // once its state is stored (step 2); an empty one only moves prev on.
 func (s *Source) poll(ctx context.Context) error {
-	b, err := s.reader.Poll(ctx, s.conn, s.prev)
+	if r := s.cfg.Exports.pending(); r != nil {
+		return s.export(ctx, r)
+	}
+	b, err := s.reader.heads(ctx, s.conn, s.prev, nil)
 	if err != nil {
 		return classify(fmt.Errorf("trigger source: %w", err))
 	}
+	return s.take(b)
+}
+
+// take makes b the flight, or for an empty b moves prev on.
+func (s *Source) take(b Batch) error {
 	at := s.now()
 	if len(b.Txs) == 0 {
 		// Not stored: a restart polls from the stored, older position
@@ -109,30 +123,69 @@ func (s *Source) poll(ctx context.Context) error {
 
 // event returns the flight's next event: Begin, the Relations a change
 // needs announced, the Change, and after the last change the Commit.
-func (s *Source) event() source.Event {
+func (s *Source) event(ctx context.Context) (source.Event, error) {
 	f := s.fl
 	t := &f.batch.Txs[f.i]
 	if f.tx == nil {
+		if err := s.read(ctx, f); err != nil {
+			return source.Event{}, err
+		}
 		final := f.base + change.LSN(2*f.i+1)
 		f.tx = &change.Tx{
 			XID: uint32(t.XID), FinalLSN: final, CommitLSN: final, EndLSN: final + 1, CommitTime: f.at,
 		}
 		f.j = 0
-		return source.Event{Kind: source.Begin, Tx: f.tx, Bytes: 24}
+		return source.Event{Kind: source.Begin, Tx: f.tx, Bytes: 24}, nil
+	}
+	if f.j == len(t.Changes) && f.left > 0 {
+		if err := s.readPage(ctx, f, t); err != nil {
+			return source.Event{}, err
+		}
 	}
 	if f.j < len(t.Changes) {
 		c := &t.Changes[f.j]
 		if rel := s.unannounced(c); rel != nil {
 			s.announced[rel.OID] = rel
-			return source.Event{Kind: source.Relation, Relation: rel, Bytes: 64 * (1 + len(rel.Columns))}
+			return source.Event{Kind: source.Relation, Relation: rel, Bytes: 64 * (1 + len(rel.Columns))}, nil
 		}
 		f.j++
-		return source.Event{Kind: source.Change, Change: c, Bytes: changeBytes(c)}
+		return source.Event{Kind: source.Change, Change: c, Bytes: changeBytes(c)}, nil
 	}
 	tx := f.tx
 	f.tx = nil
+	t.Changes = nil // delivered: a restart reads them again from the log
 	f.i++
-	return source.Event{Kind: source.Commit, Tx: tx, Bytes: 24}
+	return source.Event{Kind: source.Commit, Tx: tx, Bytes: 24}, nil
+}
+
+// read makes the changes of the flight's transaction i available before
+// its Begin: already read with its group, or read now with the group it
+// starts, or, when it alone exceeds ReadRows, its first page.
+func (s *Source) read(ctx context.Context, f *flight) error {
+	t := &f.batch.Txs[f.i]
+	f.left = 0
+	switch {
+	case t.Changes != nil:
+		return nil
+	case t.Rows > s.cfg.ReadRows:
+		f.after, f.left = t.FirstID-1, t.Rows
+		return s.readPage(ctx, f, t)
+	default:
+		if _, err := s.reader.loadGroup(ctx, s.conn, f.batch.Txs[f.i:], s.cfg.ReadRows); err != nil {
+			return classify(fmt.Errorf("trigger source: %w", err))
+		}
+		return nil
+	}
+}
+
+// readPage replaces t's changes with its next page.
+func (s *Source) readPage(ctx context.Context, f *flight, t *Tx) error {
+	page, last, err := s.reader.loadPage(ctx, s.conn, t, f.after, min(f.left, s.cfg.ReadRows))
+	if err != nil {
+		return classify(fmt.Errorf("trigger source: %w", err))
+	}
+	t.Changes, f.j, f.after, f.left = page, 0, last, f.left-len(page)
+	return nil
 }
 
 // unannounced returns a relation of c not yet sent in this session in the

@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS cdcd.change_log (
 	new_row text
 );
 ALTER SEQUENCE cdcd.change_log_id_seq OWNED BY cdcd.change_log.id;
-CREATE INDEX IF NOT EXISTS change_log_txid ON cdcd.change_log (txid);
+CREATE INDEX IF NOT EXISTS change_log_txid_id ON cdcd.change_log (txid, id);
+DROP INDEX IF EXISTS cdcd.change_log_txid;
 CREATE TABLE IF NOT EXISTS cdcd.source_id (
 	one bool   PRIMARY KEY DEFAULT true CHECK (one),
 	id  bigint NOT NULL CHECK (id <> 0)

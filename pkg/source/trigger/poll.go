@@ -19,7 +19,10 @@ type Tx struct {
 	// FirstID and LastID are the ordering ids of its first and last change.
 	// The transactions of a poll are in ascending LastID order.
 	FirstID, LastID int64
-	// Changes are inserts, updates, deletes and truncates, in id order.
+	// Rows is the number of its change-log rows.
+	Rows int
+	// Changes are inserts, updates, deletes and truncates, in id order
+	// (nil until read: the source reads them a page at a time).
 	// Relations are shared between changes of the same table layout, and
 	// between polls while the layout does not change.
 	Changes []change.Change
@@ -51,20 +54,30 @@ type Reader struct {
 // NewReader returns a Reader with an empty catalog cache.
 func NewReader() *Reader { return &Reader{tables: map[uint32]*table{}} }
 
-// pollSQL reads, in one statement and therefore one MVCC snapshot, the
-// current snapshot (or the given one, $2) and the change-log rows of the
-// transactions visible in it but not in $1. The first row carries the
-// snapshot and no change.
-const pollSQL = `
+// headsSQL reads, in one statement and therefore one MVCC snapshot, the
+// current snapshot (or the given one, $2) and one row per transaction
+// visible in it but not in $1 that wrote change-log rows: its id, its
+// number of rows and its first and last ordering id. The first row carries
+// the snapshot and no transaction.
+const headsSQL = `
 WITH s AS MATERIALIZED (SELECT coalesce($2::pg_snapshot, pg_current_snapshot()) AS cur)
-SELECT NULL::bigint AS id, s.cur::text, NULL::text, NULL::oid, NULL::int2, NULL::text, NULL::text, NULL::text FROM s
+SELECT NULL::text AS txid, s.cur::text, NULL::bigint, NULL::bigint, NULL::bigint FROM s
 UNION ALL
-SELECT l.id, NULL, l.txid::text, l.relid, l.natts, l.op::text, l.old_row, l.new_row
+(SELECT l.txid::text, NULL, count(*), min(l.id), max(l.id)
 FROM cdcd.change_log l, s
 WHERE l.txid >= pg_snapshot_xmin($1::pg_snapshot)
   AND pg_visible_in_snapshot(l.txid, s.cur)
   AND NOT pg_visible_in_snapshot(l.txid, $1::pg_snapshot)
-ORDER BY id NULLS FIRST`
+GROUP BY l.txid)`
+
+// rowsSQL reads the change-log rows of the transactions $1 in id order;
+// pageSQL up to $3 rows of the one transaction $1 after id $2.
+const (
+	rowsSQL = `SELECT id, txid::text, relid, natts, op::text, old_row, new_row
+FROM cdcd.change_log WHERE txid = ANY($1::text[]::xid8[]) ORDER BY id`
+	pageSQL = `SELECT id, txid::text, relid, natts, op::text, old_row, new_row
+FROM cdcd.change_log WHERE txid = $1::text::xid8 AND id > $2 ORDER BY txid, id LIMIT $3`
+)
 
 // logRow is one change-log row, its row texts split into fields.
 type logRow struct {
@@ -78,10 +91,15 @@ type logRow struct {
 
 // Poll reads the transactions committed since prev (a position from Start,
 // Export or an earlier Batch.Cur) and up to the current snapshot, which it
-// returns as Batch.Cur. An idle database costs this one query. prev must
-// not be the zero Snapshot (ErrNoPosition).
+// returns as Batch.Cur, with all their changes. An idle database costs one
+// query. prev must not be the zero Snapshot (ErrNoPosition). (The source
+// itself reads a batch's changes a page at a time, Config.ReadRows.)
 func (r *Reader) Poll(ctx context.Context, conn Conn, prev Snapshot) (Batch, error) {
-	return r.poll(ctx, conn, prev, nil)
+	b, err := r.heads(ctx, conn, prev, nil)
+	if err != nil {
+		return Batch{}, err
+	}
+	return b, r.loadAll(ctx, conn, b.Txs)
 }
 
 // PollBetween reads again exactly what a Poll from prev returned as a Batch
@@ -90,31 +108,41 @@ func (r *Reader) Poll(ctx context.Context, conn Conn, prev Snapshot) (Batch, err
 // poll durable, it returns the same transactions in the same order, so the
 // caller can skip those it holds.
 func (r *Reader) PollBetween(ctx context.Context, conn Conn, prev, cur Snapshot) (Batch, error) {
+	b, err := r.headsBetween(ctx, conn, prev, cur)
+	if err != nil {
+		return Batch{}, err
+	}
+	return b, r.loadAll(ctx, conn, b.Txs)
+}
+
+// headsBetween is PollBetween without the changes.
+func (r *Reader) headsBetween(ctx context.Context, conn Conn, prev, cur Snapshot) (Batch, error) {
 	if cur.IsZero() {
 		return Batch{}, fmt.Errorf("poll change log: %w (cur)", ErrNoPosition)
 	}
 	c := cur.String()
-	return r.poll(ctx, conn, prev, &c)
+	return r.heads(ctx, conn, prev, &c)
 }
 
-func (r *Reader) poll(ctx context.Context, conn Conn, prev Snapshot, cur *string) (Batch, error) {
+// heads reads the batch after prev (up to cur, or the current snapshot
+// when nil) without the changes: the transactions in order, each with its
+// number of rows and ordering ids.
+func (r *Reader) heads(ctx context.Context, conn Conn, prev Snapshot, cur *string) (Batch, error) {
 	if prev.IsZero() {
 		return Batch{}, fmt.Errorf("poll change log: %w: call Start or Export first", ErrNoPosition)
 	}
 	b := Batch{Prev: prev}
-	rows, err := conn.Query(ctx, pollSQL, prev.String(), cur)
+	rows, err := conn.Query(ctx, headsSQL, prev.String(), cur)
 	if err != nil {
 		return Batch{}, fmt.Errorf("poll change log: %w", notInstalled(err))
 	}
 	defer rows.Close()
-	var logRows []logRow
-	index := map[uint64]int{} // xid -> index in b.Txs
 	first := true
 	for rows.Next() {
 		if first {
 			first = false
 			var text string
-			if err := rows.Scan(nil, &text, nil, nil, nil, nil, nil, nil); err != nil {
+			if err := rows.Scan(nil, &text, nil, nil, nil); err != nil {
 				return Batch{}, fmt.Errorf("poll change log: read snapshot: %w", err)
 			}
 			if b.Cur, err = ParseSnapshot(text); err != nil {
@@ -122,39 +150,18 @@ func (r *Reader) poll(ctx context.Context, conn Conn, prev Snapshot, cur *string
 			}
 			continue
 		}
-		var (
-			lr   logRow
-			txid string
-			op   string
-		)
-		if err := rows.Scan(&lr.id, nil, &txid, &lr.relid, &lr.natts, &op, nil, nil); err != nil {
+		var txid string
+		var t Tx
+		var n int64
+		if err := rows.Scan(&txid, nil, &n, &t.FirstID, &t.LastID); err != nil {
 			return Batch{}, fmt.Errorf("poll change log: %w", err)
 		}
-		x, err := strconv.ParseUint(txid, 10, 64)
-		if err != nil || len(op) != 1 {
-			return Batch{}, fmt.Errorf("poll change log: row %d: bad txid %q or op %q", lr.id, txid, op)
+		if t.XID, err = strconv.ParseUint(txid, 10, 64); err != nil {
+			return Batch{}, fmt.Errorf("poll change log: bad txid %q", txid)
 		}
-		lr.op = op[0]
-		raw := rows.RawValues()
-		if raw[6] != nil {
-			if lr.old, err = parseRecord(raw[6], -1); err != nil {
-				return Batch{}, fmt.Errorf("poll change log: row %d old_row: %w", lr.id, err)
-			}
-		}
-		if raw[7] != nil {
-			if lr.new, err = parseRecord(raw[7], -1); err != nil {
-				return Batch{}, fmt.Errorf("poll change log: row %d new_row: %w", lr.id, err)
-			}
-		}
-		lr.xid = x
-		i, ok := index[x]
-		if !ok {
-			i = len(b.Txs)
-			index[x] = i
-			b.Txs = append(b.Txs, Tx{XID: x, FirstID: lr.id})
-		}
-		b.Txs[i].LastID = lr.id // rows come in id order
-		logRows = append(logRows, lr)
+		t.Rows = int(n)
+		b.Rows += t.Rows
+		b.Txs = append(b.Txs, t)
 	}
 	if err := rows.Err(); err != nil {
 		return Batch{}, fmt.Errorf("poll change log: %w", notInstalled(err))
@@ -162,28 +169,127 @@ func (r *Reader) poll(ctx context.Context, conn Conn, prev Snapshot, cur *string
 	if first {
 		return Batch{}, fmt.Errorf("poll change log: no snapshot row")
 	}
-	b.Rows = len(logRows)
-	if len(logRows) == 0 {
-		b.Txs = nil
-		return b, nil
-	}
-	if err := r.refresh(ctx, conn, logRows); err != nil {
-		return Batch{}, err
-	}
 	slices.SortFunc(b.Txs, func(a, c Tx) int { return cmp.Compare(a.LastID, c.LastID) })
-	for i, t := range b.Txs {
-		index[t.XID] = i
+	return b, nil
+}
+
+// loadAll fills the changes of every transaction of txs.
+func (r *Reader) loadAll(ctx context.Context, conn Conn, txs []Tx) error {
+	for i := 0; i < len(txs); {
+		n, err := r.loadGroup(ctx, conn, txs[i:], maxGroupRows)
+		if err != nil {
+			return err
+		}
+		i += n
+	}
+	return nil
+}
+
+// maxGroupRows bounds the rows of one loadGroup query in loadAll.
+const maxGroupRows = 50000
+
+// loadGroup fills the changes of the first transactions of txs whose rows
+// add up to at most limit (at least the first one, whatever its size) with
+// one query, and returns how many it filled.
+func (r *Reader) loadGroup(ctx context.Context, conn Conn, txs []Tx, limit int) (int, error) {
+	n, rows := 0, 0
+	var ids []string
+	index := map[uint64]int{}
+	for n < len(txs) && (n == 0 || rows+txs[n].Rows <= limit) {
+		rows += txs[n].Rows
+		index[txs[n].XID] = n
+		ids = append(ids, strconv.FormatUint(txs[n].XID, 10))
+		n++
+	}
+	logRows, err := r.read(ctx, conn, rowsSQL, ids)
+	if err != nil {
+		return 0, err
+	}
+	for i := range n {
+		txs[i].Changes = make([]change.Change, 0, txs[i].Rows)
 	}
 	for i := range logRows {
 		lr := &logRows[i]
 		c, err := r.convert(lr)
 		if err != nil {
-			return Batch{}, fmt.Errorf("poll change log: row %d: %w", lr.id, err)
+			return 0, fmt.Errorf("poll change log: row %d: %w", lr.id, err)
 		}
-		t := &b.Txs[index[lr.xid]]
+		t := &txs[index[lr.xid]]
 		t.Changes = append(t.Changes, c)
 	}
-	return b, nil
+	for i := range n {
+		if len(txs[i].Changes) != txs[i].Rows {
+			return 0, fmt.Errorf("poll change log: transaction %d has %d rows, %d were counted: were rows deleted by hand?",
+				txs[i].XID, len(txs[i].Changes), txs[i].Rows)
+		}
+	}
+	return n, nil
+}
+
+// loadPage reads up to limit changes of t after ordering id after, and
+// returns them with the last one's id.
+func (r *Reader) loadPage(ctx context.Context, conn Conn, t *Tx, after int64, limit int) ([]change.Change, int64, error) {
+	logRows, err := r.read(ctx, conn, pageSQL, strconv.FormatUint(t.XID, 10), after, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(logRows) == 0 {
+		return nil, 0, fmt.Errorf("poll change log: transaction %d has no rows after id %d: were rows deleted by hand?", t.XID, after)
+	}
+	out := make([]change.Change, len(logRows))
+	for i := range logRows {
+		if out[i], err = r.convert(&logRows[i]); err != nil {
+			return nil, 0, fmt.Errorf("poll change log: row %d: %w", logRows[i].id, err)
+		}
+	}
+	return out, logRows[len(logRows)-1].id, nil
+}
+
+// read runs a query of change-log rows and refreshes the catalog entries
+// of the tables they touch.
+func (r *Reader) read(ctx context.Context, conn Conn, sql string, args ...any) ([]logRow, error) {
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("poll change log: %w", notInstalled(err))
+	}
+	defer rows.Close()
+	var logRows []logRow
+	for rows.Next() {
+		var (
+			lr   logRow
+			txid string
+			op   string
+		)
+		if err := rows.Scan(&lr.id, &txid, &lr.relid, &lr.natts, &op, nil, nil); err != nil {
+			return nil, fmt.Errorf("poll change log: %w", err)
+		}
+		x, err := strconv.ParseUint(txid, 10, 64)
+		if err != nil || len(op) != 1 {
+			return nil, fmt.Errorf("poll change log: row %d: bad txid %q or op %q", lr.id, txid, op)
+		}
+		lr.xid, lr.op = x, op[0]
+		raw := rows.RawValues()
+		if raw[5] != nil {
+			if lr.old, err = parseRecord(raw[5], -1); err != nil {
+				return nil, fmt.Errorf("poll change log: row %d old_row: %w", lr.id, err)
+			}
+		}
+		if raw[6] != nil {
+			if lr.new, err = parseRecord(raw[6], -1); err != nil {
+				return nil, fmt.Errorf("poll change log: row %d new_row: %w", lr.id, err)
+			}
+		}
+		logRows = append(logRows, lr)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("poll change log: %w", notInstalled(err))
+	}
+	if len(logRows) > 0 {
+		if err := r.refresh(ctx, conn, logRows); err != nil {
+			return nil, err
+		}
+	}
+	return logRows, nil
 }
 
 // refresh reloads the catalog entries of the tables the rows touch, keeping

@@ -39,16 +39,30 @@ type Config struct {
 	// StateDir is the directory of the position state file (StateFile,
 	// mode 0600); capture passes the trail directory. Required.
 	StateDir string
+	// ReadRows is the most change-log rows the source holds in memory: it
+	// reads a batch's changes in groups of whole transactions of at most
+	// this many rows, and a larger transaction in pages of this size.
+	// Default 10000.
+	ReadRows int
+	// Exports, when set, lets an initial copy place a batch boundary at a
+	// snapshot it reads under (see Exports). Default nil: no copies.
+	Exports *Exports
 	// Logger receives the source's log. Default: discard.
 	Logger *slog.Logger
 }
 
-// defaultPollInterval is Config.PollInterval's default.
-const defaultPollInterval = 200 * time.Millisecond
+// Config defaults.
+const (
+	defaultPollInterval = 200 * time.Millisecond
+	defaultReadRows     = 10000
+)
 
 func (c Config) withDefaults() Config {
 	if c.PollInterval <= 0 {
 		c.PollInterval = defaultPollInterval
+	}
+	if c.ReadRows <= 0 {
+		c.ReadRows = defaultReadRows
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -200,7 +214,7 @@ func (s *Source) Start(ctx context.Context, held change.LSN) (change.LSN, error)
 	if (held-st.Base)%2 != 0 {
 		return 0, Terminal(fmt.Errorf("start trigger source: the trail's position %s is not a transaction end after %s", held, st.Base))
 	}
-	b, err := s.reader.PollBetween(ctx, s.conn, st.Prev, st.Cur)
+	b, err := s.reader.headsBetween(ctx, s.conn, st.Prev, st.Cur)
 	if err != nil {
 		return 0, classify(fmt.Errorf("start trigger source: read the batch in flight again: %w", err))
 	}

@@ -262,3 +262,44 @@ func TestSourceFirstStartReadsWhatTheLogHolds(t *testing.T) {
 		`insert public.a old=[] key=false new=[2 running at start]`,
 	}, changes)
 }
+
+// TestSourceReadsInPages: with ReadRows 7, a 50-row transaction is read in
+// pages of 7 and small transactions in groups of at most 7 rows, and the
+// source delivers exactly what one Poll of the whole batch reads, in the
+// same order.
+func TestSourceReadsInPages(t *testing.T) {
+	c := pgtest.StartT(t, pgtest.Options{Name: "source"})
+	c.ExecT(t, "postgres", `CREATE TABLE a (id int PRIMARY KEY, v text)`)
+	ctx := testCtx(t)
+	s, _ := openSource(t, c, trigger.Config{StateDir: t.TempDir(), Create: true, ReadRows: 7})
+	_, err := s.Start(ctx, 0)
+	require.NoError(t, err)
+	conn := connect(t, c, "")
+	pos, err := trigger.Earliest(ctx, conn)
+	require.NoError(t, err)
+
+	c.ExecT(t, "postgres", `INSERT INTO a SELECT g, 'big' FROM generate_series(1, 50) g`)
+	for i := range 10 {
+		c.ExecT(t, "postgres", fmt.Sprintf(`BEGIN; INSERT INTO a VALUES (%d, 'small'); UPDATE a SET v = 'touched' WHERE id = %d; DELETE FROM a WHERE id = %d; COMMIT`,
+			100+i, 1+i, 40+i))
+	}
+	c.ExecT(t, "postgres", `UPDATE a SET v = 'all' WHERE id <= 30`)
+
+	full, err := trigger.NewReader().Poll(ctx, conn, pos)
+	require.NoError(t, err)
+	require.Len(t, full.Txs, 12)
+	require.Equal(t, 50+10*3+30, full.Rows)
+	var want [][]string
+	for _, tx := range full.Txs {
+		var d []string
+		for i := range tx.Changes {
+			d = append(d, describe(&tx.Changes[i]))
+		}
+		want = append(want, d)
+	}
+	got := collect(t, ctx, s, 12, map[uint32]*change.Relation{})
+	for i, g := range got {
+		require.Equal(t, want[i], g.Changes, "transaction %d", i)
+		require.Equal(t, uint32(full.Txs[i].XID), g.Tx.XID)
+	}
+}
