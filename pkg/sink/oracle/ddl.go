@@ -56,6 +56,9 @@ func TableDDL(t *schema.Table, c Case, schemaName string, major int) (string, er
 		}
 		cols[i] = quote(n)
 		types[i] = columnType(t, col, major)
+		if slicesContains(t.PrimaryKey, col.Name) {
+			types[i] = keyType(types[i])
+		}
 		notNull[i] = col.NotNull
 	}
 	pk := make([]string, len(t.PrimaryKey))
@@ -130,3 +133,25 @@ func (s *Sink) EnsureTables(ctx context.Context, tables []*schema.Table, create,
 
 // FinishTable does nothing: EnsureTables creates tables with their key.
 func (s *Sink) FinishTable(context.Context, *schema.Table) error { return nil }
+
+// keyType replaces a LOB type, which Oracle cannot index or compare, for a
+// primary-key column: text keys become VARCHAR2(4000 BYTE), bytea keys
+// RAW(2000); a longer key value is an error from Oracle naming the column.
+func keyType(typ string) string {
+	switch typ {
+	case "CLOB", "JSON":
+		return "VARCHAR2(4000 BYTE)"
+	case "BLOB":
+		return "RAW(2000)"
+	}
+	return typ
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

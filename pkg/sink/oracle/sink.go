@@ -159,7 +159,7 @@ func (s *Sink) setup(ctx context.Context, ck string) error {
 const sessionSQL = `ALTER SESSION SET TIME_ZONE = '+00:00'`
 
 // tableExistsSQL counts a table in the given schema ("" or NULL: the
-// current one). Oracle binds '' as NULL, hence NVL.
+// current one). Oracle binds ” as NULL, hence NVL.
 const tableExistsSQL = `SELECT COUNT(*) FROM ALL_TABLES WHERE OWNER = NVL(:1, SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA')) AND TABLE_NAME = :2`
 
 // qualify returns the quoted name of table t in the sink's schema.

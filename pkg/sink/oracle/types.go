@@ -28,7 +28,7 @@ import (
 //	date                             DATE
 //	timestamp(p)                     TIMESTAMP(p)
 //	timestamp(p) with time zone      TIMESTAMP(p) WITH TIME ZONE
-//	time(p)                          INTERVAL DAY(0) TO SECOND(p) (time since midnight)
+//	time(p)                          INTERVAL DAY(1) TO SECOND(p) (time since midnight; 24:00:00 is one day)
 //	interval year/month fields       INTERVAL YEAR(9) TO MONTH
 //	interval day…second fields       INTERVAL DAY(9) TO SECOND(p)
 //	interval                         VARCHAR2(100) (months, days and seconds are not one Oracle INTERVAL)
@@ -113,7 +113,7 @@ func ddlType(pgType string, major int) string {
 		if len(mods) > 0 {
 			p = mods[0]
 		}
-		return fmt.Sprintf("INTERVAL DAY(0) TO SECOND(%d)", p)
+		return fmt.Sprintf("INTERVAL DAY(1) TO SECOND(%d)", p) // 24:00:00 is a day
 	case "interval":
 		return intervalType(pgType)
 	case "name":

@@ -262,7 +262,7 @@ func (b *binder) add(a *colArray, v change.Value, m *pgtype.Map, lob bool) error
 	return nil
 }
 
-// stringOf applies the '' rule: Oracle stores '' as NULL, so an empty
+// stringOf applies the ” rule: Oracle stores ” as NULL, so an empty
 // string becomes the configured placeholder, or NULL when none is set —
 // except in a key column, where NULL would break the key.
 func (b *binder) stringOf(data []byte) (string, error) {
