@@ -71,7 +71,9 @@ func statements(b *strings.Builder, title string, sh *tableShape, partial []int)
 				nonKeys = append(nonKeys, i)
 			}
 		}
-		fmt.Fprintf(b, "-- %s: update (full row)\n%s\n", title, updateSQL(sh, nonKeys))
+		if len(nonKeys) > 0 { // an all-key row that exists has nothing to update
+			fmt.Fprintf(b, "-- %s: update (full row)\n%s\n", title, updateSQL(sh, nonKeys))
+		}
 		if partial != nil {
 			fmt.Fprintf(b, "-- %s: update (unchanged-TOAST columns left out)\n%s\n", title, updateSQL(sh, partial))
 			fmt.Fprintf(b, "-- %s: key change (move, unchanged-TOAST columns left out)\n%s\n", title, updateSQL(sh, append(append([]int{}, sh.keys...), partial...)))

@@ -147,3 +147,6 @@ func ints(v ...int64) []sql.NullInt64 {
 	}
 	return out
 }
+
+// sqlmockDB holds a recording driver's database.
+type sqlmockDB struct{ DB *sql.DB }
