@@ -222,5 +222,3 @@ func list(items []string) string {
 	}
 	return strings.Join(items[:5], "; ") + fmt.Sprintf(" and %d more", len(items)-5)
 }
-
-

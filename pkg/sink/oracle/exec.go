@@ -193,8 +193,8 @@ func (s *Sink) binds(t *table, rows []change.Row, set, where []int, lob bool) ([
 	for _, cols := range [2][]int{set, where} {
 		for _, c := range cols {
 			b := t.binders[c]
-			a := &colArray{}
 			asLOB := lob && t.lob[c]
+			a := newColArray(b.kind, asLOB, len(rows))
 			for _, r := range rows {
 				if err := b.add(a, r[c], s.types, asLOB); err != nil {
 					return nil, fmt.Errorf("row with key %s: %w", keyText(t, r), err)

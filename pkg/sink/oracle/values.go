@@ -141,6 +141,28 @@ type colArray struct {
 	lobs   []godror.Lob
 }
 
+// newColArray returns an array with room for n values of kind k.
+func newColArray(k bindKind, lob bool, n int) *colArray {
+	a := &colArray{}
+	switch {
+	case lob:
+		a.lobs = make([]godror.Lob, 0, n)
+	case k == bindInt:
+		a.ints = make([]sql.NullInt64, 0, n)
+	case k == bindNumber:
+		a.nums = make([]godror.Number, 0, n)
+	case k == bindFloat:
+		a.floats = make([]sql.NullFloat64, 0, n)
+	case k == bindBytes:
+		a.bytes = make([][]byte, 0, n)
+	case k == bindTime:
+		a.times = make([]sql.NullTime, 0, n)
+	default:
+		a.strs = make([]string, 0, n)
+	}
+	return a
+}
+
 // arg is the array bind for the statement.
 func (a *colArray) arg(k bindKind, lob bool) any {
 	if lob {
@@ -430,29 +452,60 @@ func parseFloat(data []byte) (float64, error) {
 // and no more fraction digits than the column's scale (Oracle would round
 // them away silently). NaN and ±Infinity have no NUMBER.
 func checkNumber(data []byte, tgt targetColumn) error {
-	s := string(data)
-	switch s {
+	switch string(data) {
 	case "NaN", "Infinity", "-Infinity":
-		return fmt.Errorf("%s has no Oracle NUMBER (make the column VARCHAR2 or BINARY_DOUBLE to keep it): %w", s, errValue)
+		return fmt.Errorf("%s has no Oracle NUMBER (make the column VARCHAR2 or BINARY_DOUBLE to keep it): %w", data, errValue)
 	}
-	if strings.HasPrefix(s, "-") || strings.HasPrefix(s, "+") {
-		s = s[1:]
+	d := data
+	if len(d) > 0 && (d[0] == '-' || d[0] == '+') {
+		d = d[1:]
 	}
-	intPart, frac, _ := strings.Cut(s, ".")
-	if intPart == "" && frac == "" || strings.ContainsFunc(intPart+frac, func(r rune) bool { return r < '0' || r > '9' }) {
+	// intDigits: integer digits after leading zeros; fracDigits: fraction
+	// digits before trailing zeros; lead: the fraction's leading zeros when
+	// the integer part is zero; sig: significant digits.
+	dot := len(d)
+	for i, c := range d {
+		switch {
+		case c == '.' && dot == len(d):
+			dot = i
+		case c < '0' || c > '9':
+			return fmt.Errorf("%q is not a number: %w", data, errValue)
+		}
+	}
+	intPart, frac := d[:dot], []byte(nil)
+	if dot < len(d) {
+		frac = d[dot+1:]
+	}
+	if len(intPart) == 0 && len(frac) == 0 {
 		return fmt.Errorf("%q is not a number: %w", data, errValue)
 	}
-	frac = strings.TrimRight(frac, "0")
-	intPart = strings.TrimLeft(intPart, "0")
-	sig := strings.TrimLeft(intPart+frac, "0")
-	if len(intPart) == 0 { // 0.000123: leading zeros of the fraction are not significant
-		sig = strings.TrimLeft(frac, "0")
+	for len(intPart) > 0 && intPart[0] == '0' {
+		intPart = intPart[1:]
 	}
-	sig = strings.TrimRight(sig, "0")
-	if len(sig) > 38 {
-		return fmt.Errorf("%s has %d significant digits, Oracle NUMBER holds 38 (make the column VARCHAR2 to keep it): %w", data, len(sig), errValue)
+	for len(frac) > 0 && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
 	}
-	if len(intPart) > 126 || (len(intPart) == 0 && len(frac)-len(strings.TrimLeft(frac, "0")) >= 130) {
+	var sig, lead int
+	if len(intPart) > 0 {
+		// Trailing zeros of the integer part are not significant when
+		// there is no fraction (1e30 is one digit for NUMBER).
+		n := len(intPart)
+		if len(frac) == 0 {
+			for n > 0 && intPart[n-1] == '0' {
+				n--
+			}
+		}
+		sig = n + len(frac)
+	} else {
+		for lead < len(frac) && frac[lead] == '0' {
+			lead++
+		}
+		sig = len(frac) - lead
+	}
+	if sig > 38 {
+		return fmt.Errorf("%s has %d significant digits, Oracle NUMBER holds 38 (make the column VARCHAR2 to keep it): %w", data, sig, errValue)
+	}
+	if len(intPart) > 126 || lead >= 130 {
 		return fmt.Errorf("%s is outside Oracle NUMBER's range: %w", data, errValue)
 	}
 	if tgt.Scale >= 0 && tgt.Precision > 0 && len(frac) > tgt.Scale {
