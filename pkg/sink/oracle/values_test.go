@@ -17,13 +17,13 @@ func TestCheckNumber(t *testing.T) {
 	}{
 		{"0", anyNumber, ""},
 		{"-0.000000001", anyNumber, ""},
-		{"12345678901234567890123456789012345678", anyNumber, ""},                              // 38 digits
-		{"123456789012345678901234567890123456789", anyNumber, "39 significant digits"},        // 39
-		{"1000000000000000000000000000000000000000000", anyNumber, ""},                         // 1e42: one digit
-		{"0.00000000000000000000000000000000000000001234", anyNumber, ""},                      // leading zeros do not count
-		{"123456789012345678901234567890.0123456789", anyNumber, "40 significant digits"},      // the zoo's numeric(40,10)
-		{"1.10", money, ""},                                                                    // trailing zeros do not count
-		{"1.005", money, "3 fraction digits, NUMBER(12,2) would round it"},                     // silent rounding refused
+		{"12345678901234567890123456789012345678", anyNumber, ""},                         // 38 digits
+		{"123456789012345678901234567890123456789", anyNumber, "39 significant digits"},   // 39
+		{"1000000000000000000000000000000000000000000", anyNumber, ""},                    // 1e42: one digit
+		{"0.00000000000000000000000000000000000000001234", anyNumber, ""},                 // leading zeros do not count
+		{"123456789012345678901234567890.0123456789", anyNumber, "40 significant digits"}, // the zoo's numeric(40,10)
+		{"1.10", money, ""}, // trailing zeros do not count
+		{"1.005", money, "3 fraction digits, NUMBER(12,2) would round it"}, // silent rounding refused
 		{"NaN", anyNumber, "NaN has no Oracle NUMBER"},
 		{"-Infinity", anyNumber, "-Infinity has no Oracle NUMBER"},
 		{"1e5", anyNumber, "is not a number"},
