@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -79,4 +80,27 @@ func TestOracleSinkErrors(t *testing.T) {
 			require.False(t, strings.Contains(err.Error(), "\n"), "one line")
 		})
 	}
+}
+
+// TestShippedOracleExampleParses keeps the commented oracle sink in
+// configs/cdcd.yaml valid once uncommented.
+func TestShippedOracleExampleParses(t *testing.T) {
+	t.Setenv("ORA_PASSWORD", "secret")
+	raw, err := os.ReadFile("../../configs/cdcd.yaml")
+	require.NoError(t, err)
+	var block []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, "  # - name: ora") || (len(block) > 0 && strings.HasPrefix(l, "  #   ")) {
+			block = append(block, "  "+strings.TrimPrefix(l, "  # "))
+		} else if len(block) > 0 {
+			break
+		}
+	}
+	require.NotEmpty(t, block)
+	f, err := Parse([]byte("source: {dsn: x}\ntrail: {dir: /t}\nsinks:\n" + strings.Join(block, "\n") + "\n"))
+	require.NoError(t, err)
+	oc := OracleConfig(f.Sinks[0])
+	require.Equal(t, "secret", oc.Password)
+	require.Equal(t, oracle.CaseUpper, oc.Case)
+	require.Equal(t, "APP", oc.Schema)
 }
