@@ -60,10 +60,15 @@ type targetColumn struct {
 	Nullable         bool
 }
 
-// isLOB reports whether the column is a LOB, whose large values bind as
-// temporary LOBs rather than inline.
+// isLOB reports whether the column takes LOB values (CLOB, NCLOB, BLOB, and
+// JSON, which converts from CLOB), whose large values bind as temporary LOBs
+// rather than inline.
 func (c targetColumn) isLOB() bool {
-	return c.DataType == "CLOB" || c.DataType == "NCLOB" || c.DataType == "BLOB"
+	switch c.DataType {
+	case "CLOB", "NCLOB", "BLOB", "JSON":
+		return true
+	}
+	return false
 }
 
 // binder converts one source column's values into one target column's
