@@ -11,6 +11,7 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/preflight"
 	"github.com/cdcd-io/cdcd/pkg/service"
+	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
 	"github.com/cdcd-io/cdcd/pkg/status"
 )
 
@@ -98,6 +99,13 @@ func (f *File) DiskStatusConfig() status.DiskConfig {
 			dsn, table, name := s.DSN, s.CheckpointTable, s.Name
 			ds.Position = func(ctx context.Context) (uint64, change.LSN, error) {
 				return status.PostgresPosition(ctx, dsn, table, name)
+			}
+		}
+		if s.Kind == "oracle" {
+			oc := OracleConfig(s)
+			ds.Position = func(ctx context.Context) (uint64, change.LSN, error) {
+				p, err := oracle.ReadPosition(ctx, oc)
+				return p.Seq, p.EndLSN, err
 			}
 		}
 		cfg.Sinks = append(cfg.Sinks, ds)

@@ -7,9 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/godror/godror"
-	godrordsn "github.com/godror/godror/dsn"
-
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/schema"
@@ -35,19 +32,10 @@ func Check(ctx context.Context, cfg Config, tables []*schema.Table, timeout time
 	if err := cfg.Validate(); err != nil {
 		return []Finding{{Check: "config", Detail: err.Error(), Remedy: "fix the sink's settings"}}
 	}
-	params, err := godrordsn.Parse(cfg.DSN)
+	db, desc, secret, err := openDB(cfg)
 	if err != nil {
-		return []Finding{{Check: "config", Detail: "cannot parse the dsn: " + dsn.RedactError(err, cfg.Password, secretOf(cfg.DSN)).Error(),
-			Remedy: `use user=… connectString="host:1521/service"`}}
+		return []Finding{{Check: "config", Detail: err.Error(), Remedy: `use user=… connectString="host:1521/service"`}}
 	}
-	if cfg.Password != "" {
-		params.Password = godrordsn.NewPassword(cfg.Password)
-	}
-	if cfg.LibDir != "" {
-		params.LibDir = cfg.LibDir
-	}
-	desc := params.Username + "@" + params.ConnectString
-	db := sql.OpenDB(godror.NewConnector(params))
 	defer db.Close()
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -57,7 +45,7 @@ func Check(ctx context.Context, cfg Config, tables []*schema.Table, timeout time
 				Remedy: "install Oracle Instant Client 19c or later (basic or basic-light), then ldconfig its directory, put it in LD_LIBRARY_PATH, or set oracle.lib_dir"}}
 		}
 		return []Finding{{Check: "client", OK: true, Detail: "Oracle Instant Client loaded"},
-			{Check: "connect", Detail: fmt.Sprintf("cannot connect to %s: %v", desc, dsn.RedactError(err, params.Password.Secret())),
+			{Check: "connect", Detail: fmt.Sprintf("cannot connect to %s: %v", desc, dsn.RedactError(err, secret)),
 				Remedy: "check the dsn (user, connectString, service name), the password, that the database runs and that its listener admits this host"}}
 	}
 	out := []Finding{{Check: "client", OK: true, Detail: "Oracle Instant Client loaded"}, {Check: "connect", OK: true, Detail: "connected to " + desc}}

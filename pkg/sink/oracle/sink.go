@@ -58,9 +58,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	db, desc, secret, err := openDB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := open(ctx, cfg, db, desc, log)
+	if err != nil {
+		db.Close()
+		if missingClient(err) {
+			return nil, fmt.Errorf("oracle sink %q: %w", cfg.Name, ErrNoClient)
+		}
+		return nil, dsn.RedactError(err, secret)
+	}
+	return s, nil
+}
+
+// openDB prepares a godror database handle for cfg (nothing is connected
+// yet) and returns it with the target's description and the password to
+// hide from errors.
+func openDB(cfg Config) (db *sql.DB, desc, secret string, err error) {
 	params, err := godrordsn.Parse(cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("oracle sink %q: parsing dsn: %w", cfg.Name, dsn.RedactError(err, cfg.Password, secretOf(cfg.DSN)))
+		return nil, "", "", fmt.Errorf("oracle sink %q: parsing dsn: %w", cfg.Name, dsn.RedactError(err, cfg.Password, secretOf(cfg.DSN)))
 	}
 	if cfg.Password != "" {
 		params.Password = godrordsn.NewPassword(cfg.Password)
@@ -69,17 +88,46 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 		params.LibDir = cfg.LibDir
 	}
 	params.Timezone = time.UTC
-	desc := params.Username + "@" + params.ConnectString
-	db := sql.OpenDB(godror.NewConnector(params))
-	s, err := open(ctx, cfg, db, desc, log)
-	if err != nil {
-		db.Close()
-		if missingClient(err) {
-			return nil, fmt.Errorf("oracle sink %q: %w", cfg.Name, ErrNoClient)
-		}
-		return nil, dsn.RedactError(err, params.Password.Secret())
+	desc = params.Username + "@" + params.ConnectString
+	return sql.OpenDB(godror.NewConnector(params)), desc, params.Password.Secret(), nil
+}
+
+// ReadPosition reads a sink's stored position without preparing anything
+// (for `cdcd status` while cdcd is down): it needs SELECT on the checkpoint
+// table only. A missing table or row is the zero position.
+func ReadPosition(ctx context.Context, cfg Config) (sink.Position, error) {
+	if err := cfg.Validate(); err != nil {
+		return sink.Position{}, err
 	}
-	return s, nil
+	db, desc, secret, err := openDB(cfg)
+	if err != nil {
+		return sink.Position{}, err
+	}
+	defer db.Close()
+	cfg = cfg.withDefaults()
+	s := &Sink{cfg: cfg, desc: desc}
+	if cfg.Schema != "" {
+		if s.schema, err = cfg.Case.ident(cfg.Schema); err != nil {
+			return sink.Position{}, s.errorf("schema: %w", err)
+		}
+	}
+	ck, err := cfg.Case.ident(cfg.CheckpointTable)
+	if err != nil {
+		return sink.Position{}, s.errorf("checkpoint table: %w", err)
+	}
+	s.checkpoint = s.qualify(ck)
+	if s.conn, err = db.Conn(ctx); err != nil {
+		if missingClient(err) {
+			return sink.Position{}, fmt.Errorf("oracle sink %q: %w", cfg.Name, ErrNoClient)
+		}
+		return sink.Position{}, classify(dsn.RedactError(s.errorf("connecting: %w", err), secret))
+	}
+	defer s.conn.Close()
+	p, err := s.Position(ctx)
+	if err != nil && oraCode(err) == 942 {
+		return sink.Position{}, nil // no checkpoint table: nothing applied yet
+	}
+	return p, dsn.RedactError(err, secret)
 }
 
 // secretOf returns the password of a logfmt or URL godror DSN, to hide it
