@@ -316,11 +316,11 @@ func (b *binder) intOf(data []byte) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("column %s: %q is not an integer: %w", b.name, data, errValue)
 	}
-	if b.tgt.Precision > 0 && b.tgt.Scale <= 0 {
-		// NUMBER(p) rejects wider values itself (ORA-01438); checking here
-		// names the row.
-		if digits(n) > b.tgt.Precision-max(b.tgt.Scale, 0) {
-			return 0, fmt.Errorf("column %s: %d has more digits than NUMBER(%d) holds: %w", b.name, n, b.tgt.Precision, errValue)
+	if b.tgt.Precision > 0 {
+		// NUMBER(p,s) rejects wider values itself, but its ORA-01438 names
+		// no column; checking here names the row and the column.
+		if limit := b.tgt.Precision - max(b.tgt.Scale, 0); digits(n) > limit {
+			return 0, fmt.Errorf("column %s: %d has more digits than NUMBER(%d,%d) holds: %w", b.name, n, b.tgt.Precision, max(b.tgt.Scale, 0), errValue)
 		}
 	}
 	return n, nil
@@ -515,6 +515,10 @@ func checkNumber(data []byte, tgt targetColumn) error {
 	}
 	if tgt.Scale >= 0 && tgt.Precision > 0 && len(frac) > tgt.Scale {
 		return fmt.Errorf("%s has %d fraction digits, NUMBER(%d,%d) would round it: %w", data, len(frac), tgt.Precision, tgt.Scale, errValue)
+	}
+	if tgt.Precision > 0 && tgt.Scale >= 0 && len(intPart) > tgt.Precision-tgt.Scale {
+		// Oracle would say ORA-01438 without naming the column.
+		return fmt.Errorf("%s has %d integer digits, NUMBER(%d,%d) holds %d: %w", data, len(intPart), tgt.Precision, tgt.Scale, tgt.Precision-tgt.Scale, errValue)
 	}
 	return nil
 }
