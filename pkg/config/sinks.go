@@ -81,7 +81,7 @@ type OracleSettings struct {
 	// search path (LD_LIBRARY_PATH, ldconfig).
 	LibDir string `yaml:"lib_dir"`
 	// LOBInlineBytes is the size up to which CLOB/BLOB values bind inline.
-	// Default 4000.
+	// Default 1000.
 	LOBInlineBytes int `yaml:"lob_inline_bytes"`
 }
 
@@ -219,7 +219,7 @@ func (f *File) validateSink(i int, names map[string]bool) error {
 			return f.errAt(key+".oracle.case", fmt.Errorf("%q: use upper (the default) or preserve", s.Oracle.Case))
 		}
 		if s.Oracle.LOBInlineBytes < 0 || s.Oracle.LOBInlineBytes > 32767 {
-			return f.errAt(key+".oracle.lob_inline_bytes", fmt.Errorf("%d: want 1 to 32767 (default 4000)", s.Oracle.LOBInlineBytes))
+			return f.errAt(key+".oracle.lob_inline_bytes", fmt.Errorf("%d: want 1 to 32767 (default 1000)", s.Oracle.LOBInlineBytes))
 		}
 		if err := OracleConfig(*s).Validate(); err != nil {
 			return f.errAt(key, err)

@@ -10,7 +10,13 @@ import (
 const DefaultCheckpointTable = "CDCD_CHECKPOINT"
 
 // DefaultLOBInlineBytes is Config.LOBInlineBytes's default.
-const DefaultLOBInlineBytes = 4000
+//
+// godror sizes a string array bind at four bytes per character of its
+// longest value, and a bind buffer past 4000 bytes is a LONG bind to Oracle,
+// which a VARCHAR2 or MERGE may refuse (ORA-01461): 1000 bytes keeps inline
+// LOB values within 4000 bytes, and larger ones go the temporary-LOB way,
+// which works for any size.
+const DefaultLOBInlineBytes = 1000
 
 // Config configures a Sink. The zero value of every optional field means the
 // default stated on it.
@@ -48,7 +54,7 @@ type Config struct {
 	// LOBInlineBytes is the size up to which CLOB and BLOB values are bound
 	// inline in the array statements; a row with a larger LOB value goes in
 	// a separate execution of the same statement whose LOB columns are bound
-	// as temporary LOBs. Default DefaultLOBInlineBytes (4000).
+	// as temporary LOBs. Default DefaultLOBInlineBytes (1000).
 	LOBInlineBytes int
 }
 
@@ -66,7 +72,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("oracle sink %q: case %q: use upper or preserve", c.Name, c.Case)
 	}
 	if c.LOBInlineBytes < 0 || c.LOBInlineBytes > 32767 {
-		return fmt.Errorf("oracle sink %q: lob_inline_bytes %d: want 0 (default 4000) to 32767", c.Name, c.LOBInlineBytes)
+		return fmt.Errorf("oracle sink %q: lob_inline_bytes %d: want 0 (default 1000) to 32767", c.Name, c.LOBInlineBytes)
 	}
 	if _, err := c.Case.ident(c.Name); err != nil {
 		return fmt.Errorf("oracle sink %q: %w", c.Name, err)
