@@ -3,6 +3,7 @@ package oracle
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -90,7 +91,7 @@ func (s *Sink) table(ctx context.Context, rel *change.Relation) (*table, error) 
 // rule; extra target columns are left to their defaults.
 func newTable(cfg Config, name string, rel *change.Relation, cols map[string]targetColumn) (*table, error) {
 	t := &table{shape: tableShape{name: name, keys: rel.KeyColumns()}, display: strings.ReplaceAll(name, `"`, "")}
-	var missing []string
+	var missing, bad []string
 	for i, c := range rel.Columns {
 		on, err := cfg.Case.ident(c.Name)
 		if err != nil {
@@ -103,15 +104,21 @@ func newTable(cfg Config, name string, rel *change.Relation, cols map[string]tar
 		}
 		b, err := newBinder(c, tc, isKey(t.shape.keys, i), cfg.EmptyString)
 		if err != nil {
-			return nil, err
+			bad = append(bad, err.Error())
+			continue
 		}
 		t.shape.cols = append(t.shape.cols, quote(on))
 		t.binders = append(t.binders, b)
 		t.lob = append(t.lob, tc.isLOB())
 		t.hasLOB = t.hasLOB || tc.isLOB()
 	}
+	var problems []string
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("has no column %s (source table %s has it): add it to the target", strings.Join(missing, ", "), rel.QualifiedName())
+		problems = append(problems, fmt.Sprintf("has no column %s (source table %s has it): add it to the target", strings.Join(missing, ", "), rel.QualifiedName()))
+	}
+	problems = append(problems, bad...)
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return t, nil
 }

@@ -96,3 +96,28 @@ func TestCheckNoClient(t *testing.T) {
 	require.False(t, got[1].OK)
 	require.NotContains(t, got[1].Detail, "pw ")
 }
+
+// EnsureTables creates a missing table with the DDL of TableDDL and
+// reports an existing table with a missing or incompatible column.
+func TestEnsureTables(t *testing.T) {
+	s, mock := mockSink(t, Config{})
+	items := &schema.Table{Source: schema.Name{Schema: "public", Name: "items"}, Target: schema.Name{Schema: "public", Name: "items"},
+		PrimaryKey: []string{"sku"}, Columns: []schema.Column{{Name: "sku", TypeOID: 25, Type: "text", NotNull: true}, {Name: "ok", Type: "boolean"}}}
+	mock.ExpectQuery(columnsSQL).WithArgs("", "ITEMS").WillReturnRows(sqlmock.NewRows([]string{"C", "D", "P", "S", "N"}))
+	mock.ExpectQuery(versionSQL).WillReturnRows(sqlmock.NewRows([]string{"V"}).AddRow("23.0.0.0.0"))
+	mock.ExpectExec("CREATE TABLE \"ITEMS\" (\n  \"SKU\" VARCHAR2(4000 BYTE) NOT NULL,\n  \"OK\" BOOLEAN,\n  PRIMARY KEY (\"SKU\"))").
+		WillReturnResult(sqlmock.NewResult(0, 0))
+	created, err := s.EnsureTables(context.Background(), []*schema.Table{items}, true, true)
+	require.NoError(t, err)
+	require.Equal(t, []string{"public.items"}, created)
+	require.NoError(t, mock.ExpectationsWereMet())
+
+	tbl := ordersTable()
+	tbl.Columns[2].TypeOID, tbl.Columns[2].BaseType = oidBytea, "bytea"
+	mock.ExpectQuery(columnsSQL).WithArgs("", "ORDERS").WillReturnRows(sqlmock.NewRows([]string{"C", "D", "P", "S", "N"}).
+		AddRow("ID", "NUMBER", 19, 0, "N").AddRow("AMOUNT", "NUMBER", 12, 2, "Y"))
+	mock.ExpectQuery(columnsSQL).WithArgs("", "ITEMS").WillReturnRows(sqlmock.NewRows([]string{"C", "D", "P", "S", "N"}))
+	_, err = s.EnsureTables(context.Background(), []*schema.Table{tbl, items}, false, true)
+	require.ErrorContains(t, err, `target tables: "ORDERS" has no column "CUSTOMER", "NOTE" (source table public.orders has it): add it to the target; column amount: a bytea value cannot go into Oracle NUMBER; "ITEMS" does not exist`)
+	require.NoError(t, mock.ExpectationsWereMet())
+}

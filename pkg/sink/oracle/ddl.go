@@ -95,14 +95,10 @@ func (s *Sink) EnsureTables(ctx context.Context, tables []*schema.Table, create,
 			return created, classify(s.errorf("%w", err))
 		}
 		if cols != nil {
-			for _, c := range t.Columns {
-				on, err := s.cfg.Case.ident(c.Name)
-				if err != nil {
-					return created, s.errorf("table %s: %w", t.Target, err)
-				}
-				if _, ok := cols[on]; !ok {
-					problems = append(problems, fmt.Sprintf("%s has no column %s", s.qualify(name), quote(on)))
-				}
+			// Every source column must exist, with a type its values can
+			// be written to.
+			if _, err := newTable(s.cfg, s.qualify(name), relationOf(t), cols); err != nil {
+				problems = append(problems, s.qualify(name)+" "+err.Error())
 			}
 			continue
 		}
