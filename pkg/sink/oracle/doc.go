@@ -11,20 +11,21 @@
 // per statement: DELETE by key, INSERT of rows not on the target, UPDATE of
 // every non-key column for full rows that are there, and one UPDATE per set
 // of sent columns for rows with unchanged TOASTed values (those columns are
-// left out of the SET). A 10,000-row batch of inserts, updates and deletes
-// on one table is therefore five round trips with the checkpoint and the
-// COMMIT. MERGE is used only where the row may already exist: snapshot
-// rows, an INSERT that met ORA-00001, and an UPDATE that found fewer rows
-// than it was given. A TRUNCATE is applied as DELETE FROM (Oracle's TRUNCATE
-// is DDL and would commit). Rows whose CLOB or BLOB values exceed
+// left out of the SET). A 10,000-row batch of inserts, updates, deletes
+// and unchanged-TOAST updates on one table is therefore six round trips
+// with the checkpoint and the COMMIT (TestStatementsPerBatch). MERGE is used
+// only where the row may already exist: snapshot rows, an INSERT that met
+// ORA-00001, and an UPDATE that found fewer rows than it was given. A
+// TRUNCATE is applied as DELETE FROM (Oracle's TRUNCATE is DDL and would
+// commit). Rows whose CLOB, NCLOB, BLOB or JSON values exceed
 // Config.LOBInlineBytes go in a separate execution of the same statement,
 // bound as temporary LOBs, so no value is cut or dropped.
 //
 // Values arrive in PostgreSQL's text form and are bound as typed arrays
 // chosen from the target column's Oracle type (values.go): NUMBER from
 // integers (int64) or numeric (godror.Number, checked to fit exactly:
-// at most 38 significant digits and no more fraction digits than the
-// column's scale), BINARY_FLOAT/DOUBLE with NaN and ±Infinity, DATE and
+// at most 38 significant digits, and within the column's precision and
+// scale, which Oracle would otherwise round to silently), BINARY_FLOAT/DOUBLE with NaN and ±Infinity, DATE and
 // TIMESTAMP [WITH TIME ZONE] as UTC times, INTERVAL literals, RAW/BLOB from
 // bytea and uuid, and the PostgreSQL text for character, CLOB and JSON
 // columns. A value the target cannot hold exactly is a terminal error
