@@ -335,3 +335,33 @@ func TestNoInstantClient(t *testing.T) {
 }
 
 var _ = sql.ErrNoRows
+
+// A batch with only a heartbeat message still moves the position; Close
+// rolls back an open Partial transaction; a closed Sink asks to be
+// recreated.
+func TestHeartbeatPartialCloseAndClosed(t *testing.T) {
+	ctx := context.Background()
+	s, mock := mockSink(t, Config{})
+	hb := &change.Change{Op: change.OpMessage, Message: &change.Message{Transactional: true, Prefix: sink.HeartbeatPrefix}}
+	mock.ExpectBegin()
+	mock.ExpectExec(ckMerge()).WithArgs("ora", int64(3), change.LSN(3<<8).String()).WillReturnResult(sqlmock.NewResult(0, 1))
+	mock.ExpectCommit()
+	require.NoError(t, s.Apply(ctx, batch(3, hb)))
+
+	part := batch(4, ins(ordersRel(), "1", "a", "1", "x"))
+	part.Partial = true
+	mock.ExpectBegin()
+	expectOrdersCatalog(mock)
+	mock.ExpectExec(ordersInsert).WithArgs(ints(1), []string{"a"}, []godror.Number{"1"}, []string{"x"}).WillReturnResult(sqlmock.NewResult(0, 1))
+	require.NoError(t, s.Apply(ctx, part))
+	mock.ExpectRollback()
+	mock.ExpectClose()
+	require.NoError(t, s.Close(ctx))
+	require.NoError(t, mock.ExpectationsWereMet())
+
+	err := s.Apply(ctx, batch(5, hb))
+	require.True(t, sink.IsRetriable(err), "%v", err)
+	require.ErrorContains(t, err, "the connection is closed: recreate the sink")
+	_, err = s.Position(ctx)
+	require.True(t, sink.IsRetriable(err))
+}
