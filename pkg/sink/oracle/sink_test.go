@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -364,4 +365,50 @@ func TestHeartbeatPartialCloseAndClosed(t *testing.T) {
 	require.ErrorContains(t, err, "the connection is closed: recreate the sink")
 	_, err = s.Position(ctx)
 	require.True(t, sink.IsRetriable(err))
+}
+
+// A lost connection at each statement of a batch in turn: the statements
+// after it never run, nothing commits (a failed COMMIT has an unknown
+// outcome, which the retry settles by reading the position), and the
+// error is retriable. A terminal error at the same places is not.
+func TestFaultAtEveryStatement(t *testing.T) {
+	rel := ordersRel()
+	b := batch(9, del(rel, "5"), ins(rel, "1", "a", "1", "x"), upd(rel, "4", "d", "4", "y"))
+	type stmt struct {
+		sql  string
+		args []driver.Value
+	}
+	stmts := []stmt{
+		{ordersDelete, []driver.Value{ints(5)}},
+		{ordersInsert, []driver.Value{ints(1), []string{"a"}, []godror.Number{"1"}, []string{"x"}}},
+		{ordersUpdate, []driver.Value{[]string{"d"}, []godror.Number{"4"}, []string{"y"}, ints(4)}},
+		{ckMerge(), []driver.Value{"ora", int64(9), change.LSN(9 << 8).String()}},
+	}
+	for _, fault := range []*oraErr{{code: 3113, msg: "end-of-file on communication channel"}, {code: 2291, msg: "integrity constraint violated"}} {
+		for at := 0; at <= len(stmts); at++ { // len(stmts): at COMMIT
+			t.Run(fmt.Sprintf("ORA-%05d at %d", fault.code, at), func(t *testing.T) {
+				s, mock := mockSink(t, Config{})
+				mock.ExpectBegin()
+				expectOrdersCatalog(mock)
+				for i, st := range stmts[:min(at+1, len(stmts))] {
+					e := mock.ExpectExec(st.sql).WithArgs(st.args...)
+					if i == at {
+						e.WillReturnError(fault)
+					} else {
+						e.WillReturnResult(sqlmock.NewResult(0, 1))
+					}
+				}
+				if at == len(stmts) {
+					mock.ExpectCommit().WillReturnError(fault)
+				} else {
+					mock.ExpectRollback()
+				}
+				err := s.Apply(context.Background(), b)
+				require.Error(t, err)
+				require.Equal(t, fault.code == 3113, sink.IsRetriable(err), "%v", err)
+				require.NoError(t, mock.ExpectationsWereMet())
+				require.Nil(t, s.tx)
+			})
+		}
+	}
 }
