@@ -57,6 +57,14 @@ func TestOracleSink(t *testing.T) {
 		require.Contains(t, err.Error(), "install Oracle Instant Client")
 	}
 
+	// cdcd status, with cdcd down, reads the position from Oracle.
+	ds := f.DiskStatusConfig()
+	require.Len(t, ds.Sinks, 1)
+	require.NotNil(t, ds.Sinks[0].Position)
+	_, _, err = ds.Sinks[0].Position(context.Background())
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "pa ss#word")
+
 	pre := f.PreflightConfig()
 	require.Len(t, pre.Sinks, 1)
 	require.NotNil(t, pre.Sinks[0].Oracle)
