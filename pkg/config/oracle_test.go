@@ -20,7 +20,7 @@ trail: {dir: /t}
 sinks:
   - name: ora
     kind: oracle
-    dsn: 'user=cdc connectString="db.example:1521/FREEPDB1"'
+    dsn: 'user=cdc connectString="127.0.0.1:9/FREEPDB1"'
     password: ${CDCD_TEST_ORA_PW}
     checkpoint_table: cdcd_ck
     oracle:
@@ -36,7 +36,7 @@ func TestOracleSink(t *testing.T) {
 	f, err := Parse([]byte(oracleDoc))
 	require.NoError(t, err)
 	require.Equal(t, oracle.Config{
-		Name: "ora", DSN: `user=cdc connectString="db.example:1521/FREEPDB1"`, Password: "pa ss#word",
+		Name: "ora", DSN: `user=cdc connectString="127.0.0.1:9/FREEPDB1"`, Password: "pa ss#word",
 		LibDir: "/opt/oracle/instantclient_23_5", Schema: "app", CheckpointTable: "cdcd_ck", Case: oracle.CasePreserve,
 		EmptyString: " ", LOBInlineBytes: 8000,
 	}, OracleConfig(f.Sinks[0]))
@@ -48,7 +48,7 @@ func TestOracleSink(t *testing.T) {
 	s, err := pc.Sinks[0].Open(context.Background())
 	if err == nil {
 		s.Close(context.Background())
-		t.Fatal("opened an Oracle sink to db.example: want an error")
+		t.Fatal("opened an Oracle sink on a closed port: want an error")
 	}
 	require.NotContains(t, err.Error(), "pa ss#word")
 	require.NotContains(t, err.Error(), "\n")

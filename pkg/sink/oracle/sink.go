@@ -116,6 +116,8 @@ func ReadPosition(ctx context.Context, cfg Config) (sink.Position, error) {
 		return sink.Position{}, s.errorf("checkpoint table: %w", err)
 	}
 	s.checkpoint = s.qualify(ck)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if s.conn, err = db.Conn(ctx); err != nil {
 		if missingClient(err) {
 			return sink.Position{}, fmt.Errorf("oracle sink %q: %w", cfg.Name, ErrNoClient)
