@@ -11,6 +11,7 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/preflight"
 	"github.com/cdcd-io/cdcd/pkg/service"
+	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
 	"github.com/cdcd-io/cdcd/pkg/status"
 )
 
@@ -100,6 +101,13 @@ func (f *File) DiskStatusConfig() status.DiskConfig {
 				return status.PostgresPosition(ctx, dsn, table, name)
 			}
 		}
+		if s.Kind == "oracle" {
+			oc := OracleConfig(s)
+			ds.Position = func(ctx context.Context) (uint64, change.LSN, error) {
+				p, err := oracle.ReadPosition(ctx, oc)
+				return p.Seq, p.EndLSN, err
+			}
+		}
 		cfg.Sinks = append(cfg.Sinks, ds)
 	}
 	return cfg
@@ -116,8 +124,13 @@ func (f *File) PreflightConfig() preflight.Config {
 			WarnBytes: int64(f.WALGuard.WarnBytes), AlertBytes: int64(f.WALGuard.AlertBytes)}
 	}
 	for _, s := range f.Sinks {
-		cfg.Sinks = append(cfg.Sinks, preflight.Sink{Name: s.Name, Kind: s.Kind, DSN: s.DSN,
-			CheckpointTable: s.CheckpointTable, Brokers: s.Brokers, IAM: s.IAM.Region != ""})
+		ps := preflight.Sink{Name: s.Name, Kind: s.Kind, DSN: s.DSN,
+			CheckpointTable: s.CheckpointTable, Brokers: s.Brokers, IAM: s.IAM.Region != ""}
+		if s.Kind == "oracle" {
+			oc := OracleConfig(s)
+			ps.Oracle = &oc
+		}
+		cfg.Sinks = append(cfg.Sinks, ps)
 	}
 	return cfg
 }

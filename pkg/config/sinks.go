@@ -15,6 +15,7 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/pipeline"
 	"github.com/cdcd-io/cdcd/pkg/sink"
 	"github.com/cdcd-io/cdcd/pkg/sink/kafka"
+	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
 	pgsink "github.com/cdcd-io/cdcd/pkg/sink/postgres"
 	"github.com/cdcd-io/cdcd/pkg/sink/stdout"
 )
@@ -23,15 +24,16 @@ import (
 type SinkSpec struct {
 	// Name identifies the sink (logs, checkpoints). Required, unique.
 	Name string `yaml:"name"`
-	// Kind is postgres, kafka or stdout. Required.
+	// Kind is postgres, kafka, oracle or stdout. Required.
 	Kind string `yaml:"kind"`
-	// DSN is the target connection string (postgres).
+	// DSN is the target connection string (postgres; oracle: a godror
+	// connection string, user=… connectString="host:1521/service").
 	DSN string `yaml:"dsn"`
 	// Password overrides DSN's password; any bytes (use ${NAME} or
 	// ${file:/path}). Default: the DSN's own.
 	Password string `yaml:"password"`
-	// CheckpointTable holds the sink's position on the target (postgres).
-	// Default cdcd.checkpoint.
+	// CheckpointTable holds the sink's position on the target. Default
+	// cdcd.checkpoint (postgres), CDCD_CHECKPOINT (oracle).
 	CheckpointTable string `yaml:"checkpoint_table"`
 	// IAM enables Aurora/RDS IAM authentication (postgres).
 	IAM IAM `yaml:"iam"`
@@ -60,6 +62,37 @@ type SinkSpec struct {
 	TLS KafkaTLS `yaml:"tls"`
 	// Kafka holds the kafka sink's tuning.
 	Kafka KafkaTuning `yaml:"kafka"`
+	// Oracle holds the oracle sink's settings.
+	Oracle OracleSettings `yaml:"oracle"`
+}
+
+// OracleSettings is an oracle sink's `oracle:` section; see oracle.Config.
+type OracleSettings struct {
+	// Schema is the Oracle schema of the target tables and the checkpoint
+	// table. Default: the connecting user's.
+	Schema string `yaml:"schema"`
+	// Case is upper (PostgreSQL's lower-case names become upper case) or
+	// preserve. Default upper.
+	Case string `yaml:"case"`
+	// EmptyString is what a PostgreSQL '' is written as, since Oracle
+	// stores '' as NULL. Default "": NULL.
+	EmptyString string `yaml:"empty_string"`
+	// LibDir is the Oracle Instant Client directory. Default: the loader's
+	// search path (LD_LIBRARY_PATH, ldconfig).
+	LibDir string `yaml:"lib_dir"`
+	// LOBInlineBytes is the size up to which CLOB/BLOB values bind inline.
+	// Default 1000.
+	LOBInlineBytes int `yaml:"lob_inline_bytes"`
+}
+
+// OracleConfig returns the oracle sink configuration of an oracle sink
+// entry.
+func OracleConfig(s SinkSpec) oracle.Config {
+	return oracle.Config{
+		Name: s.Name, DSN: s.DSN, Password: s.Password, LibDir: s.Oracle.LibDir, Schema: s.Oracle.Schema,
+		CheckpointTable: s.CheckpointTable, Case: oracle.Case(s.Oracle.Case), EmptyString: s.Oracle.EmptyString,
+		LOBInlineBytes: s.Oracle.LOBInlineBytes,
+	}
 }
 
 // KafkaSASL is a kafka sink's `sasl:` section.
@@ -176,11 +209,29 @@ func (f *File) validateSink(i int, names map[string]bool) error {
 		if s.Database == "" {
 			s.Database = sourceDatabase(f.Source.DSN)
 		}
+	case "oracle":
+		if s.DSN == "" {
+			return f.errAt(key+".dsn", errors.New(`is required for an oracle sink: user=cdc connectString="host:1521/service" (password: in the password key)`))
+		}
+		switch oracle.Case(s.Oracle.Case) {
+		case "", oracle.CaseUpper, oracle.CasePreserve:
+		default:
+			return f.errAt(key+".oracle.case", fmt.Errorf("%q: use upper (the default) or preserve", s.Oracle.Case))
+		}
+		if s.Oracle.LOBInlineBytes < 0 || s.Oracle.LOBInlineBytes > 32767 {
+			return f.errAt(key+".oracle.lob_inline_bytes", fmt.Errorf("%d: want 1 to 32767 (default 1000)", s.Oracle.LOBInlineBytes))
+		}
+		if err := OracleConfig(*s).Validate(); err != nil {
+			return f.errAt(key, err)
+		}
 	case "stdout":
 	case "":
-		return f.errAt(key+".kind", errors.New("is required: postgres, kafka or stdout"))
+		return f.errAt(key+".kind", errors.New("is required: postgres, kafka, oracle or stdout"))
 	default:
-		return f.errAt(key+".kind", fmt.Errorf("%q is not supported: use postgres, kafka or stdout", s.Kind))
+		return f.errAt(key+".kind", fmt.Errorf("%q is not supported: use postgres, kafka, oracle or stdout", s.Kind))
+	}
+	if s.Kind != "oracle" && s.Oracle != (OracleSettings{}) {
+		return f.errAt(key+".oracle", fmt.Errorf("is for oracle sinks, this one is %s", s.Kind))
 	}
 	if s.Batch.MaxRows < 0 {
 		return f.errAt(key+".batch.max_rows", errors.New("must not be negative"))
@@ -238,6 +289,11 @@ func opener(s SinkSpec, log *slog.Logger) apply.OpenFunc {
 		cfg := kafkaConfig(s)
 		return func(ctx context.Context) (sink.Sink, error) {
 			return kafka.New(ctx, cfg, log.With("sink", s.Name))
+		}
+	case "oracle":
+		cfg := OracleConfig(s)
+		return func(ctx context.Context) (sink.Sink, error) {
+			return oracle.New(ctx, cfg, log) // the sink adds its name
 		}
 	default:
 		return func(context.Context) (sink.Sink, error) { return stdout.New(os.Stdout), nil }

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-io/cdcd/pkg/dsn"
+	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 )
 
@@ -81,6 +82,8 @@ type Sink struct {
 	CheckpointTable string
 	// Brokers are a kafka sink's seed brokers.
 	Brokers []string
+	// Oracle is an oracle sink's configuration; nil for other kinds.
+	Oracle *oracle.Config
 	// IAM reports that a postgres sink authenticates with AWS IAM tokens:
 	// its DSN must then say sslmode=verify-full, and the connection is not
 	// tried (that would need AWS credentials).

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcd-io/cdcd/pkg/schema"
+	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
 	"github.com/cdcd-io/cdcd/pkg/status"
 )
 
@@ -37,9 +39,70 @@ func (c *checker) sink(ctx context.Context, s Sink, tables []table) {
 		} else {
 			c.add(key+".connect", Pass, "brokers reachable: "+strings.Join(s.Brokers, ", "), "")
 		}
+	case "oracle":
+		c.oracleSink(ctx, key, s, tables)
 	default:
 		c.add(key, Pass, s.Kind+" sink: nothing to check", "")
 	}
+}
+
+// oracleSink checks an Oracle target: Instant Client, connection,
+// checkpoint table, tables with compatible columns, and write rights. The
+// source tables' columns are read from the source catalog for the column
+// comparison.
+func (c *checker) oracleSink(ctx context.Context, key string, s Sink, tables []table) {
+	if s.Oracle == nil {
+		c.add(key+".config", Fail, "no oracle settings were passed to the check", "report this as a bug")
+		return
+	}
+	defs := c.sourceTables(ctx, tables)
+	for _, f := range oracle.Check(ctx, *s.Oracle, defs, c.cfg.Timeout) {
+		st := Fail
+		switch {
+		case f.OK:
+			st = Pass
+		case f.Warn:
+			st = Warn
+		}
+		remedy := f.Remedy
+		if st == Pass {
+			remedy = ""
+		}
+		c.add(key+"."+f.Check, st, f.Detail, remedy)
+	}
+}
+
+// sourceTables reads the definitions of the captured tables from the
+// source catalog; a table it cannot read is passed by name only (its
+// presence on the target is still checked, its columns not).
+func (c *checker) sourceTables(ctx context.Context, tables []table) []*schema.Table {
+	d := c.cfg.Source.DSN
+	if c.cfg.Trigger != nil {
+		d = c.cfg.Trigger.DSN
+	}
+	defs := make([]*schema.Table, 0, len(tables))
+	var conn *pgx.Conn
+	if len(tables) > 0 {
+		conn, _, _ = connect(ctx, d, "cdcd check", c.cfg.Timeout)
+	}
+	if conn != nil {
+		defer conn.Close(context.Background())
+	}
+	for _, t := range tables {
+		name := schema.Name{Schema: t.schema, Name: t.name}
+		if conn != nil {
+			var oid uint32
+			err := conn.QueryRow(ctx, `SELECT coalesce(to_regclass($1)::oid, 0)`, pgx.Identifier{t.schema, t.name}.Sanitize()).Scan(&oid)
+			if err == nil && oid != 0 {
+				if def, err := schema.Read(ctx, conn, oid); err == nil {
+					defs = append(defs, def)
+					continue
+				}
+			}
+		}
+		defs = append(defs, &schema.Table{Source: name, Target: name})
+	}
+	return defs
 }
 
 func (c *checker) postgresSink(ctx context.Context, key string, s Sink, tables []table) {

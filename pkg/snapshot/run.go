@@ -235,16 +235,21 @@ func (r *Runner) plan(ctx context.Context, q *pgx.Conn, first sink.Sink, lsn cha
 	}
 	_, bulk := first.(sink.BulkLoader)
 	sc, canCreate := first.(sink.SchemaCreator)
-	if canCreate && bulk {
+	if canCreate {
+		// A sink without bulk load (Oracle) creates its tables with their
+		// keys: only bulk loads defer them.
 		defs := make([]*schema.Table, 0, len(st.Tables))
 		for _, t := range st.Tables {
 			defs = append(defs, t.Table)
 		}
-		created, err := sc.EnsureTables(ctx, defs, r.cfg.CreateSchema, true)
+		created, err := sc.EnsureTables(ctx, defs, r.cfg.CreateSchema, bulk)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot: %w", err)
 		}
 		for _, t := range st.Tables {
+			if !bulk {
+				continue
+			}
 			t.DeferredKey = slices.Contains(created, t.Table.Target.String())
 			// Created tables have the source's types; existing ones passed
 			// the type check. Either way binary COPY is exact when no type
