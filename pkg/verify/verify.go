@@ -197,10 +197,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // run is one verification in progress.
 type run struct {
-	cfg    Config
-	log    *slog.Logger
-	src    *pgx.Conn   // coordinator, holds the source snapshot open
-	dst    []*pgx.Conn // per target, holds the target snapshot open
+	cfg     Config
+	log     *slog.Logger
+	src     *pgx.Conn   // coordinator, holds the source snapshot open
+	dst     []*pgx.Conn // per target, holds the target snapshot open
 	srcSnap string
 	dstSnap []string
 	held    []string // sinks held
