@@ -58,6 +58,9 @@ type Config struct {
 	// MaxKeys is how many differing keys are named per table and kind.
 	// Default 10.
 	MaxKeys int
+	// Counts compares row counts per range only, without checksums: a
+	// faster, weaker check (cdcd cutover --verify=counts). Default false.
+	Counts bool
 	// Repair re-copies the differing ranges from the source snapshot into
 	// the target. Default false.
 	Repair bool
@@ -78,6 +81,11 @@ type Target struct {
 	Name string
 	// DSN is its connection string. Required.
 	DSN string
+	// Snapshot is an exported snapshot (pg_export_snapshot) to read the
+	// target in, whose transaction the caller keeps open: the target as it
+	// was at some earlier moment (cdcd cutover --verify=after). Default:
+	// the target as it is (static) or as held (Daemon).
+	Snapshot string
 }
 
 func (c Config) defaults() Config {
@@ -263,6 +271,9 @@ func (v *run) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, t := range tables {
+		t.counts = v.cfg.Counts
+	}
 	if len(tables) == 0 {
 		return nil, errors.New("verify: no table to compare (check tables.include/exclude, the publication and --tables)")
 	}
@@ -302,6 +313,10 @@ func (v *run) pinStatic(ctx context.Context) (change.LSN, error) {
 		return 0, fmt.Errorf("source: read the WAL position: %w", err)
 	}
 	for i, t := range v.cfg.Targets {
+		if t.Snapshot != "" {
+			v.dstSnap[i] = t.Snapshot
+			continue
+		}
 		if v.dstSnap[i], err = exportSnapshot(ctx, v.dst[i], ""); err != nil {
 			return 0, fmt.Errorf("target %s: %w", t.Name, err)
 		}
