@@ -45,7 +45,7 @@ ORDER BY n.nspname, c.relname`
 		sql = `SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_publication_tables pt
 JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
-WHERE pt.pubname = $1 AND c.relkind = 'r' ORDER BY n.nspname, c.relname`
+WHERE pt.pubname = $1 AND c.relkind = 'r' AND n.nspname <> 'cdcd' ORDER BY n.nspname, c.relname`
 		args = append(args, publication)
 	}
 	rows, err := q.Query(ctx, sql, args...)

@@ -1,0 +1,269 @@
+package cutover_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdcd-io/cdcd/internal/pgtest"
+	"github.com/cdcd-io/cdcd/pkg/config"
+	"github.com/cdcd-io/cdcd/pkg/cutover"
+	"github.com/cdcd-io/cdcd/pkg/service"
+	"github.com/cdcd-io/cdcd/pkg/verify"
+)
+
+// daemon runs a cdcd service from yaml until stop is called or the test
+// ends.
+type daemon struct {
+	svc  *service.Service
+	stop func()
+}
+
+func startDaemon(t *testing.T, yaml string) *daemon {
+	t.Helper()
+	f, err := config.Parse([]byte(yaml))
+	require.NoError(t, err)
+	log := slog.New(slog.DiscardHandler)
+	svc, err := service.New(f.PipelineConfig(log), f.ServiceConfig(log))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	var once sync.Once
+	d := &daemon{svc: svc}
+	d.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(time.Minute):
+				t.Error("service did not stop")
+			}
+		})
+	}
+	t.Cleanup(d.stop)
+	return d
+}
+
+// waitApplied waits until the daemon's first sink is past a marker
+// committed on src now.
+func (d *daemon) waitApplied(t *testing.T, src *pgtest.Cluster) {
+	t.Helper()
+	m := src.MarkerT(t)
+	require.Eventually(t, func() bool { return d.svc.Pipeline().Workers()[0].Stats().Position.EndLSN > m },
+		2*time.Minute, 10*time.Millisecond, "sink not past %s: %+v", m, d.svc.Report())
+}
+
+func forwardYAML(t *testing.T, blue, green *pgtest.Cluster) string {
+	return fmt.Sprintf(`
+source: { dsn: %q, create: true, heartbeat: 1s, status_interval: 200ms }
+trail: { dir: %q }
+snapshot: { mode: initial }
+schema: { create: true }
+sinks:
+  - { name: green, kind: postgres, dsn: %q, batch: { max_delay: 5ms } }
+http: { listen: 127.0.0.1:0 }
+`, blue.DSN("postgres"), filepath.Join(t.TempDir(), "trail"), green.DSN("postgres"))
+}
+
+// load is pgbench writing through the proxy, restarted whenever it exits
+// (a cutover aborts its clients): a stand-in for an application that
+// retries its failed connections.
+type load struct {
+	cancel    context.CancelFunc
+	done      chan struct{}
+	processed atomic.Int64 // transactions pgbench reported committed
+}
+
+var processedRE = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
+
+func startLoad(t *testing.T, p *pgtest.Proxy) *load {
+	t.Helper()
+	bin, err := pgtest.BinDir(pgtest.V15)
+	require.NoError(t, err)
+	script := filepath.Join(t.TempDir(), "orders.sql")
+	require.NoError(t, os.WriteFile(script, []byte("INSERT INTO orders (note) VALUES ('o');\n"), 0o644))
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel, done: make(chan struct{})}
+	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.Port)
+	go func() {
+		defer close(l.done)
+		for ctx.Err() == nil {
+			out, _ := exec.CommandContext(ctx, filepath.Join(bin, "pgbench"), "-n", "-C", "-c", "2", "-T", "600",
+				"-b", "tpcb-like", "-f", script, dsn).CombinedOutput()
+			if m := processedRE.FindSubmatch(out); m != nil {
+				n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+				l.processed.Add(n)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond): // an application's reconnect delay
+			}
+		}
+	}()
+	t.Cleanup(l.stop)
+	return l
+}
+
+// stop ends pgbench; SIGKILL by the context loses its final summary, so
+// the count is a lower bound of what was committed.
+func (l *load) stop() {
+	l.cancel()
+	<-l.done
+}
+
+func count(t *testing.T, c *pgtest.Cluster, sql string) int64 {
+	t.Helper()
+	var n int64
+	require.NoError(t, c.QueryRow(sql, &n))
+	return n
+}
+
+func setup(t *testing.T) (blue, green *pgtest.Cluster) {
+	blue = pgtest.StartT(t, pgtest.Options{Name: "blue"})
+	green = pgtest.StartT(t, pgtest.Options{Name: "green", Version: pgtest.V17})
+	bin, err := pgtest.BinDir(pgtest.V15)
+	require.NoError(t, err)
+	out, err := exec.Command(filepath.Join(bin, "pgbench"), "-i", "-s", "1", "-q", blue.DSN("postgres")).CombinedOutput()
+	require.NoError(t, err, string(out))
+	// Sequence defaults are not created by schema.create: the table
+	// with its sequence exists on green beforehand, as a migration
+	// would set it up.
+	for _, c := range []*pgtest.Cluster{blue, green} {
+		c.ExecT(t, "postgres", `CREATE TABLE orders (id bigserial PRIMARY KEY, note text)`)
+	}
+	blue.ExecT(t, "postgres", `INSERT INTO orders (note) SELECT 'before' FROM generate_series(1, 100)`)
+	return blue, green
+}
+
+// TestBlueGreenCutoverWithRollback: PG15 blue → PG17 green synced by cdcd,
+// pgbench writing to blue through a proxy; the cutover's hook points the
+// proxy at green. Every transaction committed on blue is on green, pgbench
+// goes on against green, green's sequences are ahead of blue's, and with
+// the rollback slot green's writes reach blue.
+func TestBlueGreenCutoverWithRollback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers")
+	}
+	blue, green := setup(t)
+	fwd := startDaemon(t, forwardYAML(t, blue, green))
+	fwd.waitApplied(t, blue)
+
+	proxy := pgtest.StartProxyT(t, fmt.Sprintf("127.0.0.1:%d", blue.Port))
+	l := startLoad(t, proxy)
+	require.Eventually(t, func() bool { return count(t, blue, "SELECT count(*) FROM pgbench_history") > 100 },
+		time.Minute, 10*time.Millisecond)
+
+	rep, err := cutover.Run(context.Background(), cutover.Config{
+		SourceDSN:    blue.DSN("postgres"),
+		Targets:      []cutover.Target{{Name: "green", DSN: green.DSN("postgres")}},
+		Verify:       cutover.VerifyFull,
+		Hook:         fmt.Sprintf("echo 127.0.0.1:%d > %s", green.Port, proxy.BackendFile),
+		RollbackSlot: "cdcd_rollback",
+	})
+	require.NoError(t, err, "%+v", rep)
+	require.True(t, rep.Switched)
+	for _, s := range rep.Steps {
+		t.Logf("%-60s %.3fs  %s", s.Name, s.Seconds, s.Detail)
+	}
+	t.Logf("write-unavailable %.3fs", rep.WriteUnavailableSeconds)
+	require.Greater(t, rep.WriteUnavailableSeconds, 0.0)
+	require.Greater(t, rep.RowsVerified, int64(100000))
+	require.Equal(t, 1, rep.Sequences)
+	require.True(t, rep.Verify.Match)
+
+	// Blue is fenced: what it holds now is everything it committed.
+	blueHistory := count(t, blue, "SELECT count(*) FROM pgbench_history")
+	blueMax := count(t, blue, "SELECT max(id) FROM orders")
+	_, err = pgxExec(blue, "INSERT INTO orders (note) VALUES ('late')")
+	require.ErrorContains(t, err, "read-only", "blue takes no writes after the switch")
+
+	// The way back: replication green → blue from the slot made before
+	// the switch. The forward pipeline has nothing left to do.
+	fwd.stop()
+	back := startDaemon(t, fmt.Sprintf(`
+source: { dsn: %q, slot: cdcd_rollback, publication: cdcd_rollback, heartbeat: 1s, status_interval: 200ms }
+trail: { dir: %q }
+tables: { exclude: ["cdcd.*"] }
+sinks:
+  - { name: blue, kind: postgres, dsn: %q }
+http: { listen: "off" }
+`, green.DSN("postgres"), filepath.Join(t.TempDir(), "rollback"), blue.DSN("postgres")+"&options=-c%20default_transaction_read_only%3Doff"))
+
+	// pgbench goes on against green.
+	require.Eventually(t, func() bool { return count(t, green, "SELECT count(*) FROM pgbench_history") > blueHistory+100 },
+		2*time.Minute, 10*time.Millisecond, "pgbench continues on green")
+	require.Positive(t, count(t, green, fmt.Sprintf("SELECT count(*) FROM orders WHERE id > %d", blueMax)))
+	require.Zero(t, count(t, green, fmt.Sprintf("SELECT count(*) FROM orders WHERE id > %d AND id <= %d", blueMax, blueMax+1000)),
+		"green's sequence starts past every value blue issued, plus the gap")
+	l.stop()
+	// Each TPC-B transaction adds a history row, each of the others an
+	// order (after the 100 made by setup).
+	committed := count(t, green, "SELECT (SELECT count(*) FROM pgbench_history) + (SELECT count(*) - 100 FROM orders)")
+	require.LessOrEqual(t, l.processed.Load(), committed, "every transaction pgbench reported committed is on green")
+	t.Logf("pgbench reported %d transactions committed; green holds %d", l.processed.Load(), committed)
+
+	// Green's writes reached blue: the two are identical.
+	back.waitApplied(t, green)
+	res, err := verify.Run(context.Background(), verify.Config{SourceDSN: green.DSN("postgres"),
+		Targets: []verify.Target{{Name: "blue", DSN: blue.DSN("postgres")}}, Publication: "cdcd_rollback"})
+	require.NoError(t, err)
+	require.True(t, res.Match)
+	require.Greater(t, count(t, blue, "SELECT count(*) FROM pgbench_history"), blueHistory, "rollback writes reach blue")
+}
+
+// TestFailingHookLeavesBlueWritable: the hook fails, so the source is
+// unfenced, pgbench goes on against blue, and the report says why.
+func TestFailingHookLeavesBlueWritable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers")
+	}
+	blue, green := setup(t)
+	fwd := startDaemon(t, forwardYAML(t, blue, green))
+	fwd.waitApplied(t, blue)
+	proxy := pgtest.StartProxyT(t, fmt.Sprintf("127.0.0.1:%d", blue.Port))
+	startLoad(t, proxy)
+	require.Eventually(t, func() bool { return count(t, blue, "SELECT count(*) FROM pgbench_history") > 50 },
+		time.Minute, 10*time.Millisecond)
+
+	rep, err := cutover.Run(context.Background(), cutover.Config{
+		SourceDSN: blue.DSN("postgres"),
+		Targets:   []cutover.Target{{Name: "green", DSN: green.DSN("postgres")}},
+		Hook:      "echo 'load balancer API: 503 Service Unavailable' >&2; exit 3",
+	})
+	require.Error(t, err)
+	require.False(t, rep.Switched)
+	require.Contains(t, rep.Error, "switch hook")
+	require.Contains(t, rep.Error, "exit status 3")
+	require.Contains(t, rep.Error, "503 Service Unavailable")
+	require.Contains(t, rep.Error, "the source is unfenced and stays in service")
+	last := rep.Steps[len(rep.Steps)-1]
+	require.Equal(t, "unfence", last.Name)
+	require.Empty(t, last.Error)
+
+	_, err = pgxExec(blue, "INSERT INTO orders (note) VALUES ('after a failed cutover')")
+	require.NoError(t, err, "blue is writable")
+	h := count(t, blue, "SELECT count(*) FROM pgbench_history")
+	require.Eventually(t, func() bool { return count(t, blue, "SELECT count(*) FROM pgbench_history") > h+50 },
+		time.Minute, 10*time.Millisecond, "pgbench goes on against blue")
+	require.Equal(t, fmt.Sprintf("127.0.0.1:%d", blue.Port), proxy.Backend())
+}
+
+func TestBadConfig(t *testing.T) {
+	_, err := cutover.Run(context.Background(), cutover.Config{SourceDSN: "x", Targets: []cutover.Target{{Name: "g", DSN: "y"}}})
+	require.ErrorContains(t, err, "no switch hook")
+	_, err = cutover.Run(context.Background(), cutover.Config{SourceDSN: "x", Targets: []cutover.Target{{Name: "g", DSN: "y"}}, Hook: "true", Verify: "some"})
+	require.ErrorContains(t, err, `verify "some"`)
+}
