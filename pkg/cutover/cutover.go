@@ -69,6 +69,10 @@ type Config struct {
 	// that name on each target before the switch, so a pipeline green →
 	// blue started from it misses nothing. Default "": no rollback.
 	RollbackSlot string
+	// UnfenceTargets resets default_transaction_read_only on each
+	// target's database once the hook succeeded: the way back (cutover
+	// --back) makes the fenced blue writable again. Default false.
+	UnfenceTargets bool
 	// DryRun runs the pre-checks and the verification (as they are) only:
 	// nothing is fenced or switched.
 	DryRun bool
@@ -269,6 +273,11 @@ func (c *cutover) run(ctx context.Context) error {
 		return c.abort(ctx, err)
 	}
 	c.rep.Switched = true
+	if c.cfg.UnfenceTargets {
+		if err := c.step("unfence targets", func() (string, error) { return c.unfenceTargets(ctx) }); err != nil {
+			return err
+		}
+	}
 	c.rep.WriteUnavailableSeconds = time.Since(c.fenced).Seconds()
 	if c.cfg.Verify == VerifyAfter {
 		// Blue stays fenced (static); green is read as it was at the switch.

@@ -333,3 +333,24 @@ func (c *cutover) rollbackSlots(ctx context.Context) (string, error) {
 	}
 	return "publication and slot " + name + " on every target", nil
 }
+
+// unfenceTargets resets default_transaction_read_only on each target's
+// database (blue, fenced by the cutover that left it).
+func (c *cutover) unfenceTargets(ctx context.Context) (string, error) {
+	var names []string
+	for _, t := range c.cfg.Targets {
+		err := onTarget(ctx, t, func(conn *pgx.Conn) error {
+			var db string
+			if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+				return err
+			}
+			_, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" RESET default_transaction_read_only")
+			names = append(names, db)
+			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("target %s: %w", t.Name, err)
+		}
+	}
+	return "writable again: " + strings.Join(names, ", "), nil
+}
