@@ -14,6 +14,7 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/cutover"
 	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/service"
+	"github.com/cdcd-io/cdcd/pkg/verify"
 )
 
 func newCutoverCmd() *cobra.Command {
@@ -53,6 +54,9 @@ in the foreground (stop the blue → green cdcd first), so 'cdcd cutover --back'
 			}
 			cfg.DryRun, cfg.Logger = dryRun, log
 			cfg.VerifyConfig.Logger = log
+			if d := f.DaemonURL(); dryRun && d != "" && verify.Probe(cmd.Context(), d) {
+				cfg.VerifyConfig.Daemon = d // exact under writes
+			}
 			rep, err := cutover.Run(cmd.Context(), cfg)
 			out := cmd.OutOrStdout()
 			if asJSON {

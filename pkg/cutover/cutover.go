@@ -73,8 +73,9 @@ type Config struct {
 	// target's database once the hook succeeded: the way back (cutover
 	// --back) makes the fenced blue writable again. Default false.
 	UnfenceTargets bool
-	// DryRun runs the pre-checks and the verification (as they are) only:
-	// nothing is fenced or switched.
+	// DryRun runs the pre-checks and the verification only — held at an
+	// exact position through VerifyConfig.Daemon when it is set (the
+	// source keeps taking writes): nothing is fenced or switched.
 	DryRun bool
 	// Logger receives a line per step. Default: discard.
 	Logger *slog.Logger
@@ -216,7 +217,7 @@ func (c *cutover) run(ctx context.Context) error {
 		return err
 	}
 	if c.cfg.DryRun {
-		return c.step("verify (dry run: as the databases are, under writes)", func() (string, error) {
+		return c.step("verify (dry run, "+c.cfg.Verify+")", func() (string, error) {
 			return c.verify(ctx, c.cfg.Verify == VerifyCounts, nil)
 		})
 	}
@@ -338,7 +339,10 @@ func run(ctx context.Context, command string, timeout time.Duration) (string, er
 // with the targets read in the given snapshots.
 func (c *cutover) verify(ctx context.Context, counts bool, snaps []string) (string, error) {
 	vc := c.cfg.VerifyConfig
-	vc.SourceDSN, vc.Counts, vc.Daemon, vc.Repair = c.cfg.SourceDSN, counts, "", false
+	vc.SourceDSN, vc.Counts, vc.Repair = c.cfg.SourceDSN, counts, false
+	if !c.cfg.DryRun {
+		vc.Daemon = "" // fenced and drained: both sides stand still
+	}
 	vc.Targets = nil
 	for i, t := range c.cfg.Targets {
 		vt := verify.Target{Name: t.Name, DSN: t.DSN}

@@ -4,13 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,57 +74,15 @@ http: { listen: 127.0.0.1:0 }
 `, blue.DSN("postgres"), filepath.Join(t.TempDir(), "trail"), green.DSN("postgres"))
 }
 
-// load is pgbench writing through the proxy, restarted whenever it exits
-// (a cutover aborts its clients): a stand-in for an application that
-// retries its failed connections.
-type load struct {
-	cancel    context.CancelFunc
-	done      chan struct{}
-	processed atomic.Int64 // transactions pgbench reported committed
-}
-
-var processedRE = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
-
-func startLoad(t *testing.T, p *pgtest.Proxy) *load {
-	t.Helper()
-	bin, err := pgtest.BinDir(pgtest.V15)
-	require.NoError(t, err)
-	script := filepath.Join(t.TempDir(), "orders.sql")
-	require.NoError(t, os.WriteFile(script, []byte("INSERT INTO orders (note) VALUES ('o');\n"), 0o644))
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{cancel: cancel, done: make(chan struct{})}
-	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.Port)
-	go func() {
-		defer close(l.done)
-		for ctx.Err() == nil {
-			out, _ := exec.CommandContext(ctx, filepath.Join(bin, "pgbench"), "-n", "-C", "-c", "2", "-T", "600",
-				"-b", "tpcb-like", "-f", script, dsn).CombinedOutput()
-			if m := processedRE.FindSubmatch(out); m != nil {
-				n, _ := strconv.ParseInt(string(m[1]), 10, 64)
-				l.processed.Add(n)
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond): // an application's reconnect delay
-			}
-		}
-	}()
-	t.Cleanup(l.stop)
-	return l
-}
-
-// stop ends pgbench; SIGKILL by the context loses its final summary, so
-// the count is a lower bound of what was committed.
-func (l *load) stop() {
-	l.cancel()
-	<-l.done
-}
-
 func count(t *testing.T, c *pgtest.Cluster, sql string) int64 {
 	t.Helper()
 	var n int64
 	require.NoError(t, c.QueryRow(sql, &n))
 	return n
+}
+
+func proxyDSN(p *pgtest.Proxy) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.Port)
 }
 
 func setup(t *testing.T) (blue, green *pgtest.Cluster) {
@@ -162,7 +116,7 @@ func TestBlueGreenCutoverWithRollback(t *testing.T) {
 	fwd.waitApplied(t, blue)
 
 	proxy := pgtest.StartProxyT(t, fmt.Sprintf("127.0.0.1:%d", blue.Port))
-	l := startLoad(t, proxy)
+	l := pgtest.StartLoadT(t, proxyDSN(proxy), 2)
 	require.Eventually(t, func() bool { return count(t, blue, "SELECT count(*) FROM pgbench_history") > 100 },
 		time.Minute, 10*time.Millisecond)
 
@@ -208,12 +162,12 @@ http: { listen: "off" }
 	require.Positive(t, count(t, green, fmt.Sprintf("SELECT count(*) FROM orders WHERE id > %d", blueMax)))
 	require.Zero(t, count(t, green, fmt.Sprintf("SELECT count(*) FROM orders WHERE id > %d AND id <= %d", blueMax, blueMax+1000)),
 		"green's sequence starts past every value blue issued, plus the gap")
-	l.stop()
+	l.Stop()
 	// Each TPC-B transaction adds a history row, each of the others an
 	// order (after the 100 made by setup).
 	committed := count(t, green, "SELECT (SELECT count(*) FROM pgbench_history) + (SELECT count(*) - 100 FROM orders)")
-	require.LessOrEqual(t, l.processed.Load(), committed, "every transaction pgbench reported committed is on green")
-	t.Logf("pgbench reported %d transactions committed; green holds %d", l.processed.Load(), committed)
+	require.LessOrEqual(t, l.Processed(), committed, "every transaction pgbench reported committed is on green")
+	t.Logf("pgbench reported %d transactions committed; green holds %d", l.Processed(), committed)
 
 	// Green's writes reached blue: the two are identical.
 	back.waitApplied(t, green)
@@ -234,7 +188,7 @@ func TestFailingHookLeavesBlueWritable(t *testing.T) {
 	fwd := startDaemon(t, forwardYAML(t, blue, green))
 	fwd.waitApplied(t, blue)
 	proxy := pgtest.StartProxyT(t, fmt.Sprintf("127.0.0.1:%d", blue.Port))
-	startLoad(t, proxy)
+	pgtest.StartLoadT(t, proxyDSN(proxy), 2)
 	require.Eventually(t, func() bool { return count(t, blue, "SELECT count(*) FROM pgbench_history") > 50 },
 		time.Minute, 10*time.Millisecond)
 
