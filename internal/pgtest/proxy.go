@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,27 +28,38 @@ type Proxy struct {
 	wg    sync.WaitGroup
 }
 
-// StartProxyT starts a proxy to backend; it stops when the test ends.
+// StartProxy starts a proxy to backend; dir holds its BackendFile. Close
+// stops it.
+func StartProxy(backend, dir string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{Addr: ln.Addr().String(), Port: ln.Addr().(*net.TCPAddr).Port, ln: ln, conns: map[net.Conn]bool{},
+		BackendFile: filepath.Join(dir, "backend")}
+	if err := p.Point(backend); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	p.wg.Add(1)
+	go p.serve()
+	return p, nil
+}
+
+// StartProxyT is StartProxy for tests; the proxy stops when the test ends.
 func StartProxyT(t testing.TB, backend string) *Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := StartProxy(backend, t.TempDir())
 	if err != nil {
 		t.Fatalf("pgtest: proxy: %v", err)
 	}
-	p := &Proxy{Addr: ln.Addr().String(), Port: ln.Addr().(*net.TCPAddr).Port, ln: ln, conns: map[net.Conn]bool{},
-		BackendFile: t.TempDir() + "/backend"}
-	p.Point(t, backend)
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
+	t.Cleanup(p.Close)
 	return p
 }
 
 // Point sets the backend for new connections.
-func (p *Proxy) Point(t testing.TB, backend string) {
-	if err := os.WriteFile(p.BackendFile, []byte(backend+"\n"), 0o644); err != nil {
-		t.Fatalf("pgtest: proxy: %v", err)
-	}
+func (p *Proxy) Point(backend string) error {
+	return os.WriteFile(p.BackendFile, []byte(backend+"\n"), 0o644)
 }
 
 // Backend is the backend new connections go to.
@@ -87,7 +99,8 @@ func (p *Proxy) serve() {
 	}
 }
 
-func (p *Proxy) close() {
+// Close stops the proxy and its connections.
+func (p *Proxy) Close() {
 	p.ln.Close()
 	p.mu.Lock()
 	for c := range p.conns {
