@@ -49,6 +49,11 @@ with the source as it is now: exact once the source takes no writes.`,
 			if daemon == "" {
 				daemon = f.DaemonURL()
 			}
+			if f.Source.Kind == config.KindTrigger && !static {
+				// Holds are placed at WAL positions: a trigger source has none.
+				log.Warn("source.kind trigger: comparing the targets as they are (held verification needs a pgoutput source)")
+				static = true
+			}
 			if !static && daemon != "" && verify.Probe(cmd.Context(), daemon) {
 				cfg.Daemon = daemon
 			} else if !static {

@@ -59,3 +59,8 @@ sinks: [{name: green, kind: postgres, dsn: "postgres://green/app", password: pw}
 	_, err = f.CutoverConfig(false)
 	require.ErrorContains(t, err, `cutover.verify`)
 }
+
+func TestWritable(t *testing.T) {
+	require.Equal(t, "host=b dbname=app default_transaction_read_only=off", Writable("host=b dbname=app"))
+	require.Equal(t, "postgres://b/app?sslmode=require&default_transaction_read_only=off", Writable("postgres://b/app?sslmode=require"))
+}

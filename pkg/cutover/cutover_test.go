@@ -221,3 +221,45 @@ func TestBadConfig(t *testing.T) {
 	_, err = cutover.Run(context.Background(), cutover.Config{SourceDSN: "x", Targets: []cutover.Target{{Name: "g", DSN: "y"}}, Hook: "true", Verify: "some"})
 	require.ErrorContains(t, err, `verify "some"`)
 }
+
+// TestVerifyModes: a row that differs on green stops a cutover that
+// verifies inside the write pause (blue unfenced, not switched), and
+// raises the alert after the switch with --verify=after.
+func TestVerifyModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers")
+	}
+	blue, green := setup(t)
+	fwd := startDaemon(t, forwardYAML(t, blue, green))
+	fwd.waitApplied(t, blue)
+	green.ExecT(t, "postgres", `DELETE FROM orders WHERE id = 5`)
+	cfg := cutover.Config{
+		SourceDSN: blue.DSN("postgres"),
+		Targets:   []cutover.Target{{Name: "green", DSN: green.DSN("postgres")}},
+		Hook:      "true",
+	}
+
+	cfg.Verify = cutover.VerifyCounts
+	rep, err := cutover.Run(context.Background(), cfg)
+	require.Error(t, err)
+	require.False(t, rep.Switched)
+	require.Contains(t, rep.Error, "verify (counts): public.orders on green differs: (id)=(5)")
+	require.Contains(t, rep.Error, "the source is unfenced")
+	_, err = pgxExec(blue, "INSERT INTO orders (note) VALUES ('blue still writable')")
+	require.NoError(t, err)
+
+	cfg.Verify = cutover.VerifyAfter
+	rep, err = cutover.Run(context.Background(), cfg)
+	require.Error(t, err)
+	require.True(t, rep.Switched, "after: the switch happens first")
+	require.Contains(t, rep.Alert, "(id)=(5)")
+	require.Contains(t, rep.Alert, "cdcd cutover --back")
+	names := []string{}
+	for _, s := range rep.Steps {
+		names = append(names, s.Name)
+	}
+	require.Equal(t, []string{"pre-checks", "fence", "drain", "sequences",
+		"pin green (snapshot for the verification after the switch)", "switch hook", "verify (after the switch)"}, names)
+	_, err = pgxExec(blue, "INSERT INTO orders (note) VALUES ('late')")
+	require.ErrorContains(t, err, "read-only", "blue stays fenced after the switch")
+}
