@@ -45,7 +45,7 @@ func benchCutover(ctx context.Context, e *Env, res *Results) error {
 			reps = append(reps, rep)
 		}
 		x := res.addRatio("cutover."+m.mode, fmt.Sprintf("cutover --verify=%s under pgbench: write-unavailable s (goal ≤ %.0f s)", m.mode, m.goal),
-			"cutovers/s", 1, fmt.Sprintf("goal %.0f s", m.goal), 1.0, runs, goals)
+			"1/pause-s", 1, fmt.Sprintf("goal %.0f s", m.goal), 1.0, runs, goals)
 		med := median(runs)
 		i := slices.IndexFunc(reps, func(r *cutover.Report) bool { return r.WriteUnavailableSeconds == med })
 		var steps []string

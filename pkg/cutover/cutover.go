@@ -148,10 +148,14 @@ type Report struct {
 
 // Step is one step of the cutover.
 type Step struct {
-	Name    string  `json:"name"`
+	// Name names the step ("fence", "drain", …).
+	Name string `json:"name"`
+	// Seconds is how long it took.
 	Seconds float64 `json:"seconds"`
-	Detail  string  `json:"detail,omitempty"`
-	Error   string  `json:"error,omitempty"`
+	// Detail says what it did.
+	Detail string `json:"detail,omitempty"`
+	// Error is why it failed ("" when it did not).
+	Error string `json:"error,omitempty"`
 }
 
 // cutover is one run in progress.

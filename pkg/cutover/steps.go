@@ -240,7 +240,11 @@ func (c *cutover) drain(ctx context.Context) (string, error) {
 			}
 			if ctx.Err() != nil {
 				conn.Close(context.Background())
-				return "", fmt.Errorf("sink %s did not apply the marker %s within %s (at %s): is cdcd running? see cdcd status", t.Name, marker, c.cfg.DrainTimeout, end)
+				at := end
+				if err != nil && !errors.Is(err, ctx.Err()) {
+					at = err.Error()
+				}
+				return "", fmt.Errorf("sink %s did not apply the marker %s within %s (at %s): is cdcd running? see cdcd status", t.Name, marker, c.cfg.DrainTimeout, at)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
