@@ -125,4 +125,3 @@ func slotSnapshot(ctx context.Context, conn, slot string) (*pgconn.PgConn, chang
 	}
 	return rep, lsn, r.SnapshotName, nil
 }
-
