@@ -17,7 +17,7 @@ import (
 
 // benchVerify: `cdcd verify` of the 5M-row `orders` table (identical on two
 // servers; no daemon, so the static comparison) against the plain check a
-// user would write, SELECT md5(string_agg(row, ” ORDER BY key)) run on both
+// user would write, an md5 of string_agg over the rows in key order, run on both
 // servers side by side.
 func benchVerify(ctx context.Context, e *Env, res *Results) error {
 	var srv servers
