@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // WriteJSON writes the result as one JSON document.
@@ -32,7 +33,7 @@ func (r *Result) WriteText(w io.Writer) {
 		fmt.Fprintln(w)
 		width := 0
 		for _, x := range t.Tables {
-			width = max(width, len(x.label()))
+			width = max(width, utf8.RuneCountInString(x.label()))
 		}
 		for _, x := range t.Tables {
 			tables++
@@ -45,7 +46,8 @@ func (r *Result) WriteText(w io.Writer) {
 			if x.Repaired > 0 {
 				state += fmt.Sprintf(" (repaired %d ranges)", x.Repaired)
 			}
-			fmt.Fprintf(w, "  %-*s  rows %d/%d  ranges %d  %s  %.2fs\n", width, x.label(), x.Rows, x.TargetRows, x.Ranges, state, x.Seconds)
+			pad := strings.Repeat(" ", width-utf8.RuneCountInString(x.label()))
+			fmt.Fprintf(w, "  %s%s  rows %d/%d  ranges %d  %s  %.2fs\n", x.label(), pad, x.Rows, x.TargetRows, x.Ranges, state, x.Seconds)
 			if x.Error != "" {
 				fmt.Fprintf(w, "      %s\n", x.Error)
 			}
