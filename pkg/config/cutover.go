@@ -28,6 +28,9 @@ type Cutover struct {
 	// MaxTransactionAge: the pre-check fails while a source transaction is
 	// older. Default 30s.
 	MaxTransactionAge Duration `yaml:"max_transaction_age"`
+	// FenceGrace lets transactions in progress finish before their
+	// sessions are ended. Default 0: ended at once.
+	FenceGrace Duration `yaml:"fence_grace"`
 	// FenceCommand and UnfenceCommand replace the built-in fence (ALTER
 	// DATABASE … SET default_transaction_read_only and ending sessions).
 	FenceCommand   string `yaml:"fence_command"`
@@ -70,7 +73,7 @@ func (f *File) CutoverConfig(back bool) (cutover.Config, error) {
 	}
 	cfg := cutover.Config{
 		Verify: c.Verify, VerifyConfig: vc, MaxLagBytes: int64(c.MaxLag),
-		MaxTransactionAge: time.Duration(c.MaxTransactionAge), FenceCommand: c.FenceCommand, UnfenceCommand: c.UnfenceCommand,
+		MaxTransactionAge: time.Duration(c.MaxTransactionAge), FenceGrace: time.Duration(c.FenceGrace), FenceCommand: c.FenceCommand, UnfenceCommand: c.UnfenceCommand,
 		DrainTimeout: time.Duration(c.DrainTimeout), SequenceGap: c.SequenceGap, Hook: c.Hook, HookTimeout: time.Duration(c.HookTimeout),
 	}
 	switch c.Verify {

@@ -50,6 +50,10 @@ type Config struct {
 	// MaxTransactionAge: the pre-check fails while a transaction on the
 	// source is older than this. Default 30s.
 	MaxTransactionAge time.Duration
+	// FenceGrace lets transactions in progress in the sessions older than
+	// the fence finish (up to this long) before those sessions are ended.
+	// Default 0: they are ended at once (their transactions roll back).
+	FenceGrace time.Duration
 	// FenceCommand replaces the built-in fence (sh -c); UnfenceCommand
 	// undoes it. Default: ALTER DATABASE … SET default_transaction_read_only
 	// and ending the other sessions.

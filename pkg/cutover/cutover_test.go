@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
@@ -262,4 +264,57 @@ func TestVerifyModes(t *testing.T) {
 		"pin green (snapshot for the verification after the switch)", "switch hook", "verify (after the switch)"}, names)
 	_, err = pgxExec(blue, "INSERT INTO orders (note) VALUES ('late')")
 	require.ErrorContains(t, err, "read-only", "blue stays fenced after the switch")
+}
+
+// TestFenceGraceLetsATransactionInProgressCommit: a transaction open when
+// the fence starts commits within fence_grace, reaches green through the
+// drain, and its session is ended afterwards.
+func TestFenceGraceLetsATransactionInProgressCommit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers")
+	}
+	blue, green := setup(t)
+	fwd := startDaemon(t, forwardYAML(t, blue, green))
+	fwd.waitApplied(t, blue)
+
+	ctx := context.Background()
+	app, err := pgx.Connect(ctx, blue.DSN("postgres"))
+	require.NoError(t, err)
+	defer app.Close(ctx)
+	tx, err := app.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "INSERT INTO orders (note) VALUES ('in flight')")
+	require.NoError(t, err)
+
+	type result struct {
+		rep *cutover.Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := cutover.Run(ctx, cutover.Config{
+			SourceDSN: blue.DSN("postgres"), Targets: []cutover.Target{{Name: "green", DSN: green.DSN("postgres")}},
+			Hook: "true", FenceGrace: time.Minute,
+		})
+		done <- result{rep, err}
+	}()
+	// The fence is up (new sessions are read-only) and waits for the
+	// transaction.
+	require.Eventually(t, func() bool {
+		_, err := pgxExec(blue, "INSERT INTO orders (note) VALUES ('new session')")
+		return err != nil && strings.Contains(err.Error(), "read-only")
+	}, time.Minute, 10*time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("cutover went on without waiting: %+v %v", r.rep, r.err)
+	default:
+	}
+	require.NoError(t, tx.Commit(ctx), "the transaction in progress commits within the grace")
+	r := <-done
+	require.NoError(t, r.err, "%+v", r.rep)
+	require.True(t, r.rep.Switched)
+	require.Contains(t, r.rep.Steps[1].Detail, "transactions in progress finished")
+	require.Equal(t, int64(1), count(t, green, "SELECT count(*) FROM orders WHERE note = 'in flight'"), "it reached green")
+	_, err = app.Exec(ctx, "SELECT 1")
+	require.Error(t, err, "its session was ended after the transaction")
 }

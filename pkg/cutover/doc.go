@@ -8,7 +8,8 @@
 //  2. fence: ALTER DATABASE … SET default_transaction_read_only = on (new
 //     sessions are read-only), then every other client session of the
 //     database is ended (cdcd's own, named cdcd…, are kept), so no
-//     session that could still write survives; or FenceCommand;
+//     session that could still write survives (FenceGrace first lets the
+//     transactions in progress finish); or FenceCommand;
 //  3. drain: a logical message is committed on the source and every sink's
 //     checkpoint (in its target's checkpoint table) must pass its LSN —
 //     zero lag, decided by position, not by time;

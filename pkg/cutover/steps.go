@@ -168,6 +168,10 @@ WHERE d.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_datab
 	if err := c.src.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&since); err != nil {
 		return "", err
 	}
+	waited, err := c.waitOut(ctx, since)
+	if err != nil {
+		return "", err
+	}
 	ended := 0
 	deadline := time.Now().Add(10 * time.Second)
 	for pass := 0; ; pass++ {
@@ -189,7 +193,39 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type 
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return fmt.Sprintf("database %s read-only for new sessions; %d sessions ended", c.db, ended), nil
+	return fmt.Sprintf("database %s read-only for new sessions; %s%d sessions ended", c.db, waited, ended), nil
+}
+
+// waitOut gives the transactions in progress in sessions older than the
+// fence up to FenceGrace to finish (commit or roll back) before those
+// sessions are ended: an in-flight transaction then commits on blue — and
+// reaches green through the drain — instead of failing.
+func (c *cutover) waitOut(ctx context.Context, since time.Time) (string, error) {
+	if c.cfg.FenceGrace <= 0 {
+		return "", nil
+	}
+	start := time.Now()
+	for {
+		var open int
+		err := c.src.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+  AND coalesce(application_name, '') NOT LIKE 'cdcd%' AND backend_start <= $1 AND xact_start IS NOT NULL`, since).Scan(&open)
+		if err != nil {
+			return "", fmt.Errorf("look for transactions in progress: %w", err)
+		}
+		d := time.Since(start).Round(time.Millisecond)
+		if open == 0 {
+			return fmt.Sprintf("transactions in progress finished in %s; ", d), nil
+		}
+		if d >= c.cfg.FenceGrace {
+			return fmt.Sprintf("%d transactions still in progress after %s (fence_grace) are cut off; ", open, c.cfg.FenceGrace), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // unfence undoes fence: the database's setting as it was before.
