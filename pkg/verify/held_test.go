@@ -138,4 +138,10 @@ func TestHeldVerifyUnderPgbenchLoad(t *testing.T) {
 	res, _, err = run(t, cfg)
 	require.NoError(t, err)
 	require.True(t, res.Match)
+
+	// A sink the daemon does not run is named at once, not waited for.
+	cfg.Targets[0].Name = "blue2"
+	_, err = verify.Run(testCtx(t), cfg)
+	require.ErrorContains(t, err, "has no sink blue2: does it run this configuration?")
+	require.Nil(t, svc.Pipeline().Workers()[0].CurrentHold())
 }

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/status"
 )
 
 // holdState is the daemon's answer (service.HoldState).
@@ -80,6 +82,37 @@ func (d daemon) waitReached(ctx context.Context, sinkName string, lsn change.LSN
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// ready checks, from the daemon's /status, that every named sink runs and
+// streams: a stopped sink, or one still copying its initial snapshot,
+// would never reach a hold.
+func (d daemon) ready(ctx context.Context, names []string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.base+"/status", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := d.c.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask the running cdcd (%s) for its status: %w", d.base, err)
+	}
+	defer resp.Body.Close()
+	var r status.Report
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return fmt.Errorf("status of the running cdcd (%s): %w", d.base, err)
+	}
+	for _, name := range names {
+		i := slices.IndexFunc(r.Sinks, func(s status.Sink) bool { return s.Name == name })
+		switch {
+		case i < 0:
+			return fmt.Errorf("the running cdcd (%s) has no sink %s: does it run this configuration?", d.base, name)
+		case r.Sinks[i].Stopped:
+			return fmt.Errorf("sink %s has stopped (%s): fix it and restart cdcd before verifying", name, r.Sinks[i].LastError)
+		case r.Sinks[i].Snapshot != nil && !r.Sinks[i].Snapshot.Complete:
+			return fmt.Errorf("sink %s is still copying its initial snapshot: verify once it streams (cdcd status)", name)
+		}
+	}
+	return nil
 }
 
 // Probe reports whether a cdcd daemon answers at base (http://host:port).

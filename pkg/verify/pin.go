@@ -41,6 +41,13 @@ func (v *run) pinStatic(ctx context.Context) (change.LSN, error) {
 // each target there (see the package documentation for why it is exact).
 func (v *run) pinHeld(ctx context.Context) (change.LSN, []change.LSN, error) {
 	v.d = daemon{base: v.cfg.Daemon, c: &http.Client{Timeout: 30 * time.Second}}
+	names := make([]string, len(v.cfg.Targets))
+	for i, t := range v.cfg.Targets {
+		names[i] = t.Name
+	}
+	if err := v.d.ready(ctx, names); err != nil {
+		return 0, nil, err
+	}
 	aux, err := connect(ctx, v.cfg.SourceDSN, "source")
 	if err != nil {
 		return 0, nil, err
