@@ -171,6 +171,7 @@ type cutover struct {
 	db     string // the source database
 	prior  *string
 	fenced time.Time
+	slots  []Target // targets where this run created the rollback slot
 }
 
 // Run performs the cutover (see the package documentation). The report is
@@ -304,6 +305,10 @@ func (c *cutover) run(ctx context.Context) error {
 func (c *cutover) abort(ctx context.Context, cause error) error {
 	if c.fenced.IsZero() {
 		return cause
+	}
+	if len(c.slots) > 0 {
+		// A slot nobody reads would hold green's WAL for good.
+		_ = c.step("drop the rollback slot", func() (string, error) { return c.dropSlots(context.WithoutCancel(ctx)) })
 	}
 	uerr := c.step("unfence", func() (string, error) { return c.unfence(context.WithoutCancel(ctx)) })
 	c.rep.WriteUnavailableSeconds = time.Since(c.fenced).Seconds()

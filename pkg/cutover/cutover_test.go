@@ -195,9 +195,10 @@ func TestFailingHookLeavesBlueWritable(t *testing.T) {
 		time.Minute, 10*time.Millisecond)
 
 	rep, err := cutover.Run(context.Background(), cutover.Config{
-		SourceDSN: blue.DSN("postgres"),
-		Targets:   []cutover.Target{{Name: "green", DSN: green.DSN("postgres")}},
-		Hook:      "echo 'load balancer API: 503 Service Unavailable' >&2; exit 3",
+		SourceDSN:    blue.DSN("postgres"),
+		Targets:      []cutover.Target{{Name: "green", DSN: green.DSN("postgres")}},
+		Hook:         "echo 'load balancer API: 503 Service Unavailable' >&2; exit 3",
+		RollbackSlot: "cdcd_rollback",
 	})
 	require.Error(t, err)
 	require.False(t, rep.Switched)
@@ -215,6 +216,8 @@ func TestFailingHookLeavesBlueWritable(t *testing.T) {
 	require.Eventually(t, func() bool { return count(t, blue, "SELECT count(*) FROM pgbench_history") > h+50 },
 		time.Minute, 10*time.Millisecond, "pgbench goes on against blue")
 	require.Equal(t, fmt.Sprintf("127.0.0.1:%d", blue.Port), proxy.Backend())
+	require.Zero(t, count(t, green, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'cdcd_rollback'"),
+		"the rollback slot made before the hook is dropped: it would hold green's WAL")
 }
 
 func TestBadConfig(t *testing.T) {

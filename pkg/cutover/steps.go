@@ -364,6 +364,7 @@ func (c *cutover) rollbackSlots(ctx context.Context) (string, error) {
 				if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name); err != nil {
 					return fmt.Errorf("create slot %s: %w", name, err)
 				}
+				c.slots = append(c.slots, t)
 			}
 			return nil
 		})
@@ -393,4 +394,21 @@ func (c *cutover) unfenceTargets(ctx context.Context) (string, error) {
 		}
 	}
 	return "writable again: " + strings.Join(names, ", "), nil
+}
+
+// dropSlots drops the rollback slots this run created (after a failure
+// before the switch).
+func (c *cutover) dropSlots(ctx context.Context) (string, error) {
+	var errs []error
+	for _, t := range c.slots {
+		err := onTarget(ctx, t, func(conn *pgx.Conn) error {
+			_, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", c.cfg.RollbackSlot)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("target %s: drop slot %s: %w", t.Name, c.cfg.RollbackSlot, err))
+		}
+	}
+	c.slots = nil
+	return "slot " + c.cfg.RollbackSlot + " dropped", errors.Join(errs...)
 }
