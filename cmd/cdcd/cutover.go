@@ -66,11 +66,16 @@ in the foreground (stop the blue → green cdcd first), so 'cdcd cutover --back'
 			} else {
 				rep.WriteText(out)
 			}
-			if err != nil || dryRun || back || !f.Cutover.Rollback {
+			if dryRun || back || !f.Cutover.Rollback || !rep.Switched {
 				return err
 			}
+			// Switched: the way back is needed most when the verification
+			// after the switch raised an alert (err), so it runs then too.
 			fmt.Fprintln(out, "rollback: replicating green → blue; stop the blue → green cdcd now (e.g. systemctl stop cdcd). SIGINT/SIGTERM stops; 'cdcd cutover --rollback-only' resumes")
-			return runRollback(cmd.Context(), f, log, forwardStop)
+			if rerr := runRollback(cmd.Context(), f, log, forwardStop); rerr != nil {
+				return rerr
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML)")
