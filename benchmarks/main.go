@@ -149,6 +149,8 @@ var scenarios = []scenario{
 	{"kafka", benchKafka},
 	{"trigger.cost", benchTriggerCost},
 	{"trigger.capture", benchTriggerCapture},
+	{"verify", benchVerify},
+	{"cutover", benchCutover},
 }
 
 func scenarioNames() []string {

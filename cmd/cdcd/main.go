@@ -62,7 +62,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newRunCmd(), newCaptureCmd(), newTrailCmd(), newCheckCmd(), newStatusCmd(), newTriggerCmd())
+	root.AddCommand(newRunCmd(), newCaptureCmd(), newTrailCmd(), newCheckCmd(), newStatusCmd(), newTriggerCmd(), newVerifyCmd(), newCutoverCmd())
 	return root
 }
 

@@ -132,6 +132,9 @@ type Worker struct {
 	stats  Stats
 	opened bool          // the sink was opened once in this process
 	pos    atomic.Uint64 // Position.Seq, lock-free for purge
+
+	holdMu sync.Mutex
+	hold   *Hold // see Hold; nil when none
 }
 
 // New returns a worker for the sink opened by open.
@@ -234,7 +237,7 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 	queue := make(chan *sink.Batch, w.cfg.QueueBatches)
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
-	b := &batcher{cfg: w.cfg, out: queue, ctx: readCtx}
+	b := &batcher{cfg: w.cfg, out: queue, ctx: readCtx, w: w}
 	r, err := trail.NewReader(w.cfg.TrailDir, pos.Seq+1, trail.ReaderOptions{
 		Follow: true, Limit: w.cfg.Durable, Speculate: w.cfg.Speculate, Wake: w.cfg.Wake, Idle: b.idle,
 	})

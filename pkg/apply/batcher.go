@@ -15,6 +15,7 @@ type batcher struct {
 	cfg Config
 	out chan<- *sink.Batch
 	ctx context.Context
+	w   *Worker // for holds; nil in tests of the batcher alone
 
 	cur     *sink.Batch // being built; nil when empty
 	first   time.Time   // when cur got its first change or transaction
@@ -23,7 +24,8 @@ type batcher struct {
 	last    sink.Position
 	txRows  int // rows of tx in cur
 	txBytes int
-	err     error // a send interrupted by shutdown
+	err     error  // a send interrupted by shutdown
+	sent    uint64 // trail seq of the last COMMIT sent in a complete batch
 }
 
 // run reads until the context ends or the reader fails.
@@ -58,6 +60,9 @@ func (b *batcher) batch() *sink.Batch {
 func (b *batcher) add(rec trail.Record) error {
 	switch rec.Type {
 	case trail.RecordBegin:
+		if err := b.gate(rec.Tx); err != nil {
+			return err
+		}
 		b.tx = &sink.Tx{Tx: rec.Tx}
 		b.chunked, b.txRows, b.txBytes = false, 0, 0
 	case trail.RecordChange, trail.RecordMessage:
@@ -137,6 +142,9 @@ func (b *batcher) send() error {
 		// The open transaction's changes so far are not in cur; the next
 		// batch starts now, with them.
 		b.batch()
+	}
+	if !cur.Partial {
+		b.sent = max(b.sent, cur.Position.Seq)
 	}
 	select {
 	case b.out <- cur:

@@ -46,6 +46,8 @@ type File struct {
 	Schema   SchemaSection `yaml:"schema"`
 	Tables   Tables        `yaml:"tables"`
 	Mappings []Mapping     `yaml:"mappings"`
+	// Cutover configures `cdcd cutover` (cutover.go).
+	Cutover Cutover `yaml:"cutover"`
 
 	// ast is the parsed file, for the lines of validation errors.
 	ast *ast.File

@@ -12,7 +12,8 @@ import (
 // daemon is live), /readyz (200 while it is caught up within the configured
 // lag) and /status (the status report as JSON, which `cdcd status` reads).
 // /metrics, /readyz and /status read the slot first (concurrent requests
-// share one read), so they show the source as of the request.
+// share one read), so they show the source as of the request. The
+// /sinks/{name}/hold endpoints (hold.go) hold a sink at a source position.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	metrics := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: errLog{s}})
@@ -34,6 +35,7 @@ func (s *Service) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = s.Report().WriteJSON(w)
 	})
+	s.holdHandlers(mux)
 	return mux
 }
 
