@@ -89,7 +89,9 @@ func (s *Sink) upsert(ctx context.Context, t *table, rows []change.Row) error {
 		return nil
 	}
 	set := nonKeyColumns(t)
-	if len(set) == 0 { // every column is key: nothing to update
+	if len(set) == 0 || s.dsqlMode() {
+		// Every column is key: nothing to update. On DSQL, whose limits
+		// count modified rows, the upsert modifies each row once.
 		return s.insert(ctx, t, rows, "upsert into")
 	}
 	var (

@@ -1,0 +1,4 @@
+package postgres
+
+// CitusConfig tunes FlavorCitus.
+type CitusConfig struct{}
