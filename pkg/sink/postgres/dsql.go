@@ -257,7 +257,10 @@ func (s *Sink) flushDSQL(ctx context.Context) error {
 		return err
 	}
 	mark := d.cur
-	if mark.final != 0 {
+	if mark.final != 0 && mark.final == d.part.final && mark.changes < d.part.changes {
+		// Still inside the part a committed chunk applied: keep its mark.
+		mark = d.part
+	} else if mark.final != 0 {
 		mark.chunk++
 	}
 	applied := d.applied
