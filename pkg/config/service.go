@@ -117,7 +117,8 @@ func (f *File) PreflightConfig() preflight.Config {
 	}
 	for _, s := range f.Sinks {
 		cfg.Sinks = append(cfg.Sinks, preflight.Sink{Name: s.Name, Kind: s.Kind, DSN: s.DSN,
-			CheckpointTable: s.CheckpointTable, Brokers: s.Brokers, IAM: s.IAM.Region != ""})
+			CheckpointTable: s.CheckpointTable, Brokers: s.Brokers, IAM: s.IAM.Region != "",
+			Postgres: PostgresSinkConfig(s)})
 	}
 	return cfg
 }

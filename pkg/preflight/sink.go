@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	pgsink "github.com/cdcd-io/cdcd/pkg/sink/postgres"
 	"github.com/cdcd-io/cdcd/pkg/status"
 )
 
@@ -43,6 +44,10 @@ func (c *checker) sink(ctx context.Context, s Sink, tables []table) {
 }
 
 func (c *checker) postgresSink(ctx context.Context, key string, s Sink, tables []table) {
+	if s.Postgres.Flavor == pgsink.FlavorDSQL {
+		c.dsqlSink(ctx, key, s, tables)
+		return
+	}
 	c.out = append(c.out, tlsCheck(key+".tls", "sink "+s.Name, s.DSN, s.IAM))
 	if s.IAM {
 		c.add(key+".connect", Warn, "IAM authentication is not checked by cdcd check", "run cdcd run once and watch its log")
@@ -56,6 +61,9 @@ func (c *checker) postgresSink(ctx context.Context, key string, s Sink, tables [
 	}
 	defer conn.Close(context.Background())
 	c.add(key+".connect", Pass, "connected to "+desc, "")
+	if s.Postgres.Flavor == pgsink.FlavorCitus {
+		c.citusSink(ctx, key, conn, s, tables)
+	}
 
 	var missing []string
 	for _, t := range tables {

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-io/cdcd/pkg/dsn"
+	"github.com/cdcd-io/cdcd/pkg/schema"
 )
 
 // Flavor names the kind of PostgreSQL-compatible target the sink writes to.
@@ -129,4 +130,40 @@ WHERE attrelid = to_regclass($1) AND attname IN ('applied_lsn', 'tx_lsn', 'tx_ch
 	}
 	_, err = s.loadMarks(ctx)
 	return err
+}
+
+// ensureFlavorTables is EnsureTables for DSQL and Citus (pkg/schema's
+// EnsureDSQL and EnsureCitus).
+func (s *Sink) ensureFlavorTables(ctx context.Context, tables []*schema.Table, create, deferKeys bool) ([]string, error) {
+	if s.dsqlMode() {
+		return schema.EnsureDSQL(ctx, s.conn, tables, create)
+	}
+	return schema.EnsureCitus(ctx, s.conn, tables, create, deferKeys, s.citusPlacement)
+}
+
+// ConnConfig returns the connection settings a sink with cfg opens a new
+// connection with: the DSN's, with a freshly signed IAM token as password
+// when the flavor (aurora-dsql) or cfg.IAM asks for one. `cdcd check`
+// connects with it.
+func ConnConfig(ctx context.Context, cfg Config) (*pgx.ConnConfig, error) {
+	pcfg, err := pgx.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, dsn.RedactError(err, dsn.Password(cfg.DSN))
+	}
+	if cfg.Flavor, err = ParseFlavor(string(cfg.Flavor)); err != nil {
+		return nil, err
+	}
+	cfg.DSQL = cfg.DSQL.defaults()
+	s := &Sink{cfg: cfg, pcfg: pcfg}
+	switch {
+	case s.dsqlMode():
+		if pcfg.Password, err = s.dsqlToken(ctx, pcfg); err != nil {
+			return nil, fmt.Errorf("building a DSQL IAM auth token: %w", err)
+		}
+	case cfg.IAM.Region != "":
+		if pcfg.Password, err = iamToken(ctx, cfg.IAM.Region, pcfg); err != nil {
+			return nil, fmt.Errorf("building an IAM auth token: %w", err)
+		}
+	}
+	return pcfg, nil
 }
