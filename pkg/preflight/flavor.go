@@ -188,17 +188,20 @@ func (c *checker) citusSink(ctx context.Context, key string, conn *pgx.Conn, s S
 			continue // the tables check reports it
 		}
 		var p citusPlacement
-		var method *string
+		var method, column *string
 		err := conn.QueryRow(ctx, `SELECT (SELECT partmethod::text FROM pg_dist_partition WHERE logicalrelid = $1::regclass),
 	(SELECT column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition WHERE logicalrelid = $1::regclass AND partmethod = 'h'),
 	array(SELECT a.attname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-	      WHERE i.indrelid = $1::regclass AND i.indisprimary)`, name).Scan(&method, &p.column, &p.key)
+	      WHERE i.indrelid = $1::regclass AND i.indisprimary)`, name).Scan(&method, &column, &p.key)
 		if err != nil {
 			c.add(key+".citus.distribution", Fail, "cannot read the distribution of "+t.String()+": "+err.Error(), "check the connection")
 			return
 		}
 		if method != nil && *method != "" {
 			p.kind = (*method)[0]
+		}
+		if column != nil {
+			p.column = *column
 		}
 		if msg := citusProblem(t.String(), p, s.Postgres.Citus); msg != "" {
 			problems = append(problems, msg)

@@ -35,6 +35,9 @@ func (s *Sink) tableOps(ctx context.Context, ops *tableOps) error {
 	if len(ops.keys) == 0 {
 		return s.insert(ctx, t, ops.inserts, "insert into")
 	}
+	if s.citusMode() {
+		return s.citusOps(ctx, t, ops)
+	}
 	deletes, fresh, upserts, updates := ops.split()
 	if len(deletes) > 0 {
 		args := arrays(nil, deletes, t.keys)
@@ -172,6 +175,9 @@ func (s *Sink) move(ctx context.Context, m *move) error {
 		if v.Kind != change.ValueUnchanged {
 			set = append(set, i)
 		}
+	}
+	if s.citusMode() {
+		return s.exec(ctx, citusUpdateSQL(t, set), rowArgs(rowArgs(nil, m.old, t.keys), m.new, set), "update (key change)", t, 1)
 	}
 	args := arrays(nil, []change.Row{m.old}, t.keys)
 	args = arrays(args, []change.Row{m.new}, set)

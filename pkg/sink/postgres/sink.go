@@ -139,9 +139,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 		copyMinRows: defaultCopyMinRows,
 		pcfg:        pcfg,
 	}
-	if cfg.Flavor == FlavorDSQL {
+	switch cfg.Flavor {
+	case FlavorDSQL:
 		s.copyMinRows = 0 // no COPY staging: DSQL has no temporary tables
 		s.dsql = &dsqlState{}
+	case FlavorCitus:
+		s.copyMinRows = 0 // statements by key (citus.go), no staging joins
 	}
 	if _, ok := pcfg.RuntimeParams["application_name"]; !ok {
 		pcfg.RuntimeParams["application_name"] = "cdcd sink " + cfg.Name
