@@ -45,10 +45,19 @@ func dsqlTestCluster(t testing.TB) *pgtest.Cluster {
 // statement per transaction.
 func dsqlEnv(t testing.TB, ddl ...string) *env {
 	t.Helper()
+	return loggedEnv(t, true, ddl...)
+}
+
+// loggedEnv is a fresh database on the statement-logging cluster, with the
+// DSQL guards when guards is set.
+func loggedEnv(t testing.TB, guards bool, ddl ...string) *env {
+	t.Helper()
 	c := dsqlTestCluster(t)
 	db := fmt.Sprintf("dsql_%d", dbSeq.Add(1))
 	c.ExecT(t, "postgres", "CREATE DATABASE "+db)
-	dsqltest.Install(t, c, db)
+	if guards {
+		dsqltest.Install(t, c, db)
+	}
 	for _, d := range ddl {
 		c.ExecT(t, db, d)
 	}
