@@ -72,8 +72,14 @@ func stripModifier(typ string) string {
 
 // dsqlBase is what format_type(oid, -1) says of a column DSQLType made.
 func dsqlBase(c Column, types []*Type) string {
-	typ, _ := DSQLType(c, types)
-	return stripModifier(typ)
+	typ, note := DSQLType(c, types)
+	if note == "" {
+		return c.BaseType // the source's own type
+	}
+	if typ = stripModifier(typ); typ == "character" {
+		return "bpchar" // format_type(bpchar, -1)
+	}
+	return typ
 }
 
 // DSQLStatements returns the DDL that creates t on DSQL, one statement per
