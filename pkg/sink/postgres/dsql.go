@@ -206,7 +206,12 @@ func (s *Sink) applyDSQL(ctx context.Context, b *sink.Batch) error {
 			d.cur = txMark{}
 		}
 	}
-	d.base = b.Position
+	if !b.Partial || b.Position.Seq > d.base.Seq {
+		// A Partial batch's Position is that of the last transaction the
+		// batcher completed in this session: zero when a large transaction
+		// resumes first thing after a restart. Never move back to it.
+		d.base = b.Position
+	}
 	if err := s.flushDSQL(ctx); err != nil {
 		return err
 	}

@@ -162,7 +162,15 @@ func TestDSQLResumeSkipsAppliedChunks(t *testing.T) {
 	require.NoError(t, s.Apply(ctx, &sink.Batch{Txs: []sink.Tx{txs[0], part(txs[1], 0, 2000)}, Partial: true, Position: pos(2)}))
 	require.NoError(t, s.Apply(ctx, &sink.Batch{Txs: []sink.Tx{part(txs[1], 2000, 4000)}, Partial: true, Position: pos(2)}))
 	require.Equal(t, []string{"2|0/200|4000"}, e.rows("SELECT seq, tx_lsn, tx_changes FROM cdcd.checkpoint"))
-	require.NoError(t, s.Apply(ctx, &sink.Batch{Txs: []sink.Tx{part(txs[1], 4000, 6000)}, Position: pos(3)}))
+
+	// Another restart: the batcher's first batch is Partial with a zero
+	// Position (no COMMIT read yet in its session); the stored position
+	// must not go back to it.
+	require.NoError(t, s.Close(ctx))
+	s = e.dsqlSink("resume", func(c *Config) { c.DSQL.MaxTxRows = 1000 })
+	require.NoError(t, s.Apply(ctx, &sink.Batch{Txs: []sink.Tx{part(txs[1], 0, 4500)}, Partial: true}))
+	require.Equal(t, []string{"2|0/200|4500"}, e.rows("SELECT seq, tx_lsn, tx_changes FROM cdcd.checkpoint"))
+	require.NoError(t, s.Apply(ctx, &sink.Batch{Txs: []sink.Tx{part(txs[1], 4500, 6000)}, Position: pos(3)}))
 
 	want := e.rows("SELECT count(*), count(DISTINCT id) FROM public.hist")
 	require.Equal(t, []string{"6020|6020"}, want, "every row exactly once")
