@@ -70,25 +70,47 @@ func TestDSQLFlavorExactlyOnceUnderKill9(t *testing.T) {
 		}
 		bench <- string(out)
 	}()
+	// Large source transactions keep coming until the kills are done.
+	stopBig := make(chan struct{})
 	big := make(chan error, 1)
 	go func() {
 		var err error
-		for i := 0; i < 4 && err == nil; i++ {
+		for i := 1; err == nil; i++ {
+			select {
+			case <-stopBig:
+				big <- nil
+				return
+			default:
+			}
 			err = src.Exec(t.Context(), "postgres",
-				fmt.Sprintf("UPDATE pgbench_accounts SET abalance = abalance + %d WHERE aid <= 20000", i+1),
+				fmt.Sprintf("UPDATE pgbench_accounts SET abalance = abalance + %d WHERE aid <= 20000", i),
 				"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) SELECT 1, 1, g, -1, now() FROM generate_series(1, 5000) g")
 		}
 		big <- err
 	}()
-	kills := 0
+	// midTx reports that the target holds part of a source transaction:
+	// the checkpoint row carries a chunk mark.
+	midTx := func() bool {
+		var mid bool
+		return queryRow(dst, `SELECT tx_changes > 0 FROM cdcd.checkpoint WHERE name = 'target'`, &mid) == nil && mid
+	}
+	kills, between := 0, 0
 	for deadline := time.Now().Add(19 * time.Second); time.Now().Before(deadline) || kills < 10; {
-		// Not a wait for anything: the kill lands at a random moment.
-		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
+		if kills%3 == 0 {
+			// Every third kill lands between the chunks of a source
+			// transaction: wait for the mark, then kill.
+			require.Eventually(t, midTx, time.Minute, 5*time.Millisecond, "no partially applied source transaction seen")
+			between++
+		} else {
+			// Not a wait for anything: the kill lands at a random moment.
+			time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
+		}
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
 		kills++
 		cmd = start()
 	}
+	close(stopBig)
 	out := <-bench
 	require.Contains(t, out, "number of transactions actually processed", out)
 	require.NoError(t, <-big)
@@ -112,6 +134,6 @@ func TestDSQLFlavorExactlyOnceUnderKill9(t *testing.T) {
 	require.Equal(t, n1, n2, "pgbench_history has no key: duplicates would show here")
 	require.Positive(t, dsqltest.Injected(t, dst, "postgres"), "conflicts were injected")
 	stmts := dsqltest.Check(t, dst, "cdcd sink target")
-	t.Logf("%d kills; %d history rows, identical; %d injected conflicts; %d statements checked against DSQL's rules",
-		kills, n1, dsqltest.Injected(t, dst, "postgres"), len(stmts))
+	t.Logf("%d kills (%d between the chunks of a source transaction); %d history rows, identical; %d injected conflicts; %d statements checked against DSQL's rules",
+		kills, between, n1, dsqltest.Injected(t, dst, "postgres"), len(stmts))
 }
