@@ -84,8 +84,8 @@ func dsqlBase(c Column, types []*Type) string {
 
 // DSQLStatements returns the DDL that creates t on DSQL, one statement per
 // transaction: the schema (IF NOT EXISTS), then the table with its primary
-// key inline. Constant defaults are kept; there are no others (Read drops
-// sequence defaults) and no user types.
+// key inline. Constant defaults are kept (Read drops sequence and other
+// non-constant ones), except on columns mapped to text.
 func DSQLStatements(t *Table) []string {
 	var out []string
 	if t.Target.Schema != "public" {
@@ -103,7 +103,9 @@ func DSQLStatements(t *Table) []string {
 		b.WriteString(pgx.Identifier{c.Name}.Sanitize())
 		b.WriteString(" ")
 		b.WriteString(typ)
-		if c.Default != "" && note == "" {
+		// A default of a type mapped to text may name a type DSQL lacks
+		// ('new'::mood): it is left out.
+		if c.Default != "" && (note == "" || typ != "text") {
 			b.WriteString(" DEFAULT ")
 			b.WriteString(c.Default)
 		}
