@@ -179,9 +179,11 @@ func (s *Sink) applyDSQL(ctx context.Context, b *sink.Batch) error {
 		if tx.Tx != nil {
 			final = tx.Tx.FinalLSN
 		}
-		if final == 0 || final != d.cur.final {
+		// Changes without a source transaction (a non-transactional
+		// message, snapshot rows) carry no mark and leave cur alone.
+		if final != 0 && final != d.cur.final {
 			d.cur = txMark{final: final}
-			if final != 0 && final == d.part.final {
+			if final == d.part.final {
 				d.cur.chunk = d.part.chunk
 			}
 		}

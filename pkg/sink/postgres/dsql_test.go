@@ -330,3 +330,72 @@ func TestDSQLToken(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s2.Close(context.Background()))
 }
+
+func TestParseCopyText(t *testing.T) {
+	row, err := parseCopyText([]byte("1\t\\N\ta\\tb\\\\c\\nd\t\t\\101\\x42\\q\n"), 5)
+	require.NoError(t, err)
+	require.Equal(t, change.Row{change.Text("1"), change.Null, change.Text("a\tb\\c\nd"), change.Text(""), change.Text("ABq")}, row)
+	// copyRows, the sink's own COPY encoder, round-trips.
+	in := change.Row{change.Text("x\\y\tz\r\n"), change.Null, change.Text("")}
+	row, err = parseCopyText(copyRows([]change.Row{in}).Bytes(), 3)
+	require.NoError(t, err)
+	require.Equal(t, in, row)
+	_, err = parseCopyText([]byte("1\t2\n"), 3)
+	require.ErrorContains(t, err, "2 values, the table has 3 columns")
+	_, err = parseCopyText([]byte("1\\"), 1)
+	require.ErrorContains(t, err, "a backslash ends the line")
+}
+
+// failingReader returns r's data, then err instead of EOF.
+type failingReader struct {
+	r   *strings.Reader
+	err error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil {
+		return n, f.err
+	}
+	return n, nil
+}
+
+func TestDSQLLoadInParts(t *testing.T) {
+	t.Parallel()
+	e := dsqlEnv(t, "CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+	e.exec("INSERT INTO public.t SELECT g, 'old' FROM generate_series(100, 106) g")
+	s := e.dsqlSink("load", func(c *Config) { c.DSQL.MaxTxRows = 4 }) // parts of 3 rows
+	ctx := context.Background()
+	var data strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&data, "%d\tv%d\n", i, i)
+	}
+	chunk := &sink.BulkChunk{SnapshotID: "s", ID: "c1", Schema: "public", Table: "t", Columns: []string{"id", "v"}, Truncate: true}
+
+	// The source fails after 7 rows: two parts committed, the chunk not recorded.
+	_, err := s.Load(ctx, chunk, &failingReader{r: strings.NewReader(data.String()[:strings.Index(data.String(), "7\t")]), err: fmt.Errorf("source gone")})
+	require.ErrorContains(t, err, "source gone")
+	require.Equal(t, []string{"6"}, e.rows("SELECT count(*) FROM public.t"), "old rows deleted, two parts of three loaded")
+	done, err := s.Loaded(ctx, "s")
+	require.NoError(t, err)
+	require.Empty(t, done)
+
+	// Loaded again whole (without emptying the table this time): the
+	// committed parts are upserted, not doubled.
+	chunk.Truncate = false
+	n, err := s.Load(ctx, chunk, strings.NewReader(data.String()))
+	require.NoError(t, err)
+	require.Equal(t, int64(10), n)
+	require.Equal(t, []string{"10|10"}, e.rows("SELECT count(*), count(*) FILTER (WHERE v LIKE 'v%') FROM public.t"))
+	done, err = s.Loaded(ctx, "s")
+	require.NoError(t, err)
+	require.True(t, done["c1"])
+	stmts := e.checkDSQLLog("load")
+	loads := 0
+	for _, st := range stmts {
+		if strings.HasPrefix(st.SQL, `INSERT INTO "public"."t"`) {
+			loads++
+		}
+	}
+	require.Equal(t, 2+4, loads, "parts of at most 3 rows")
+}
