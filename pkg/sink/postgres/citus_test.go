@@ -14,6 +14,7 @@ import (
 
 	"github.com/cdcd-io/cdcd/internal/dsqltest"
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
@@ -154,4 +155,32 @@ func TestCitusKeyChangeWithUnchangedToast(t *testing.T) {
 	apply(t, s, 1, ins(r, "1", "big", "1"))
 	require.NoError(t, s.Apply(context.Background(), batch(2, tx(updKey(r, []string{"1"}, "2", unch, "2")))))
 	require.Equal(t, []string{"2|big|2"}, e.rows("SELECT * FROM app.t"))
+}
+
+func TestCitusPlacement(t *testing.T) {
+	s := &Sink{cfg: Config{Citus: CitusConfig{
+		Distribution: map[string]string{"s.orders": "tenant"},
+		Reference:    []string{"s.countries"},
+		ColocateWith: map[string]string{"s.orders": "s.customers", "s.lines": "s.orders"},
+	}}}
+	table := func(name string, rows int64) *schema.Table {
+		sch, n, _ := strings.Cut(name, ".")
+		return &schema.Table{Target: schema.Name{Schema: sch, Name: n}, Rows: rows}
+	}
+	for _, tc := range []struct {
+		table string
+		rows  int64
+		want  schema.CitusPlacement
+	}{
+		{"s.orders", 5, schema.CitusPlacement{Column: "tenant", ColocateWith: "s.customers"}},
+		{"s.countries", 1e9, schema.CitusPlacement{Reference: true}},
+		{"s.small", 10000, schema.CitusPlacement{Reference: true}},
+		{"s.big", 10001, schema.CitusPlacement{}},
+		{"s.unknown", -1, schema.CitusPlacement{}}, // never analyzed: size unknown
+		{"s.lines", 5, schema.CitusPlacement{ColocateWith: "s.orders"}},
+	} {
+		require.Equal(t, tc.want, s.citusPlacement(table(tc.table, tc.rows)), tc.table)
+	}
+	s.cfg.Citus.ReferenceMaxRows = -1
+	require.Equal(t, schema.CitusPlacement{}, s.citusPlacement(table("s.small", 3)))
 }
