@@ -111,7 +111,7 @@ func requireZooEqual(t *testing.T, src, dst *env) {
 	for _, col := range dst.rows(`SELECT attname FROM pg_attribute WHERE attrelid = 'public.zoo'::regclass AND attnum > 0 ORDER BY attnum`) {
 		q := pgx.Identifier{col}.Sanitize()
 		expr := "z." + q // the output function's text, as capture carries it
-		if dst.rows(`SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.zoo'::regclass AND attname = '`+strings.ReplaceAll(col, "'", "''")+`'`)[0] == schema.DSQLNumeric {
+		if dst.rows(`SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.zoo'::regclass AND attname = '` + strings.ReplaceAll(col, "'", "''") + `'`)[0] == schema.DSQLNumeric {
 			// Equal but for the trailing zeros of the scale.
 			expr = "CASE WHEN " + q + " = 'NaN' THEN 'NaN' ELSE trim_scale(" + q + ")::text END"
 		}
