@@ -125,7 +125,8 @@ func (f *File) PreflightConfig() preflight.Config {
 	}
 	for _, s := range f.Sinks {
 		ps := preflight.Sink{Name: s.Name, Kind: s.Kind, DSN: s.DSN,
-			CheckpointTable: s.CheckpointTable, Brokers: s.Brokers, IAM: s.IAM.Region != ""}
+			CheckpointTable: s.CheckpointTable, Brokers: s.Brokers, IAM: s.IAM.Region != "",
+			Postgres: PostgresSinkConfig(s)}
 		if s.Kind == "oracle" {
 			oc := OracleConfig(s)
 			ps.Oracle = &oc

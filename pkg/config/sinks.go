@@ -37,6 +37,13 @@ type SinkSpec struct {
 	CheckpointTable string `yaml:"checkpoint_table"`
 	// IAM enables Aurora/RDS IAM authentication (postgres).
 	IAM IAM `yaml:"iam"`
+	// Flavor is the kind of PostgreSQL-compatible target (postgres):
+	// postgres, aurora-dsql or citus. Default postgres.
+	Flavor string `yaml:"flavor"`
+	// DSQL tunes flavor aurora-dsql.
+	DSQL DSQL `yaml:"dsql"`
+	// Citus tunes flavor citus.
+	Citus Citus `yaml:"citus"`
 	// Batch bounds apply batches.
 	Batch Batch `yaml:"batch"`
 
@@ -168,6 +175,43 @@ type IAM struct {
 	Region string `yaml:"region"`
 }
 
+// DSQL is a postgres sink's `dsql:` section (flavor aurora-dsql); see
+// pgsink.DSQLConfig.
+type DSQL struct {
+	// Region signs the IAM tokens. Default: the region in the DSN's host
+	// (<cluster>.dsql.<region>.on.aws).
+	Region string `yaml:"region"`
+	// MaxTxRows bounds the rows one target transaction modifies, the
+	// checkpoint row included (DSQL: 3,000). Default 2500.
+	MaxTxRows int `yaml:"max_tx_rows"`
+	// MaxTxBytes bounds the bytes one target transaction writes (DSQL:
+	// 10 MiB). Default 8MiB.
+	MaxTxBytes ByteSize `yaml:"max_tx_bytes"`
+	// MaxTxDuration bounds one target transaction (DSQL: 5m). Default 4m.
+	MaxTxDuration Duration `yaml:"max_tx_duration"`
+	// ConnMaxAge replaces a connection this old (DSQL: 1h). Default 50m.
+	ConnMaxAge Duration `yaml:"conn_max_age"`
+	// MaxRetries of a transaction failing with 40001. Default 10.
+	MaxRetries int `yaml:"max_retries"`
+}
+
+// Citus is a postgres sink's `citus:` section (flavor citus); see
+// pgsink.CitusConfig.
+type Citus struct {
+	// Distribution maps "schema.table" to its distribution column, a
+	// primary-key column. Default: the first primary-key column.
+	Distribution map[string]string `yaml:"distribution"`
+	// Reference lists tables to create as reference tables. Default none.
+	Reference []string `yaml:"reference"`
+	// ReferenceMaxRows: tables estimated at this many rows or fewer (and
+	// without a distribution entry) become reference tables; -1 never.
+	// Default 10000.
+	ReferenceMaxRows int64 `yaml:"reference_max_rows"`
+	// ColocateWith maps "schema.table" to the table it is colocated with.
+	// Default: Citus's default colocation group.
+	ColocateWith map[string]string `yaml:"colocate_with"`
+}
+
 // Batch is a sink's `batch:` section.
 type Batch struct {
 	// MaxRows closes a batch at this many row changes. Default 10000.
@@ -194,6 +238,9 @@ func (f *File) validateSink(i int, names map[string]bool) error {
 			return f.errAt(key+".dsn", errors.New("is required for a postgres sink"))
 		}
 		if err := f.withPassword(key+".dsn", &s.DSN, s.Password); err != nil {
+			return err
+		}
+		if err := f.validateFlavor(key, s); err != nil {
 			return err
 		}
 	case "kafka":
@@ -276,12 +323,7 @@ func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
 func opener(s SinkSpec, log *slog.Logger) apply.OpenFunc {
 	switch s.Kind {
 	case "postgres":
-		cfg := pgsink.Config{
-			Name:            s.Name,
-			DSN:             s.DSN,
-			CheckpointTable: s.CheckpointTable,
-			IAM:             pgsink.IAMConfig{Region: s.IAM.Region},
-		}
+		cfg := PostgresSinkConfig(s)
 		return func(ctx context.Context) (sink.Sink, error) {
 			return pgsink.New(ctx, cfg, log) // the sink adds its name
 		}
@@ -298,6 +340,63 @@ func opener(s SinkSpec, log *slog.Logger) apply.OpenFunc {
 	default:
 		return func(context.Context) (sink.Sink, error) { return stdout.New(os.Stdout), nil }
 	}
+}
+
+// PostgresSinkConfig returns the postgres sink configuration of a
+// validated `kind: postgres` entry.
+func PostgresSinkConfig(s SinkSpec) pgsink.Config {
+	flavor, _ := pgsink.ParseFlavor(s.Flavor) // checked by validateFlavor
+	return pgsink.Config{
+		Name:            s.Name,
+		DSN:             s.DSN,
+		CheckpointTable: s.CheckpointTable,
+		IAM:             pgsink.IAMConfig{Region: s.IAM.Region},
+		Flavor:          flavor,
+		DSQL: pgsink.DSQLConfig{
+			Region: s.DSQL.Region, MaxTxRows: s.DSQL.MaxTxRows, MaxTxBytes: int(s.DSQL.MaxTxBytes),
+			MaxTxDuration: time.Duration(s.DSQL.MaxTxDuration), ConnMaxAge: time.Duration(s.DSQL.ConnMaxAge),
+			MaxRetries: s.DSQL.MaxRetries,
+		},
+		Citus: pgsink.CitusConfig{
+			Distribution: s.Citus.Distribution, Reference: s.Citus.Reference,
+			ReferenceMaxRows: s.Citus.ReferenceMaxRows, ColocateWith: s.Citus.ColocateWith,
+		},
+	}
+}
+
+// validateFlavor checks a postgres sink's flavor and its section.
+func (f *File) validateFlavor(key string, s *SinkSpec) error {
+	flavor, err := pgsink.ParseFlavor(s.Flavor)
+	if err != nil {
+		return f.errAt(key+".flavor", err)
+	}
+	zeroDSQL := s.DSQL.Region == "" && s.DSQL.MaxTxRows == 0 && s.DSQL.MaxTxBytes == 0 && s.DSQL.MaxTxDuration == 0 &&
+		s.DSQL.ConnMaxAge == 0 && s.DSQL.MaxRetries == 0
+	zeroCitus := len(s.Citus.Distribution) == 0 && len(s.Citus.Reference) == 0 && s.Citus.ReferenceMaxRows == 0 && len(s.Citus.ColocateWith) == 0
+	switch {
+	case flavor != pgsink.FlavorDSQL && !zeroDSQL:
+		return f.errAt(key+".dsql", fmt.Errorf("is for flavor aurora-dsql, the sink's flavor is %s", flavor))
+	case flavor != pgsink.FlavorCitus && !zeroCitus:
+		return f.errAt(key+".citus", fmt.Errorf("is for flavor citus, the sink's flavor is %s", flavor))
+	}
+	if flavor != pgsink.FlavorDSQL {
+		return nil
+	}
+	switch {
+	case s.IAM.Region != "":
+		return f.errAt(key+".iam", errors.New("is for Aurora/RDS PostgreSQL: aurora-dsql always signs IAM tokens; set dsql.region if the host does not name it"))
+	case s.Password != "":
+		return f.errAt(key+".password", errors.New("aurora-dsql authenticates with IAM tokens only: remove the password"))
+	case s.DSQL.MaxTxRows < 0 || s.DSQL.MaxTxRows >= 3000:
+		return f.errAt(key+".dsql.max_tx_rows", fmt.Errorf("%d: must be below DSQL's 3,000 rows per transaction", s.DSQL.MaxTxRows))
+	case s.DSQL.MaxTxBytes < 0 || s.DSQL.MaxTxBytes >= 10<<20:
+		return f.errAt(key+".dsql.max_tx_bytes", fmt.Errorf("%d: must be below DSQL's 10 MiB per transaction", s.DSQL.MaxTxBytes))
+	case time.Duration(s.DSQL.MaxTxDuration) >= 5*time.Minute:
+		return f.errAt(key+".dsql.max_tx_duration", errors.New("must be below DSQL's 5 minutes per transaction"))
+	case time.Duration(s.DSQL.ConnMaxAge) >= time.Hour:
+		return f.errAt(key+".dsql.conn_max_age", errors.New("must be below DSQL's 1 hour per connection"))
+	}
+	return nil
 }
 
 // sourceDatabase is the database named by a connection string, or "".

@@ -26,6 +26,7 @@ import (
 
 	"github.com/cdcd-io/cdcd/pkg/dsn"
 	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
+	pgsink "github.com/cdcd-io/cdcd/pkg/sink/postgres"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 )
 
@@ -88,6 +89,10 @@ type Sink struct {
 	// its DSN must then say sslmode=verify-full, and the connection is not
 	// tried (that would need AWS credentials).
 	IAM bool
+	// Postgres is a postgres sink's configuration: its Flavor selects the
+	// aurora-dsql and citus checks (flavor.go), which use the rest.
+	// Default: the zero Config, plain PostgreSQL.
+	Postgres pgsink.Config
 }
 
 // checker accumulates results.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cdcd-io/cdcd/pkg/schema"
 	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
+	pgsink "github.com/cdcd-io/cdcd/pkg/sink/postgres"
 	"github.com/cdcd-io/cdcd/pkg/status"
 )
 
@@ -106,6 +107,10 @@ func (c *checker) sourceTables(ctx context.Context, tables []table) []*schema.Ta
 }
 
 func (c *checker) postgresSink(ctx context.Context, key string, s Sink, tables []table) {
+	if s.Postgres.Flavor == pgsink.FlavorDSQL {
+		c.dsqlSink(ctx, key, s, tables)
+		return
+	}
 	c.out = append(c.out, tlsCheck(key+".tls", "sink "+s.Name, s.DSN, s.IAM))
 	if s.IAM {
 		c.add(key+".connect", Warn, "IAM authentication is not checked by cdcd check", "run cdcd run once and watch its log")
@@ -119,6 +124,9 @@ func (c *checker) postgresSink(ctx context.Context, key string, s Sink, tables [
 	}
 	defer conn.Close(context.Background())
 	c.add(key+".connect", Pass, "connected to "+desc, "")
+	if s.Postgres.Flavor == pgsink.FlavorCitus {
+		c.citusSink(ctx, key, conn, s, tables)
+	}
 
 	var missing []string
 	for _, t := range tables {

@@ -50,3 +50,11 @@ type SchemaCreator interface {
 	// created (a no-op when it has one).
 	FinishTable(ctx context.Context, t *schema.Table) error
 }
+
+// TextLoader is a BulkLoader that may need COPY's text format, because its
+// target stores some source types as others (Aurora DSQL: text for the
+// types it lacks), which binary COPY cannot fill.
+type TextLoader interface {
+	// TextOnly reports that Load must be given COPY text.
+	TextOnly() bool
+}

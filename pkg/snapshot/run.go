@@ -254,7 +254,7 @@ func (r *Runner) plan(ctx context.Context, q *pgx.Conn, first sink.Sink, lsn cha
 			// Created tables have the source's types; existing ones passed
 			// the type check. Either way binary COPY is exact when no type
 			// carries server-specific OIDs.
-			t.Binary = t.Table.BinarySafe()
+			t.Binary = t.Table.BinarySafe() && !textOnly(first)
 			if t.DeferredKey {
 				t.Truncate = false // new and empty
 			}
@@ -267,6 +267,12 @@ func (r *Runner) plan(ctx context.Context, q *pgx.Conn, first sink.Sink, lsn cha
 			"rows_estimate", t.Table.Rows, "chunks", len(t.Chunks), "binary", t.Binary)
 	}
 	return st, nil
+}
+
+// textOnly reports a sink.TextLoader that takes COPY text only.
+func textOnly(s sink.Sink) bool {
+	tl, ok := s.(sink.TextLoader)
+	return ok && tl.TextOnly()
 }
 
 func (r *Runner) store() error {

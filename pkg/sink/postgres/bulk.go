@@ -70,6 +70,9 @@ func (s *Sink) Load(ctx context.Context, c *sink.BulkChunk, data io.Reader) (n i
 			err = classify(s.errorf("%w", err), s.conn.IsClosed())
 		}
 	}()
+	if s.dsqlMode() {
+		return s.loadDSQL(ctx, c, data)
+	}
 	if s.tx, err = s.conn.Begin(ctx); err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
@@ -135,7 +138,15 @@ func (s *Sink) Loaded(ctx context.Context, snapshotID string) (map[string]bool, 
 // EnsureTables creates missing target schemas, types and tables and checks
 // existing ones (see schema.Ensure).
 func (s *Sink) EnsureTables(ctx context.Context, tables []*schema.Table, create, deferKeys bool) ([]string, error) {
-	created, err := schema.Ensure(ctx, s.conn, tables, create, deferKeys)
+	var (
+		created []string
+		err     error
+	)
+	if s.dsqlMode() || s.citusMode() {
+		created, err = s.ensureFlavorTables(ctx, tables, create, deferKeys)
+	} else {
+		created, err = schema.Ensure(ctx, s.conn, tables, create, deferKeys)
+	}
 	if err != nil {
 		return created, s.errorf("%w", err)
 	}

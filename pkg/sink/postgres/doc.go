@@ -39,6 +39,20 @@
 // (a missing table or column, authentication, constraint violations) is
 // terminal.
 //
+// # Flavors
+//
+// Config.Flavor adapts the sink to PostgreSQL-compatible targets with
+// their own rules (flavor.go). FlavorDSQL (Aurora DSQL, dsql.go): an IAM
+// token per connection, connections replaced before DSQL's hour, each
+// batch split into target transactions under DSQL's 3,000-row, 10 MiB and
+// 5-minute limits that each carry the checkpoint with chunk marks (a large
+// source transaction is then not atomic on the target, but never lost or
+// applied twice), no TRUNCATE, temporary tables or replica role, 40001
+// conflicts retried with backoff, and schema creation by a type rule
+// (pkg/schema). FlavorCitus (citus.go): schema creation distributes tables
+// on a primary-key column or makes reference tables, and apply sends one
+// statement per key, which Citus routes to one shard.
+//
 // The session runs with session_replication_role = replica, as a logical
 // replication subscriber does: user triggers and foreign-key checks do not
 // fire for applied rows. This needs a superuser, rds_superuser, or (PostgreSQL

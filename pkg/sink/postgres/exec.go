@@ -35,6 +35,9 @@ func (s *Sink) tableOps(ctx context.Context, ops *tableOps) error {
 	if len(ops.keys) == 0 {
 		return s.insert(ctx, t, ops.inserts, "insert into")
 	}
+	if s.citusMode() {
+		return s.citusOps(ctx, t, ops)
+	}
 	deletes, fresh, upserts, updates := ops.split()
 	if len(deletes) > 0 {
 		args := arrays(nil, deletes, t.keys)
@@ -89,7 +92,9 @@ func (s *Sink) upsert(ctx context.Context, t *table, rows []change.Row) error {
 		return nil
 	}
 	set := nonKeyColumns(t)
-	if len(set) == 0 { // every column is key: nothing to update
+	if len(set) == 0 || s.dsqlMode() {
+		// Every column is key: nothing to update. On DSQL, whose limits
+		// count modified rows, the upsert modifies each row once.
 		return s.insert(ctx, t, rows, "upsert into")
 	}
 	var (
@@ -170,6 +175,9 @@ func (s *Sink) move(ctx context.Context, m *move) error {
 		if v.Kind != change.ValueUnchanged {
 			set = append(set, i)
 		}
+	}
+	if s.citusMode() {
+		return s.exec(ctx, citusUpdateSQL(t, set), rowArgs(rowArgs(nil, m.old, t.keys), m.new, set), "update (key change)", t, 1)
 	}
 	args := arrays(nil, []change.Row{m.old}, t.keys)
 	args = arrays(args, []change.Row{m.new}, set)

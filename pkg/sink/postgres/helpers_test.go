@@ -31,9 +31,11 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		if err := cluster.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+	for _, c := range []*pgtest.Cluster{cluster, dsqlCluster} {
+		if c != nil {
+			if err := c.Stop(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
 		}
 	}
 	os.Exit(code)

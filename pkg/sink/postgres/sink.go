@@ -40,6 +40,15 @@ type Config struct {
 	// StatementTimeout bounds every statement on the target
 	// (statement_timeout). Default 0: no limit.
 	StatementTimeout time.Duration
+	// Flavor is the kind of target (flavor.go). Default FlavorPostgres.
+	Flavor Flavor
+	// DSQL tunes FlavorDSQL (dsql.go).
+	DSQL DSQLConfig
+	// Citus tunes FlavorCitus (citus.go).
+	Citus CitusConfig
+
+	now       func() time.Time                                       // tests: the clock; default time.Now
+	tokenFunc func(context.Context, *pgx.ConnConfig) (string, error) // tests: DSQL token source
 }
 
 // IAMConfig configures Aurora/RDS IAM database authentication.
@@ -79,6 +88,10 @@ type Sink struct {
 	chunksReady bool
 	// statements counts data statements (DML, COPY, TRUNCATE), for tests.
 	statements int
+
+	pcfg        *pgx.ConnConfig // the parsed DSN, without any IAM token
+	connectedAt time.Time       // when conn was opened
+	dsql        *dsqlState      // FlavorDSQL's chunk progress; nil otherwise
 }
 
 var (
@@ -101,9 +114,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 	if cfg.CheckpointTable == "" {
 		cfg.CheckpointTable = DefaultCheckpointTable
 	}
+	var err error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Flavor, err = ParseFlavor(string(cfg.Flavor)); err != nil {
+		return nil, fmt.Errorf("postgres sink %q: %w", cfg.Name, err)
+	}
+	cfg.DSQL = cfg.DSQL.defaults()
 	ckSchema, ckTable, err := splitTable(cfg.CheckpointTable)
 	if err != nil {
 		return nil, fmt.Errorf("postgres sink %q: %w", cfg.Name, err)
@@ -119,20 +137,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 		tables:      map[*change.Relation]*table{},
 		staged:      map[int]bool{},
 		copyMinRows: defaultCopyMinRows,
+		pcfg:        pcfg,
+	}
+	switch cfg.Flavor {
+	case FlavorDSQL:
+		s.copyMinRows = 0 // no COPY staging: DSQL has no temporary tables
+		s.dsql = &dsqlState{}
+	case FlavorCitus:
+		s.copyMinRows = 0 // statements by key (citus.go), no staging joins
 	}
 	if _, ok := pcfg.RuntimeParams["application_name"]; !ok {
 		pcfg.RuntimeParams["application_name"] = "cdcd sink " + cfg.Name
 	}
-	if cfg.IAM.Region != "" {
-		token, err := iamToken(ctx, cfg.IAM.Region, pcfg)
-		if err != nil {
-			return nil, s.errorf("building an IAM auth token: %w", err)
-		}
-		pcfg.Password = token
-	}
-	if s.conn, err = pgx.ConnectConfig(ctx, pcfg); err != nil {
-		// The password (or IAM token) is hidden, should the driver echo it.
-		return nil, classify(s.errorf("connecting: %w", dsn.RedactError(err, pcfg.Password)), false)
+	if s.conn, err = s.connect(ctx); err != nil {
+		return nil, classify(s.errorf("%w", err), false)
 	}
 	if err := s.setup(ctx, ckSchema, ckTable); err != nil {
 		s.conn.Close(context.WithoutCancel(ctx))
@@ -142,16 +160,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 	return s, nil
 }
 
-// setup prepares the session and the checkpoint table.
-func (s *Sink) setup(ctx context.Context, ckSchema, ckTable string) error {
-	if _, err := s.conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
-		return fmt.Errorf("SET session_replication_role = replica (needs a superuser, rds_superuser or GRANT SET ON PARAMETER): %w", err)
+// prepareSession makes conn a replica session (not on DSQL, which has
+// neither the setting nor the triggers and foreign keys it silences) and
+// sets the statement timeout.
+func (s *Sink) prepareSession(ctx context.Context, conn *pgx.Conn) error {
+	if !s.dsqlMode() {
+		if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+			return fmt.Errorf("SET session_replication_role = replica (needs a superuser, rds_superuser or GRANT SET ON PARAMETER): %w", err)
+		}
 	}
 	if s.cfg.StatementTimeout > 0 {
 		ms := strconv.FormatInt(s.cfg.StatementTimeout.Milliseconds(), 10)
-		if _, err := s.conn.Exec(ctx, "SET statement_timeout = "+ms); err != nil {
+		if _, err := conn.Exec(ctx, "SET statement_timeout = "+ms); err != nil {
 			return fmt.Errorf("setting statement_timeout: %w", err)
 		}
+	}
+	return nil
+}
+
+// setup prepares the session and the checkpoint table.
+func (s *Sink) setup(ctx context.Context, ckSchema, ckTable string) error {
+	if err := s.prepareSession(ctx, s.conn); err != nil {
+		return err
 	}
 	if ckSchema == "" {
 		s.checkpoint = pgx.Identifier{ckTable}.Sanitize()
@@ -165,22 +195,17 @@ func (s *Sink) setup(ctx context.Context, ckSchema, ckTable string) error {
 		return fmt.Errorf("looking for checkpoint table %s: %w", s.cfg.CheckpointTable, err)
 	}
 	if exists {
-		return nil
+		return s.checkCheckpointTable(ctx)
 	}
 	if ckSchema != "" {
 		if _, err := s.conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{ckSchema}.Sanitize()); err != nil {
 			return fmt.Errorf("creating checkpoint schema %s: %w", ckSchema, err)
 		}
 	}
-	_, err := s.conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.checkpoint+` (
-	name text PRIMARY KEY,
-	seq bigint NOT NULL,
-	end_lsn pg_lsn NOT NULL,
-	updated_at timestamptz NOT NULL DEFAULT now())`)
-	if err != nil {
+	if _, err := s.conn.Exec(ctx, s.checkpointDDL()); err != nil {
 		return fmt.Errorf("creating checkpoint table %s: %w", s.cfg.CheckpointTable, err)
 	}
-	return nil
+	return s.checkCheckpointTable(ctx)
 }
 
 // Apply writes b in the open target transaction, beginning one if none is
@@ -199,6 +224,9 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 			err = classify(s.errorf("%w", err), s.conn.IsClosed())
 		}
 	}()
+	if s.dsqlMode() {
+		return s.applyDSQL(ctx, b)
+	}
 	steps, err := buildPlan(b.Txs)
 	if err != nil {
 		return err
@@ -265,6 +293,13 @@ ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn,
 func (s *Sink) Position(ctx context.Context) (sink.Position, error) {
 	if s.conn == nil || s.conn.IsClosed() {
 		return sink.Position{}, sink.Retriable(s.errorf("the connection is closed: recreate the sink"))
+	}
+	if s.dsqlMode() {
+		p, err := s.loadMarks(ctx)
+		if err != nil {
+			return p, classify(s.errorf("%w", err), s.conn.IsClosed())
+		}
+		return p, nil
 	}
 	var (
 		seq int64

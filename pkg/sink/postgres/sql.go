@@ -84,8 +84,14 @@ func insertSQL(t *table, prefix, source string) string {
 	}
 	b.WriteString(" FROM ")
 	b.WriteString(source)
+	onConflict(&b, t)
+	return b.String()
+}
+
+// onConflict writes the upsert clause by t's key, nothing for a keyless t.
+func onConflict(b *strings.Builder, t *table) {
 	if t.conflict == "" {
-		return b.String()
+		return
 	}
 	b.WriteString(" ON CONFLICT (")
 	b.WriteString(t.conflict)
@@ -108,7 +114,6 @@ func insertSQL(t *table, prefix, source string) string {
 	if first {
 		b.WriteString("NOTHING") // every column is key
 	}
-	return b.String()
 }
 
 // unnestInsertSQL is insertSQL from len(t.cols) text arrays.
