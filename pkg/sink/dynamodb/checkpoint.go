@@ -42,6 +42,12 @@ func (s *Sink) ensureCheckpointTable(ctx context.Context) error {
 		return nil
 	case err != nil:
 		return classify(fmt.Errorf("dynamodb sink %s: checkpoint table: %w", s.cfg.Name, err))
+	case !t.active:
+		if err := waitActive(ctx, s.client, want.name); err != nil {
+			return classify(fmt.Errorf("dynamodb sink %s: checkpoint table: %w", s.cfg.Name, err))
+		}
+	}
+	switch {
 	case t.pk != checkpointKey || t.sk != "":
 		return fmt.Errorf("dynamodb sink %s: checkpoint table %s is keyed by %s, want partition %s (S) only: choose another checkpoint_table",
 			s.cfg.Name, t.name, keyDesc(t), checkpointKey)

@@ -18,6 +18,7 @@ type table struct {
 	name           string
 	pk, sk         string // key attribute names; sk "" for none
 	pkType, skType types.ScalarAttributeType
+	active         bool // status ACTIVE when described
 }
 
 // relPlan is how one source relation's rows become items.
@@ -102,7 +103,7 @@ func (s *Sink) ensureTable(ctx context.Context, want *table, source string) (*ta
 	switch {
 	case errors.As(err, &nf) && s.cfg.CreateTables:
 		if err := createTable(ctx, s.client, want); err != nil {
-			return nil, fmt.Errorf("dynamodb sink %s: %w", s.cfg.Name, err)
+			return nil, classify(fmt.Errorf("dynamodb sink %s: %w", s.cfg.Name, err))
 		}
 		s.log.Info("dynamodb table created", "table", want.name, "key", keyDesc(want), "source", source)
 		t = want
@@ -111,6 +112,11 @@ func (s *Sink) ensureTable(ctx context.Context, want *table, source string) (*ta
 			s.cfg.Name, want.name, source, keyDesc(want))
 	case err != nil:
 		return nil, classify(fmt.Errorf("dynamodb sink %s: %w", s.cfg.Name, err))
+	case !t.active:
+		// Being created (by another cdcd, or by this one before a restart).
+		if err := waitActive(ctx, s.client, t.name); err != nil {
+			return nil, classify(fmt.Errorf("dynamodb sink %s: %w", s.cfg.Name, err))
+		}
 	}
 	if t.pk != want.pk || t.sk != want.sk {
 		return nil, fmt.Errorf("dynamodb sink %s: table %s is keyed by %s, but %s needs %s: recreate the table or set keys for %s",
@@ -144,7 +150,7 @@ func describeTable(ctx context.Context, c *dynamodb.Client, name string) (*table
 }
 
 func tableOf(d *types.TableDescription) *table {
-	t := &table{name: aws.ToString(d.TableName)}
+	t := &table{name: aws.ToString(d.TableName), active: d.TableStatus == types.TableStatusActive}
 	typ := map[string]types.ScalarAttributeType{}
 	for _, a := range d.AttributeDefinitions {
 		typ[aws.ToString(a.AttributeName)] = a.AttributeType
@@ -179,11 +185,16 @@ func createTable(ctx context.Context, c *dynamodb.Client, t *table) error {
 	if _, err := c.CreateTable(ctx, in); err != nil && !errors.As(err, &inUse) {
 		return fmt.Errorf("create table %s: %w", t.name, err)
 	}
+	return waitActive(ctx, c, t.name)
+}
+
+// waitActive waits until a table is active.
+func waitActive(ctx context.Context, c *dynamodb.Client, name string) error {
 	w := dynamodb.NewTableExistsWaiter(c, func(o *dynamodb.TableExistsWaiterOptions) {
 		o.MinDelay, o.MaxDelay = 100*time.Millisecond, 2*time.Second
 	})
-	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(t.name)}, 5*time.Minute); err != nil {
-		return fmt.Errorf("wait for table %s to become active: %w", t.name, err)
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, 5*time.Minute); err != nil {
+		return fmt.Errorf("wait for table %s to become active: %w", name, err)
 	}
 	return nil
 }

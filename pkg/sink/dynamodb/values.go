@@ -243,8 +243,11 @@ func isoOffset(s []byte) []byte {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// jsonValue converts a JSON document into DynamoDB's document types,
-// numbers kept exact (as S when N cannot hold them).
+// jsonValue converts a JSON document into DynamoDB's document types
+// (object M, array L, number N, string S, true/false BOOL, null NULL). A
+// document holding a number N cannot hold exactly (over 38 significant
+// digits, beyond 1E±125) is written whole as its text, an S, so no number
+// silently turns into a string inside a map.
 func jsonValue(s []byte) (types.AttributeValue, error) {
 	d := json.NewDecoder(bytes.NewReader(s))
 	d.UseNumber()
@@ -255,36 +258,45 @@ func jsonValue(s []byte) (types.AttributeValue, error) {
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("json value: trailing data")
 	}
-	return jsonAttr(v), nil
+	av, ok := jsonAttr(v)
+	if !ok {
+		return &types.AttributeValueMemberS{Value: string(s)}, nil
+	}
+	return av, nil
 }
 
-func jsonAttr(v any) types.AttributeValue {
+// jsonAttr converts a decoded JSON value; ok is false when a number in it
+// does not fit N.
+func jsonAttr(v any) (types.AttributeValue, bool) {
 	switch x := v.(type) {
 	case nil:
-		return &types.AttributeValueMemberNULL{Value: true}
+		return &types.AttributeValueMemberNULL{Value: true}, true
 	case bool:
-		return &types.AttributeValueMemberBOOL{Value: x}
+		return &types.AttributeValueMemberBOOL{Value: x}, true
 	case json.Number:
-		if exactNumber([]byte(x)) {
-			return &types.AttributeValueMemberN{Value: string(x)}
-		}
-		return &types.AttributeValueMemberS{Value: string(x)}
+		return &types.AttributeValueMemberN{Value: string(x)}, exactNumber([]byte(x))
 	case string:
-		return &types.AttributeValueMemberS{Value: x}
+		return &types.AttributeValueMemberS{Value: x}, true
 	case []any:
 		l := make([]types.AttributeValue, len(x))
 		for i, e := range x {
-			l[i] = jsonAttr(e)
+			var ok bool
+			if l[i], ok = jsonAttr(e); !ok {
+				return nil, false
+			}
 		}
-		return &types.AttributeValueMemberL{Value: l}
+		return &types.AttributeValueMemberL{Value: l}, true
 	case map[string]any:
 		m := make(map[string]types.AttributeValue, len(x))
 		for k, e := range x {
-			m[k] = jsonAttr(e)
+			var ok bool
+			if m[k], ok = jsonAttr(e); !ok {
+				return nil, false
+			}
 		}
-		return &types.AttributeValueMemberM{Value: m}
+		return &types.AttributeValueMemberM{Value: m}, true
 	}
-	return &types.AttributeValueMemberS{Value: fmt.Sprint(v)}
+	return &types.AttributeValueMemberS{Value: fmt.Sprint(v)}, true
 }
 
 // keyValue converts a key column's value to the key attribute's type

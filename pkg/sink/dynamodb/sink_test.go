@@ -1,0 +1,242 @@
+package dynamodb_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdcd-io/cdcd/internal/dynalitetest"
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
+)
+
+// TestApplyItems: inserts, an update leaving a TOASTed column unchanged
+// (UpdateItem keeps it), a key change (delete old, put new with the
+// unchanged column read from the old item), deletes, several changes of one
+// key collapsed in one batch, and the checkpoint item.
+func TestApplyItems(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	s := open(t, config(t, srv))
+	rel := relation("items")
+	big := strings.Repeat("toast ", 2000)
+	var b batcher
+	apply(t, s, b.next(ins(rel, 1, 1, big+"1"), ins(rel, 2, 2, big+"2"), ins(rel, 3, 3, big+"3"), ins(rel, 5, 5, big+"5")))
+	b2 := b.next(
+		upd(rel, 1, 10, ""),     // big unchanged
+		move(rel, 2, 20, 21, ""), // key 2 → 20, big unchanged
+		del(rel, 3),
+		ins(rel, 4, 4, big+"4"), upd(rel, 4, 40, ""), upd(rel, 4, 41, ""), // collapsed: one put
+		upd(rel, 5, 50, ""), upd(rel, 5, 51, ""), // collapsed: one update
+	)
+	apply(t, s, b2)
+
+	items := scan(t, s.Client(), "public_items", "id")
+	require.Len(t, items, 4, "items: %v", keys(items))
+	require.Equal(t, "10", attr(items["1"]["v"]))
+	require.Equal(t, big+"1", attr(items["1"]["big"]), "an unchanged TOASTed column is kept")
+	require.NotContains(t, items, "2", "the old key of a key change is deleted")
+	require.Equal(t, "21", attr(items["20"]["v"]))
+	require.Equal(t, big+"2", attr(items["20"]["big"]), "a key change keeps the unchanged TOASTed column")
+	require.NotContains(t, items, "3")
+	require.Equal(t, "41", attr(items["4"]["v"]))
+	require.Equal(t, big+"4", attr(items["4"]["big"]))
+	require.Equal(t, "51", attr(items["5"]["v"]))
+	require.Equal(t, big+"5", attr(items["5"]["big"]))
+	// Versions: commit LSN digits, then the change's position (10 digits).
+	lsn := strconv.FormatUint(uint64(b2.Txs[0].Tx.CommitLSN), 10)
+	require.Equal(t, lsn+"0000000000", attr(items["1"]["cdcd_version"]))
+	require.Equal(t, lsn+"0000000005", attr(items["4"]["cdcd_version"]))
+
+	pos, err := s.Position(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, b2.Position, pos)
+	// A reopened sink reads the same position.
+	s2 := open(t, config(t, srv))
+	pos, err = s2.Position(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, b2.Position, pos)
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestFaultsNeverOvertaken injects throttling and UnprocessedItems on 30% of
+// calls (and lost responses) while many batches update a few keys: the
+// final items equal the model, no key is ever in two calls at once, and no
+// write of a key is accepted after a newer one.
+func TestFaultsNeverOvertaken(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	f := newFaults(0.3)
+	cfg := config(t, srv)
+	cfg.APIOptions = f.options()
+	cfg.MaxBackoff = 20 * time.Millisecond
+	cfg.MaxAttempts = 3
+	s := open(t, cfg)
+	rel := relation("hot")
+	const hot = 40
+	model := map[int]int{}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	var b batcher
+	var batches []*sink.Batch
+	for range 60 {
+		var changes []*change.Change
+		for range 1 + rnd.IntN(120) {
+			id := 1 + rnd.IntN(hot)
+			v := rnd.IntN(1_000_000)
+			_, exists := model[id]
+			switch {
+			case !exists:
+				changes = append(changes, ins(rel, id, v, "x"+strconv.Itoa(v)))
+				model[id] = v
+			case rnd.IntN(10) == 0:
+				changes = append(changes, del(rel, id))
+				delete(model, id)
+			default:
+				changes = append(changes, upd(rel, id, v, "x"+strconv.Itoa(v)))
+				model[id] = v
+			}
+		}
+		batches = append(batches, b.next(changes...))
+	}
+	s, reopens := applyAll(t, cfg, s, batches)
+	items := scan(t, s.Client(), "public_hot", "id")
+	require.Len(t, items, len(model))
+	for id, v := range model {
+		require.Equal(t, strconv.Itoa(v), attr(items[strconv.Itoa(id)]["v"]), "id %d", id)
+		require.Equal(t, "x"+strconv.Itoa(v), attr(items[strconv.Itoa(id)]["big"]), "id %d", id)
+	}
+	f.check(t)
+	st := s.Stats()
+	t.Logf("calls %d, injected throttles %d, injected unprocessed items %d, reopens after failed calls %d; last sink's stats %+v",
+		f.calls.Load(), f.throttled.Load(), f.unprocessed.Load(), reopens, st)
+	require.Positive(t, f.throttled.Load())
+	require.Positive(t, f.unprocessed.Load())
+	require.Positive(t, reopens+int(st.Items), "something was written")
+}
+
+// TestReplayNeverGoesBack: after a crash whose checkpoint lags what was
+// written, the replayed batches are written conditionally: an item never
+// returns to an older state, and the end state is the same.
+func TestReplayNeverGoesBack(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	s := open(t, config(t, srv))
+	rel := relation("replay")
+	rnd := rand.New(rand.NewPCG(5, 6))
+	var b batcher
+	var batches []*sink.Batch
+	exists := map[int]bool{}
+	for range 12 {
+		var changes []*change.Change
+		for range 30 {
+			id := 1 + rnd.IntN(15)
+			v := rnd.IntN(1000)
+			switch {
+			case !exists[id]:
+				changes = append(changes, ins(rel, id, v, "b"))
+				exists[id] = true
+			case rnd.IntN(5) == 0:
+				changes = append(changes, del(rel, id))
+				exists[id] = false
+			case rnd.IntN(3) == 0:
+				changes = append(changes, upd(rel, id, v, "")) // unchanged TOAST: UpdateItem
+			default:
+				changes = append(changes, upd(rel, id, v, "b"))
+			}
+		}
+		batches = append(batches, b.next(changes...))
+	}
+	for _, bt := range batches {
+		apply(t, s, bt)
+	}
+	final := scan(t, s.Client(), "public_replay", "id")
+	require.NoError(t, s.Close(context.Background()))
+
+	// The crash: the checkpoint item still says batch 4, its high water the
+	// last batch's commit (doc.go: the checkpoint item).
+	hw := batches[len(batches)-1].Txs[0].Tx.CommitLSN
+	_, err := s.Client().PutItem(context.Background(), &awsddb.PutItemInput{TableName: aws.String("cdcd_checkpoints"),
+		Item: map[string]types.AttributeValue{
+			"sink":       &types.AttributeValueMemberS{Value: "ddb"},
+			"seq":        &types.AttributeValueMemberN{Value: strconv.FormatUint(batches[3].Position.Seq, 10)},
+			"end_lsn":    &types.AttributeValueMemberN{Value: strconv.FormatUint(uint64(batches[3].Position.EndLSN), 10)},
+			"high_water": &types.AttributeValueMemberN{Value: strconv.FormatUint(uint64(hw), 10)},
+		}})
+	require.NoError(t, err)
+	s2 := open(t, config(t, srv))
+	pos, err := s2.Position(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, batches[3].Position, pos)
+	for i, bt := range batches[4:] {
+		apply(t, s2, bt)
+		now := scan(t, s2.Client(), "public_replay", "id")
+		for id, it := range final {
+			require.Equal(t, it, now[id], "after replaying batch %d, item %s is not its latest state", i+5, id)
+		}
+		// Items deleted by the end may reappear during the window (a put
+		// replayed before its delete), never older than what was stored.
+	}
+	require.Equal(t, final, scan(t, s2.Client(), "public_replay", "id"))
+	require.Positive(t, s2.Stats().Skipped, "replayed writes found newer versions")
+}
+
+// TestItemTooLarge: an item over 400 KB stops the sink with an error naming
+// the table and key; with a dead-letter file it is recorded there and the
+// batch goes on.
+func TestItemTooLarge(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	rel := relation("large")
+	huge := strings.Repeat("z", 410<<10)
+	var b batcher
+	s := open(t, config(t, srv))
+	err := s.Apply(context.Background(), b.next(ins(rel, 1, 1, "ok"), ins(rel, 7, 7, huge)))
+	require.ErrorContains(t, err, "item public_large key id=7 is")
+	require.ErrorContains(t, err, "over DynamoDB's 400 KB item limit")
+	require.False(t, sink.IsRetriable(err))
+
+	cfg := config(t, srv)
+	cfg.Name = "ddb-dl"
+	cfg.DeadLetter = filepath.Join(t.TempDir(), "dead.jsonl")
+	s2 := open(t, cfg)
+	bt := b.next(ins(rel, 2, 2, "ok"), ins(rel, 8, 8, huge))
+	apply(t, s2, bt)
+	items := scan(t, s2.Client(), "public_large", "id")
+	require.Contains(t, items, "2")
+	require.NotContains(t, items, "8")
+	dl, err := os.ReadFile(cfg.DeadLetter)
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(string(dl), "\n"))
+	require.Contains(t, string(dl), `"table":"public_large"`)
+	require.Contains(t, string(dl), `"key":{"id":{"N":"8"}}`)
+	require.Equal(t, uint64(1), s2.Stats().DeadLetters)
+	pos, err := s2.Position(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, bt.Position, pos)
+}
+
+// TestMissingTable: without CreateTables, a missing table is one terminal
+// error naming it and the remedy.
+func TestMissingTable(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	cfg := config(t, srv)
+	cfg.CreateTables = false
+	s := open(t, cfg)
+	var b batcher
+	err := s.Apply(context.Background(), b.next(ins(relation("absent"), 1, 1, "x")))
+	require.ErrorContains(t, err, "table public_absent (for public.absent) does not exist: create it keyed by partition id (N), or set schema.create: true")
+	require.False(t, sink.IsRetriable(err))
+}
