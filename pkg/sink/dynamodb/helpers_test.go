@@ -42,7 +42,7 @@ func setAWSEnv(t *testing.T) {
 	}
 }
 
-func config(t *testing.T, srv *dynalitetest.Server) dynamodb.Config {
+func sinkConfig(t *testing.T, srv *dynalitetest.Server) dynamodb.Config {
 	setAWSEnv(t)
 	return dynamodb.Config{Name: "ddb", Endpoint: srv.Endpoint, CreateTables: true, Logger: testLogger()}
 }
@@ -294,7 +294,7 @@ func (f *faults) addInitialize(st *middleware.Stack) error {
 							r     types.WriteRequest
 						}{table, r})
 						if r.PutRequest != nil {
-							ws = append(ws, write{itemKey(table, keyOf(r.PutRequest.Item)), attr(r.PutRequest.Item["cdcd_version"])})
+							ws = append(ws, write{itemKey(table, keyOf(table, r.PutRequest.Item)), attr(r.PutRequest.Item["cdcd_version"])})
 						} else {
 							ws = append(ws, write{itemKey(table, r.DeleteRequest.Key), ""})
 						}
@@ -332,7 +332,7 @@ func (f *faults) addInitialize(st *middleware.Stack) error {
 				if aws.ToString(p.TableName) == "cdcd_checkpoints" {
 					break
 				}
-				ws := []write{{itemKey(aws.ToString(p.TableName), keyOf(p.Item)), attr(p.Item["cdcd_version"])}}
+				ws := []write{{itemKey(aws.ToString(p.TableName), keyOf(aws.ToString(p.TableName), p.Item)), attr(p.Item["cdcd_version"])}}
 				f.begin(ws)
 				out, md, err := next.HandleInitialize(ctx, in)
 				f.end(ws, func(int) bool { return err == nil })
@@ -373,8 +373,12 @@ func (f *faults) addFinalize(st *middleware.Stack) error {
 		}), "Retry", middleware.After)
 }
 
-// keyOf is the key attributes of the test tables' items (partition key id).
-func keyOf(item map[string]types.AttributeValue) map[string]types.AttributeValue {
+// keyOf is the key attributes of the test tables' items: partition key n
+// for public_numbered, id for the others.
+func keyOf(table string, item map[string]types.AttributeValue) map[string]types.AttributeValue {
+	if table == "public_numbered" {
+		return map[string]types.AttributeValue{"n": item["n"]}
+	}
 	return map[string]types.AttributeValue{"id": item["id"]}
 }
 

@@ -26,7 +26,7 @@ import (
 // key collapsed in one batch, and the checkpoint item.
 func TestApplyItems(t *testing.T) {
 	srv := dynalitetest.StartT(t)
-	s := open(t, config(t, srv))
+	s := open(t, sinkConfig(t, srv))
 	rel := relation("items")
 	big := strings.Repeat("toast ", 2000)
 	var b batcher
@@ -61,7 +61,7 @@ func TestApplyItems(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, b2.Position, pos)
 	// A reopened sink reads the same position.
-	s2 := open(t, config(t, srv))
+	s2 := open(t, sinkConfig(t, srv))
 	pos, err = s2.Position(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, b2.Position, pos)
@@ -82,7 +82,7 @@ func keys[V any](m map[string]V) []string {
 func TestFaultsNeverOvertaken(t *testing.T) {
 	srv := dynalitetest.StartT(t)
 	f := newFaults(0.3)
-	cfg := config(t, srv)
+	cfg := sinkConfig(t, srv)
 	cfg.APIOptions = f.options()
 	cfg.MaxBackoff = 20 * time.Millisecond
 	cfg.MaxAttempts = 3
@@ -134,7 +134,7 @@ func TestFaultsNeverOvertaken(t *testing.T) {
 // returns to an older state, and the end state is the same.
 func TestReplayNeverGoesBack(t *testing.T) {
 	srv := dynalitetest.StartT(t)
-	s := open(t, config(t, srv))
+	s := open(t, sinkConfig(t, srv))
 	rel := relation("replay")
 	rnd := rand.New(rand.NewPCG(5, 6))
 	var b batcher
@@ -177,7 +177,7 @@ func TestReplayNeverGoesBack(t *testing.T) {
 			"high_water": &types.AttributeValueMemberN{Value: strconv.FormatUint(uint64(hw), 10)},
 		}})
 	require.NoError(t, err)
-	s2 := open(t, config(t, srv))
+	s2 := open(t, sinkConfig(t, srv))
 	pos, err := s2.Position(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, batches[3].Position, pos)
@@ -202,13 +202,13 @@ func TestItemTooLarge(t *testing.T) {
 	rel := relation("large")
 	huge := strings.Repeat("z", 410<<10)
 	var b batcher
-	s := open(t, config(t, srv))
+	s := open(t, sinkConfig(t, srv))
 	err := s.Apply(context.Background(), b.next(ins(rel, 1, 1, "ok"), ins(rel, 7, 7, huge)))
 	require.ErrorContains(t, err, "item public_large key id=7 is")
 	require.ErrorContains(t, err, "over DynamoDB's 400 KB item limit")
 	require.False(t, sink.IsRetriable(err))
 
-	cfg := config(t, srv)
+	cfg := sinkConfig(t, srv)
 	cfg.Name = "ddb-dl"
 	cfg.DeadLetter = filepath.Join(t.TempDir(), "dead.jsonl")
 	s2 := open(t, cfg)
@@ -232,7 +232,7 @@ func TestItemTooLarge(t *testing.T) {
 // error naming it and the remedy.
 func TestMissingTable(t *testing.T) {
 	srv := dynalitetest.StartT(t)
-	cfg := config(t, srv)
+	cfg := sinkConfig(t, srv)
 	cfg.CreateTables = false
 	s := open(t, cfg)
 	var b batcher

@@ -172,10 +172,13 @@ func (cv *converter) fromText(oid uint32, k valueKind, elem uint32, s []byte) (t
 
 // exactNumber reports whether DynamoDB's N holds the decimal s exactly: at
 // most 38 significant digits, magnitude within 1E-130 .. 9.99…E+125.
-// NaN, Infinity and anything that is not a plain decimal are not.
+// NaN, Infinity, negative zero (a float's "-0": N has no sign of zero)
+// and anything that is not a plain decimal are not.
 func exactNumber(s []byte) bool {
 	i := 0
+	neg := false
 	if i < len(s) && (s[i] == '-' || s[i] == '+') {
+		neg = s[i] == '-'
 		i++
 	}
 	n, point, first, last, exp := 0, -1, -1, -1, 0
@@ -208,7 +211,7 @@ loop:
 		return false
 	}
 	if first < 0 {
-		return true // zero
+		return !neg // zero
 	}
 	if point < 0 {
 		point = n
@@ -243,10 +246,12 @@ func isoOffset(s []byte) []byte {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// jsonValue converts a JSON document into DynamoDB's document types
-// (object M, array L, number N, string S, true/false BOOL, null NULL). A
-// document holding a number N cannot hold exactly (over 38 significant
-// digits, beyond 1E±125) is written whole as its text, an S, so no number
+// jsonValue converts a JSON document into DynamoDB's document types: an
+// object is an M, an array an L, their members N, S, BOOL, NULL, M, L. A
+// document that is a scalar ("x", 1, true, null), or holds a number N
+// cannot hold exactly (over 38 significant digits, beyond 1E±125), is
+// written whole as its JSON text, an S: so for a json column an S is always
+// JSON text, a JSON null is never confused with SQL NULL, and no number
 // silently turns into a string inside a map.
 func jsonValue(s []byte) (types.AttributeValue, error) {
 	d := json.NewDecoder(bytes.NewReader(s))
@@ -259,6 +264,11 @@ func jsonValue(s []byte) (types.AttributeValue, error) {
 		return nil, errors.New("json value: trailing data")
 	}
 	av, ok := jsonAttr(v)
+	switch v.(type) {
+	case map[string]any, []any:
+	default:
+		ok = false
+	}
 	if !ok {
 		return &types.AttributeValueMemberS{Value: string(s)}, nil
 	}

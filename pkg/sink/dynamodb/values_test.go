@@ -11,7 +11,7 @@ import (
 
 func TestExactNumber(t *testing.T) {
 	for s, want := range map[string]bool{
-		"0": true, "-0": true, "0.000": true, "42": true, "-9223372036854775808": true, "1234.5600": true,
+		"0": true, "-0": false, "-0.0": false, "0.000": true, "42": true, "-9223372036854775808": true, "1234.5600": true,
 		"12345678901234567890123456789012345678":   true,  // 38 digits
 		"123456789012345678901234567890123456789":  false, // 39
 		"1234567890123456789012345678901234567800": true,  // 38 significant, trailing zeros
