@@ -204,6 +204,14 @@ type faults struct {
 	problems []string
 
 	throttled, unprocessed, calls atomic.Int64
+	byOp                          sync.Map // operation name → *atomic.Int64
+}
+
+// callsByOp is the number of calls of each operation.
+func (f *faults) callsByOp() map[string]int64 {
+	out := map[string]int64{}
+	f.byOp.Range(func(k, v any) bool { out[k.(string)] = v.(*atomic.Int64).Load(); return true })
+	return out
 }
 
 func newFaults(rate float64) *faults {
@@ -280,6 +288,8 @@ func (f *faults) addInitialize(st *middleware.Stack) error {
 	return st.Initialize.Add(middleware.InitializeMiddlewareFunc("cdcd-faults",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			f.calls.Add(1)
+			n, _ := f.byOp.LoadOrStore(middleware.GetOperationName(ctx), new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
 			switch p := in.Parameters.(type) {
 			case *awsddb.BatchWriteItemInput:
 				var ws []write

@@ -492,7 +492,8 @@ func TestPipelineFaults(t *testing.T) {
 	done <- nil
 	verify(t, pg, srv.Client())
 	faults.check(t)
-	t.Logf("calls %d, injected throttles %d, injected unprocessed items %d", faults.calls.Load(), faults.throttled.Load(), faults.unprocessed.Load())
+	t.Logf("calls %d %v, injected throttles %d, injected unprocessed items %d, apply worker %+v", faults.calls.Load(), faults.callsByOp(),
+		faults.throttled.Load(), faults.unprocessed.Load(), p.Workers()[0].Stats())
 	require.Positive(t, faults.throttled.Load())
 	require.Positive(t, faults.unprocessed.Load())
 }
