@@ -18,6 +18,7 @@ import (
 	"github.com/cdcd-io/cdcd/internal/dynalitetest"
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/sink"
+	"github.com/cdcd-io/cdcd/pkg/sink/dynamodb"
 )
 
 // TestApplyItems: inserts, an update leaving a TOASTed column unchanged
@@ -32,7 +33,7 @@ func TestApplyItems(t *testing.T) {
 	var b batcher
 	apply(t, s, b.next(ins(rel, 1, 1, big+"1"), ins(rel, 2, 2, big+"2"), ins(rel, 3, 3, big+"3"), ins(rel, 5, 5, big+"5")))
 	b2 := b.next(
-		upd(rel, 1, 10, ""),     // big unchanged
+		upd(rel, 1, 10, ""),      // big unchanged
 		move(rel, 2, 20, 21, ""), // key 2 → 20, big unchanged
 		del(rel, 3),
 		ins(rel, 4, 4, big+"4"), upd(rel, 4, 40, ""), upd(rel, 4, 41, ""), // collapsed: one put
@@ -239,4 +240,25 @@ func TestMissingTable(t *testing.T) {
 	err := s.Apply(context.Background(), b.next(ins(relation("absent"), 1, 1, "x")))
 	require.ErrorContains(t, err, "table public_absent (for public.absent) does not exist: create it keyed by partition id (N), or set schema.create: true")
 	require.False(t, sink.IsRetriable(err))
+}
+
+// TestNestedDocument: document: nested keeps the key at the top level and
+// the columns under "doc"; a partial update sets paths inside it.
+func TestNestedDocument(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	cfg := sinkConfig(t, srv)
+	cfg.Document = dynamodb.Nested
+	s := open(t, cfg)
+	rel := relation("nested")
+	var b batcher
+	apply(t, s, b.next(ins(rel, 1, 1, "big"), ins(rel, 2, 2, "big2")))
+	apply(t, s, b.next(upd(rel, 1, 10, ""), del(rel, 2)))
+	items := scan(t, s.Client(), "public_nested", "id")
+	require.Len(t, items, 1)
+	doc, ok := items["1"]["doc"].(*types.AttributeValueMemberM)
+	require.True(t, ok, "item %v", items["1"])
+	require.Equal(t, "10", attr(doc.Value["v"]))
+	require.Equal(t, "big", attr(doc.Value["big"]))
+	require.Equal(t, "1", attr(items["1"]["id"]))
+	require.Len(t, items["1"], 3, "id, doc, cdcd_version")
 }

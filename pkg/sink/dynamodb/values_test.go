@@ -12,9 +12,9 @@ import (
 func TestExactNumber(t *testing.T) {
 	for s, want := range map[string]bool{
 		"0": true, "-0": false, "-0.0": false, "0.000": true, "42": true, "-9223372036854775808": true, "1234.5600": true,
-		"12345678901234567890123456789012345678":   true,  // 38 digits
-		"123456789012345678901234567890123456789":  false, // 39
-		"1234567890123456789012345678901234567800": true,  // 38 significant, trailing zeros
+		"12345678901234567890123456789012345678":    true,  // 38 digits
+		"123456789012345678901234567890123456789":   false, // 39
+		"1234567890123456789012345678901234567800":  true,  // 38 significant, trailing zeros
 		"123456789012345678901234567890.0123456789": false, // 40
 		"0.00000000000000000000000000000000000001":  true,
 		"NaN": false, "Infinity": false, "-Infinity": false, "": false, "-": false, "1.2.3": false, "abc": false,

@@ -214,6 +214,15 @@ func (s *Sink) single(ctx context.Context, o *op, item map[string]types.Attribut
 			i++
 		}
 		expr += "#v = :v"
+		if s.cfg.Document == Nested {
+			// A missing item has no map to set paths in: skip it, as a
+			// deleted row's partial update (doc.go).
+			c := "attribute_exists(#d)"
+			if cond {
+				c += " AND (" + condition + ")"
+			}
+			condExpr = aws.String(c)
+		}
 		f = func() error {
 			_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: table, Key: o.key,
 				UpdateExpression: aws.String(expr), ConditionExpression: condExpr,
