@@ -116,8 +116,13 @@ func (f *File) PreflightConfig() preflight.Config {
 			WarnBytes: int64(f.WALGuard.WarnBytes), AlertBytes: int64(f.WALGuard.AlertBytes)}
 	}
 	for _, s := range f.Sinks {
-		cfg.Sinks = append(cfg.Sinks, preflight.Sink{Name: s.Name, Kind: s.Kind, DSN: s.DSN,
-			CheckpointTable: s.CheckpointTable, Brokers: s.Brokers, IAM: s.IAM.Region != ""})
+		ps := preflight.Sink{Name: s.Name, Kind: s.Kind, DSN: s.DSN,
+			CheckpointTable: s.CheckpointTable, Brokers: s.Brokers, IAM: s.IAM.Region != ""}
+		if s.Kind == "dynamodb" {
+			dc := s.DynamoDBConfig(nil)
+			ps.DynamoDB = &dc
+		}
+		cfg.Sinks = append(cfg.Sinks, ps)
 	}
 	return cfg
 }

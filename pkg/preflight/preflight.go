@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-io/cdcd/pkg/dsn"
+	"github.com/cdcd-io/cdcd/pkg/sink/dynamodb"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
 )
 
@@ -81,6 +82,8 @@ type Sink struct {
 	CheckpointTable string
 	// Brokers are a kafka sink's seed brokers.
 	Brokers []string
+	// DynamoDB is a dynamodb sink's configuration.
+	DynamoDB *dynamodb.Config
 	// IAM reports that a postgres sink authenticates with AWS IAM tokens:
 	// its DSN must then say sslmode=verify-full, and the connection is not
 	// tried (that would need AWS credentials).
