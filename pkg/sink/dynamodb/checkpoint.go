@@ -31,11 +31,16 @@ const checkpointKey = "sink"
 // (it is cdcd's own, so without CreateTables too) and checks its key.
 func (s *Sink) ensureCheckpointTable(ctx context.Context) error {
 	want := &table{name: s.cfg.CheckpointTable, pk: checkpointKey, pkType: types.ScalarAttributeTypeS}
-	t, err := describeTable(ctx, s.client, want.name)
+	var t *table
+	err := s.call(ctx, "DescribeTable", func() error {
+		var err error
+		t, err = describeTable(ctx, s.client, want.name)
+		return err
+	})
 	var nf *types.ResourceNotFoundException
 	switch {
 	case errors.As(err, &nf):
-		if err := createTable(ctx, s.client, want); err != nil {
+		if err := s.call(ctx, "CreateTable", func() error { return createTable(ctx, s.client, want) }); err != nil {
 			return classify(fmt.Errorf("dynamodb sink %s: checkpoint table: %w", s.cfg.Name, err))
 		}
 		s.log.Info("dynamodb checkpoint table created", "table", want.name)
@@ -43,7 +48,7 @@ func (s *Sink) ensureCheckpointTable(ctx context.Context) error {
 	case err != nil:
 		return classify(fmt.Errorf("dynamodb sink %s: checkpoint table: %w", s.cfg.Name, err))
 	case !t.active:
-		if err := waitActive(ctx, s.client, want.name); err != nil {
+		if err := s.call(ctx, "DescribeTable", func() error { return waitActive(ctx, s.client, want.name) }); err != nil {
 			return classify(fmt.Errorf("dynamodb sink %s: checkpoint table: %w", s.cfg.Name, err))
 		}
 	}

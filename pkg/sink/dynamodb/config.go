@@ -79,7 +79,8 @@ type Config struct {
 	// throttled calls. Default 5s.
 	MaxBackoff time.Duration
 	// MaxAttempts is the SDK retryer's attempts per call for errors other
-	// than throttling, which is retried without limit. Default 8.
+	// than throttling (which is retried without limit), and the number of
+	// further retries the sink makes of a call the SDK gave up on. Default 8.
 	MaxAttempts int
 	// APIOptions are extra SDK middleware (metrics, fault injection in
 	// tests). Default none.

@@ -44,8 +44,11 @@
 // call; a call still throttled after them is retried again, with the same
 // backoff, for as long as the table refuses. Each throttled attempt counts
 // in Stats.Throttled and a warning is logged at most every 10 seconds. Other
-// failures the SDK gave up on end Apply with a retriable error: the apply
-// worker reopens the sink, which resumes from the checkpoint item.
+// retriable failures the SDK gave up on (lost responses, 5xx, connection
+// errors) are retried MaxAttempts more times by the sink — every write is
+// idempotent — and then end Apply with a retriable error: the apply worker
+// reopens the sink, which resumes from the checkpoint item. Validation
+// errors, missing tables and credential or permission errors are terminal.
 //
 // # Versions
 //

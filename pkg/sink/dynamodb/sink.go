@@ -52,7 +52,7 @@ type Sink struct {
 
 	lastThrottleLog atomic.Int64
 	stats           struct {
-		items, calls, unprocessed, throttled, skipped, deadLetters atomic.Uint64
+		items, unprocessed, throttled, retried, skipped, deadLetters atomic.Uint64
 	}
 }
 
@@ -70,6 +70,9 @@ type Stats struct {
 	Unprocessed uint64
 	// Throttled counts calls refused by throttling (each was retried).
 	Throttled uint64
+	// Retried counts other failed calls retried by the sink after the SDK's
+	// own attempts.
+	Retried uint64
 	// Skipped counts conditional writes of the replay window that found a
 	// newer version stored.
 	Skipped uint64
@@ -150,7 +153,7 @@ func (s *Sink) Client() *dynamodb.Client { return s.client }
 func (s *Sink) Stats() Stats {
 	return Stats{
 		Items: s.stats.items.Load(), Unprocessed: s.stats.unprocessed.Load(), Throttled: s.stats.throttled.Load(),
-		Skipped: s.stats.skipped.Load(), DeadLetters: s.stats.deadLetters.Load(),
+		Retried: s.stats.retried.Load(), Skipped: s.stats.skipped.Load(), DeadLetters: s.stats.deadLetters.Load(),
 	}
 }
 

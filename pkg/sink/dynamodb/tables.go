@@ -98,11 +98,16 @@ func (s *Sink) ensureTable(ctx context.Context, want *table, source string) (*ta
 		}
 		return t, nil
 	}
-	t, err := describeTable(ctx, s.client, want.name)
+	var t *table
+	err := s.call(ctx, "DescribeTable", func() error {
+		var err error
+		t, err = describeTable(ctx, s.client, want.name)
+		return err
+	})
 	var nf *types.ResourceNotFoundException
 	switch {
 	case errors.As(err, &nf) && s.cfg.CreateTables:
-		if err := createTable(ctx, s.client, want); err != nil {
+		if err := s.call(ctx, "CreateTable", func() error { return createTable(ctx, s.client, want) }); err != nil {
 			return nil, classify(fmt.Errorf("dynamodb sink %s: %w", s.cfg.Name, err))
 		}
 		s.log.Info("dynamodb table created", "table", want.name, "key", keyDesc(want), "source", source)
@@ -114,7 +119,7 @@ func (s *Sink) ensureTable(ctx context.Context, want *table, source string) (*ta
 		return nil, classify(fmt.Errorf("dynamodb sink %s: %w", s.cfg.Name, err))
 	case !t.active:
 		// Being created (by another cdcd, or by this one before a restart).
-		if err := waitActive(ctx, s.client, t.name); err != nil {
+		if err := s.call(ctx, "DescribeTable", func() error { return waitActive(ctx, s.client, t.name) }); err != nil {
 			return nil, classify(fmt.Errorf("dynamodb sink %s: %w", s.cfg.Name, err))
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 // DynamoDB's limits.
@@ -386,20 +388,34 @@ func isThrottle(err error) bool {
 	return errors.As(err, &ae) && throttleCodes[ae.ErrorCode()]
 }
 
-// call runs one API call, retrying throttling without limit (the SDK's
+// call runs one API call. Throttling is retried without limit (the SDK's
 // retryer has already retried it a few times): a table that is merely slow
 // slows the sink, it never stops it. Each throttled attempt is counted, and
-// logged at most every 10 seconds.
+// logged at most every 10 seconds. Other retriable failures the SDK gave up
+// on (lost responses, 5xx) are retried MaxAttempts more times here: every
+// write is idempotent, and failing the batch would make the reopened sink
+// replay it item by item (the replay window).
 func (s *Sink) call(ctx context.Context, what string, f func() error) error {
+	transient := 0
 	for attempt := 0; ; attempt++ {
 		err := f()
-		if err == nil || !isThrottle(err) {
-			return err
+		if err == nil {
+			return nil
 		}
-		n := s.stats.throttled.Add(1)
-		now := time.Now().UnixNano()
-		if last := s.lastThrottleLog.Load(); now-last > int64(10*time.Second) && s.lastThrottleLog.CompareAndSwap(last, now) {
-			s.log.Warn("dynamodb throttling: retrying without giving up", "call", what, "attempt", attempt+1, "throttled_total", n, "err", err)
+		if !isThrottle(err) {
+			var ccf *types.ConditionalCheckFailedException
+			if ctx.Err() != nil || errors.As(err, &ccf) || !sink.IsRetriable(classify(err)) || transient >= s.cfg.MaxAttempts {
+				return err
+			}
+			transient++
+			s.stats.retried.Add(1)
+			s.log.Warn("dynamodb call failed: retrying", "call", what, "attempt", transient, "err", err)
+		} else {
+			n := s.stats.throttled.Add(1)
+			now := time.Now().UnixNano()
+			if last := s.lastThrottleLog.Load(); now-last > int64(10*time.Second) && s.lastThrottleLog.CompareAndSwap(last, now) {
+				s.log.Warn("dynamodb throttling: retrying without giving up", "call", what, "attempt", attempt+1, "throttled_total", n, "err", err)
+			}
 		}
 		if err := sleep(ctx, s.backoff(attempt)); err != nil {
 			return err
