@@ -14,12 +14,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +48,27 @@ type Server struct {
 	Endpoint string
 	cmd      *exec.Cmd
 	done     chan error
-	log      *bytes.Buffer
+	log      *syncBuffer
+	stdin    io.Closer
+}
+
+// syncBuffer is the server's output, written by the process's copier and
+// read on failure.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // CLI returns the path of dynalite's cli.js, or an error telling to run
@@ -77,10 +98,19 @@ func Start(ctx context.Context) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan error, 1), log: &bytes.Buffer{}}
-		s.cmd = exec.Command("node", cli, "--port", fmt.Sprint(port), "--host", "127.0.0.1")
+		s := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan error, 1), log: &syncBuffer{}}
+		// dynalite's cli.js, exiting when its stdin closes: when this
+		// process ends, however it ends, the server does too. (Pdeathsig
+		// would fire when the forking OS thread exits, not the process.)
+		script := fmt.Sprintf(`process.stdin.on("end", () => process.exit(0)); process.stdin.resume();
+process.argv = [process.argv[0], %q, "--port", "%d", "--host", "127.0.0.1"]; require(%q);`, cli, port, cli)
+		s.cmd = exec.Command("node", "-e", script)
 		s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-		s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		stdin, err := s.cmd.StdinPipe()
+		if err != nil {
+			return nil, err
+		}
+		s.stdin = stdin
 		if err := s.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("start dynalite: %w", err)
 		}
@@ -131,6 +161,7 @@ func (s *Server) Close() {
 	if s.cmd.Process == nil {
 		return
 	}
+	_ = s.stdin.Close()
 	_ = s.cmd.Process.Kill()
 	<-s.done
 	s.done <- errors.New("stopped")
