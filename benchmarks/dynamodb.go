@@ -23,15 +23,16 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/change"
 )
 
-// ddbWriters is the number of BatchWriteItem calls in flight, for cdcd (the
-// sink's default parallelism) and the reference loader alike.
+// ddbWriters is the sink's default number of BatchWriteItem calls in flight
+// per snapshot worker; the reference loader gets as many calls in flight as
+// cdcd's workers together.
 const ddbWriters = 8
 
 // benchDynamoDB: against dynalite (DynamoDB's API on Node, the bottleneck
 // here), (a) the snapshot of an orders table through cdcd (schema.create,
 // parallel readers, the sink's parallel BatchWriteItem) vs a straightforward
 // loader — one SELECT streamed into BatchWriteItem calls of 25 items with
-// the same SDK and ddbWriters calls in flight — and (b) a live stream of
+// the same SDK and the same number of calls in flight — and (b) a live stream of
 // rows in 100-row transactions, cdcd PG → DynamoDB vs cdcd capture only,
 // with the sink's CPU per 1,000 items and peak RSS. Every run gets a fresh
 // dynalite.
@@ -83,7 +84,7 @@ func benchDynamoDBSnapshot(ctx context.Context, e *Env, res *Results, pg *pgtest
 				d, err = timeDynamoDBSnapshot(ctx, e, pg, fmt.Sprintf("ddb_snap_%d", i), par, rows)
 				cdcdRuns = append(cdcdRuns, secs(d))
 			} else {
-				d, err = timeReferenceLoader(ctx, pg, rows)
+				d, err = timeReferenceLoader(ctx, pg, rows, par*ddbWriters)
 				refRuns = append(refRuns, secs(d))
 			}
 			if err != nil {
@@ -92,8 +93,8 @@ func benchDynamoDBSnapshot(ctx context.Context, e *Env, res *Results, pg *pgtest
 		}
 		log.Printf("dynamodb snapshot rep %d: cdcd %.2fs, BatchWriteItem loader %.2fs", i+1, cdcdRuns[i], refRuns[i])
 	}
-	x := res.addRatio("dynamodb.snapshot", fmt.Sprintf("snapshot %s-row orders into dynalite (%d readers, %d writers)", human(rows), par, ddbWriters),
-		"rows/s", float64(rows), fmt.Sprintf("BatchWriteItem loader, %d writers", ddbWriters), 1.0, cdcdRuns, refRuns)
+	x := res.addRatio("dynamodb.snapshot", fmt.Sprintf("snapshot %s-row orders into dynalite (%d workers × %d calls)", human(rows), par, ddbWriters),
+		"rows/s", float64(rows), fmt.Sprintf("BatchWriteItem loader, %d calls", par*ddbWriters), 1.0, cdcdRuns, refRuns)
 	return x.Ref, nil
 }
 
@@ -166,8 +167,8 @@ log:
 
 // timeReferenceLoader is the straightforward loader a user would write:
 // create the table, stream `SELECT *` and write it with BatchWriteItem in
-// 25-item chunks, ddbWriters calls in flight, UnprocessedItems retried.
-func timeReferenceLoader(ctx context.Context, pg *pgtest.Cluster, rows int) (time.Duration, error) {
+// 25-item chunks, writers calls in flight, UnprocessedItems retried.
+func timeReferenceLoader(ctx context.Context, pg *pgtest.Cluster, rows, writers int) (time.Duration, error) {
 	ddb, err := dynalitetest.Start(ctx)
 	if err != nil {
 		return 0, err
@@ -191,8 +192,8 @@ func timeReferenceLoader(ctx context.Context, pg *pgtest.Cluster, rows int) (tim
 	}
 	defer conn.Close(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
-	chunks := make(chan []types.WriteRequest, 2*ddbWriters)
-	for range ddbWriters {
+	chunks := make(chan []types.WriteRequest, 2*writers)
+	for range writers {
 		g.Go(func() error {
 			for chunk := range chunks {
 				pending := map[string][]types.WriteRequest{"orders": chunk}

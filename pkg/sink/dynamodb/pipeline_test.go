@@ -258,6 +258,14 @@ func TestTypeZoo(t *testing.T) {
 	require.Contains(t, attr(one["tstz"]), "T", "ISO-8601")
 	require.Equal(t, "N", kinds["cdcd_version"])
 
+	// Row 1 came through the snapshot's bulk path, which records its chunk.
+	var chunks []string
+	for k := range scan(t, srv.Client(), "cdcd_checkpoints", "sink") {
+		if strings.HasPrefix(k, "ddb#snapshot#") {
+			chunks = append(chunks, k)
+		}
+	}
+	require.Len(t, chunks, 1, "one snapshot chunk recorded as loaded")
 	dl, err := os.ReadFile(filepath.Join(trail, "ddb.dead-letter.jsonl"))
 	require.NoError(t, err)
 	require.Contains(t, string(dl), `"key":{"id":{"N":"4"}}`)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cdcd-io/cdcd/internal/dynalitetest"
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/schema"
 	"github.com/cdcd-io/cdcd/pkg/sink"
 	"github.com/cdcd-io/cdcd/pkg/sink/dynamodb"
 )
@@ -261,4 +262,35 @@ func TestNestedDocument(t *testing.T) {
 	require.Equal(t, "big", attr(doc.Value["big"]))
 	require.Equal(t, "1", attr(items["1"]["id"]))
 	require.Len(t, items["1"], 3, "id, doc, cdcd_version")
+}
+
+// TestBulkLoad: a snapshot chunk of COPY text (escapes, NULL) is loaded as
+// items of version 0 and recorded; a truncating chunk empties the table.
+func TestBulkLoad(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	s := open(t, sinkConfig(t, srv))
+	def := &schema.Table{Target: schema.Name{Schema: "public", Name: "bulk"}, PrimaryKey: []string{"id"},
+		Columns: []schema.Column{{Name: "id", TypeOID: 20}, {Name: "v", TypeOID: 23}, {Name: "big", TypeOID: 25}}}
+	c := &sink.BulkChunk{SnapshotID: "snap1", ID: "public.bulk:0", Schema: "public", Table: "bulk", Columns: []string{"id", "v", "big"}, Def: def}
+	n, err := s.Load(context.Background(), c, strings.NewReader("1\t10\ta\\tb\\\\c\\nd\n2\t\\N\t\\x41\\101\n"))
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n)
+	items := scan(t, s.Client(), "public_bulk", "id")
+	require.Len(t, items, 2)
+	require.Equal(t, "a\tb\\c\nd", attr(items["1"]["big"]))
+	require.Equal(t, "<null>", attr(items["2"]["v"]))
+	require.Equal(t, "AA", attr(items["2"]["big"]))
+	require.Equal(t, "0", attr(items["1"]["cdcd_version"]))
+	loaded, err := s.Loaded(context.Background(), "snap1")
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{"public.bulk:0": true}, loaded)
+	loaded, err = s.Loaded(context.Background(), "snap2")
+	require.NoError(t, err)
+	require.Empty(t, loaded)
+
+	_, err = s.Load(context.Background(), &sink.BulkChunk{SnapshotID: "snap2", ID: "public.bulk:truncate", Truncate: true, Def: def}, nil)
+	require.NoError(t, err)
+	require.Empty(t, scan(t, s.Client(), "public_bulk", "id"))
+	_, err = s.Load(context.Background(), &sink.BulkChunk{SnapshotID: "snap2", ID: "x", Def: def}, strings.NewReader("3\t1\tx\n4\t1"))
+	require.ErrorContains(t, err, "COPY output ends inside a row")
 }
