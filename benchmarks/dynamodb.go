@@ -115,7 +115,7 @@ func timeDynamoDBSnapshot(ctx context.Context, e *Env, pg *pgtest.Cluster, slot 
   heartbeat: "off"
 trail:
   dir: %q
-snapshot: { mode: initial, parallelism: %d }
+snapshot: { mode: initial, parallelism: %d, chunk_rows: %d }
 schema: { create: true }
 sinks:
   - name: ddb
@@ -125,7 +125,7 @@ sinks:
     table: "{table}"
 log:
   format: json
-`, pg.DSN("postgres"), slot, dir, par, ddb.Endpoint)
+`, pg.DSN("postgres"), slot, dir, par, max(1000, rows/(4*par)), ddb.Endpoint)
 	path := dir + ".yaml"
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		return 0, err
@@ -156,8 +156,23 @@ log:
 	if err := p.Stop(); err != nil {
 		return 0, err
 	}
-	if err := execSQL(ctx, pg, fmt.Sprintf(`SELECT pg_drop_replication_slot('%s')`, slot)); err != nil {
-		return 0, err
+	// The walsender may outlive cdcd's exit by a moment.
+	drop := fmt.Sprintf(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '%s' AND NOT active`, slot)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var left int
+		if err := execSQL(ctx, pg, drop); err != nil {
+			return 0, err
+		}
+		if err := pg.QueryRow(fmt.Sprintf(`SELECT count(*) FROM pg_replication_slots WHERE slot_name = '%s'`, slot), &left); err != nil {
+			return 0, err
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("slot %s still active 30 s after cdcd stopped", slot)
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval
 	}
 	if err := countItems(ctx, ddb.Client(), "orders", rows); err != nil {
 		return 0, err

@@ -188,7 +188,7 @@ var sizes = map[string]Sizes{
 		PgbenchTime: 15 * time.Second, PgbenchScale: 5, MemoryRows: []int{100000, 500000},
 		LatencyRate: 200, LatencyTime: 10 * time.Second, KafkaRows: 300000, SnapshotRows: 1000000,
 		TriggerPgbenchScale: 1, TriggerPgbenchTime: 10 * time.Second,
-		DynamoDBSnapshotRows: 20000, DynamoDBStreamRows: 20000},
+		DynamoDBSnapshotRows: 40000, DynamoDBStreamRows: 20000},
 	"full": {Name: "full", Reps: 3, CaptureRows: 1000000, CaptureTx: 100, BigTxRows: 1000000, Backlog: 200000,
 		PgbenchTime: 60 * time.Second, PgbenchScale: 20, MemoryRows: []int{1000000, 5000000, 10000000},
 		LatencyRate: 500, LatencyTime: 30 * time.Second, KafkaRows: 1000000, SnapshotRows: 5000000,

@@ -20,10 +20,6 @@ import (
 
 var _ sink.BulkLoader = (*Sink)(nil)
 
-// bulkRows is how many rows of a chunk go to one write (Parallelism
-// BatchWriteItem calls of 25 in flight).
-const bulkRows = 5000
-
 // Load writes one snapshot chunk, COPY text from the source, as puts in
 // parallel BatchWriteItem calls (snapshot rows are version 0), then records
 // the chunk as loaded in the checkpoint table. A crash before the record
@@ -44,12 +40,14 @@ func (s *Sink) Load(ctx context.Context, c *sink.BulkChunk, data io.Reader) (int
 	}
 	var n int64
 	if data != nil {
-		col := collapser{s: s, byKey: map[string]*op{}}
-		flush := func() error {
-			err := s.write(ctx, col.ops)
-			col.reset()
-			return err
+		// Snapshot rows have unique keys: they stream into the writer
+		// without collapsing, calls in flight all along.
+		col := collapser{s: s}
+		p, err := s.plan(ctx, rel)
+		if err != nil {
+			return 0, err
 		}
+		w := s.newWriter(ctx)
 		r := bufio.NewReaderSize(data, 256<<10)
 		for {
 			line, err := r.ReadSlice('\n')
@@ -64,30 +62,29 @@ func (s *Sink) Load(ctx context.Context, c *sink.BulkChunk, data io.Reader) (int
 			}
 			if len(line) > 0 {
 				if line[len(line)-1] != '\n' {
-					return n, fmt.Errorf("dynamodb sink %s: chunk %s: COPY output ends inside a row", s.cfg.Name, c.ID)
+					return n, w.abort(fmt.Errorf("dynamodb sink %s: chunk %s: COPY output ends inside a row", s.cfg.Name, c.ID))
 				}
 				row, perr := parseCopyLine(line[:len(line)-1], len(rel.Columns))
 				if perr != nil {
-					return n, fmt.Errorf("dynamodb sink %s: chunk %s of %s: %w", s.cfg.Name, c.ID, rel.QualifiedName(), perr)
+					return n, w.abort(fmt.Errorf("dynamodb sink %s: chunk %s of %s: %w", s.cfg.Name, c.ID, rel.QualifiedName(), perr))
 				}
-				if aerr := col.add(ctx, &change.Change{Op: change.OpInsert, Relation: rel, New: row}, 0, 0); aerr != nil {
-					return n, aerr
+				o, oerr := col.row(p, row, 0, 0)
+				if oerr == nil {
+					oerr = w.add(o)
+				}
+				if oerr != nil {
+					return n, w.abort(oerr)
 				}
 				n++
-				if len(col.ops) >= bulkRows {
-					if err := flush(); err != nil {
-						return n, err
-					}
-				}
 			}
 			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {
-				return n, fmt.Errorf("dynamodb sink %s: read chunk %s: %w", s.cfg.Name, c.ID, err)
+				return n, w.abort(fmt.Errorf("dynamodb sink %s: read chunk %s: %w", s.cfg.Name, c.ID, err))
 			}
 		}
-		if err := flush(); err != nil {
+		if err := w.wait(); err != nil {
 			return n, err
 		}
 	}

@@ -47,51 +47,97 @@ func (s *Sink) write(ctx context.Context, ops []*op) error {
 			}
 		}
 	}
+	w := s.newWriter(ctx)
+	for _, o := range ops {
+		if err := w.add(o); err != nil {
+			return w.abort(err)
+		}
+	}
+	return w.wait()
+}
+
+// writer sends ops as they come, Parallelism calls in flight (adding blocks
+// while they are): the caller must not give it two ops of one key.
+type writer struct {
+	s          *Sink
+	g          *errgroup.Group
+	ctx        context.Context
+	chunk      []types.WriteRequest
+	chunkOps   []*op
+	chunkBytes int
+}
+
+func (s *Sink) newWriter(ctx context.Context) *writer {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Parallelism)
-	var chunk []types.WriteRequest
-	var chunkOps []*op
-	chunkBytes := 0
-	flush := func() {
-		if len(chunk) == 0 {
-			return
-		}
-		reqs, cops := chunk, chunkOps
-		chunk, chunkOps, chunkBytes = nil, nil, 0
-		g.Go(func() error { return s.batchWrite(gctx, reqs, cops) })
+	return &writer{s: s, g: g, ctx: gctx}
+}
+
+// add sends o, in the next BatchWriteItem call or a call of its own.
+func (w *writer) add(o *op) error {
+	if w.ctx.Err() != nil {
+		return errStopped
 	}
-	for _, o := range ops {
-		var item map[string]types.AttributeValue
-		size := 0
-		if o.kind != opDelete {
-			item = s.item(o)
-			if size = itemSize(item); size > maxItemBytes {
-				if err := s.tooLarge(o, item, size); err != nil {
-					_ = g.Wait()
-					return err
-				}
-				continue
-			}
+	s := w.s
+	var item map[string]types.AttributeValue
+	size := 0
+	if o.kind != opDelete {
+		item = s.item(o)
+		if size = itemSize(item); size > maxItemBytes {
+			return s.tooLarge(o, item, size)
 		}
-		cond := s.replayHW != 0 && o.lsn != 0 && o.lsn <= s.replayHW
-		if o.kind == opUpdate || cond {
-			g.Go(func() error { return s.single(gctx, o, item, cond) })
-			continue
-		}
-		if len(chunk) == batchItems || chunkBytes+size > batchBytes {
-			flush()
-		}
-		var req types.WriteRequest
-		if o.kind == opDelete {
-			req.DeleteRequest = &types.DeleteRequest{Key: o.key}
-		} else {
-			req.PutRequest = &types.PutRequest{Item: item}
-		}
-		chunk, chunkOps = append(chunk, req), append(chunkOps, o)
-		chunkBytes += size
 	}
-	flush()
-	return g.Wait()
+	cond := s.replayHW != 0 && o.lsn != 0 && o.lsn <= s.replayHW
+	if o.kind == opUpdate || cond {
+		w.g.Go(func() error { return s.single(w.ctx, o, item, cond) })
+		return nil
+	}
+	if len(w.chunk) == batchItems || w.chunkBytes+size > batchBytes {
+		w.flush()
+	}
+	var req types.WriteRequest
+	if o.kind == opDelete {
+		req.DeleteRequest = &types.DeleteRequest{Key: o.key}
+	} else {
+		req.PutRequest = &types.PutRequest{Item: item}
+	}
+	w.chunk, w.chunkOps = append(w.chunk, req), append(w.chunkOps, o)
+	w.chunkBytes += size
+	return nil
+}
+
+func (w *writer) flush() {
+	if len(w.chunk) == 0 {
+		return
+	}
+	reqs, ops := w.chunk, w.chunkOps
+	w.chunk, w.chunkOps, w.chunkBytes = nil, nil, 0
+	w.g.Go(func() error { return w.s.batchWrite(w.ctx, reqs, ops) })
+}
+
+// errStopped is add's error once a call has failed or the context ended.
+var errStopped = errors.New("writer stopped")
+
+// abort waits for the calls in flight after add (or the caller) failed with
+// err, and returns the error to report: the failed call's for errStopped.
+func (w *writer) abort(err error) error {
+	werr := w.g.Wait()
+	if errors.Is(err, errStopped) {
+		if werr != nil {
+			return werr
+		}
+		return w.ctx.Err()
+	}
+	if werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
+}
+
+// wait sends what is left and waits for every call.
+func (w *writer) wait() error {
+	w.flush()
+	return w.g.Wait()
 }
 
 // item is the full item of a put, or the attributes of an update.
