@@ -34,7 +34,7 @@ func (s *Sink) Load(ctx context.Context, c *sink.BulkChunk, data io.Reader) (int
 	}
 	rel := relationOf(c.Def)
 	if c.Truncate {
-		if err := s.truncate(ctx, &change.Truncate{Relations: []*change.Relation{rel}}); err != nil {
+		if err := s.truncate(ctx, &change.Truncate{Relations: []*change.Relation{rel}}, 0, 0); err != nil {
 			return 0, err
 		}
 	}

@@ -135,12 +135,19 @@ func (c *collapser) add(ctx context.Context, ch *change.Change, lsn change.LSN, 
 				return err
 			}
 			if old.id != o.id { // the key changed: delete the old item, put the new
-				prev := c.byKey[old.id]
+				// set overwrites the old key's op in place: keep a copy.
+				var prev *op
+				if p := c.byKey[old.id]; p != nil {
+					cp := *p
+					prev = &cp
+				}
 				c.set(old)
 				if o.kind == opUpdate {
 					switch {
 					case prev != nil && prev.kind == opPut:
-						o.kind, o.cols = opPut, merged(prev.cols, o.cols)
+						// prev may itself wait for its columns from an
+						// older key's item: so does o.
+						o.kind, o.cols, o.fetch = opPut, merged(prev.cols, o.cols), prev.fetch
 					default:
 						// The unchanged columns are in the old item (and in
 						// prev's, for an update earlier in this batch).

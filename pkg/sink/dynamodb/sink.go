@@ -211,7 +211,7 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) error {
 					return err
 				}
 				c.reset()
-				if err := s.truncate(ctx, ch.Truncate); err != nil {
+				if err := s.truncate(ctx, ch.Truncate, lsn, seq); err != nil {
 					return err
 				}
 			}
@@ -236,8 +236,10 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) error {
 }
 
 // truncate deletes every item of the truncated tables (DynamoDB has no
-// TRUNCATE): a scan of their keys, deleted in batches.
-func (s *Sink) truncate(ctx context.Context, t *change.Truncate) error {
+// TRUNCATE): a scan of their keys, deleted in batches. The deletes carry the
+// TRUNCATE's version, so in the replay window they are conditional and an
+// item a later change already wrote survives.
+func (s *Sink) truncate(ctx context.Context, t *change.Truncate, lsn change.LSN, seq int) error {
 	for _, rel := range t.Relations {
 		p, err := s.plan(ctx, rel)
 		if err != nil {
@@ -259,7 +261,7 @@ func (s *Sink) truncate(ctx context.Context, t *change.Truncate) error {
 			}
 			ops := make([]*op, len(page.Items))
 			for i, key := range page.Items {
-				ops[i] = &op{kind: opDelete, p: p, key: key}
+				ops[i] = &op{kind: opDelete, p: p, key: key, lsn: lsn, seq: seq}
 			}
 			if err := s.write(ctx, ops); err != nil {
 				return err
