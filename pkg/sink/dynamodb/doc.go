@@ -72,6 +72,15 @@
 //	high_water    N  the largest commit LSN of any change ever sent
 //	updated_at    S  when it was written (RFC 3339, UTC)
 //
+// A snapshot loads through Load (sink.BulkLoader): each snapshot worker
+// opens its own sink and streams its chunks' COPY text rows as puts into
+// BatchWriteItem calls, Parallelism in flight; once every item of a chunk is
+// acknowledged, an item keyed "<sink>#snapshot#<snapshot id>#<chunk id>"
+// (rows N) records it in the checkpoint table, and Loaded lists them, so a
+// resumed snapshot skips finished chunks (a chunk cut off by a crash is
+// loaded again: the same items). A snapshot in mode always deletes the
+// table's items first.
+//
 // # Crash safety
 //
 // DynamoDB cannot write data and a position atomically, so:

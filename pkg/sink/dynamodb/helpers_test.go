@@ -2,7 +2,6 @@ package dynamodb_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -400,4 +399,3 @@ func (f *faults) check(t *testing.T) {
 	require.Empty(t, f.inflight)
 }
 
-var _ = errors.New
