@@ -122,7 +122,7 @@ func TestFaultsNeverOvertaken(t *testing.T) {
 		batches = append(batches, b.next(changes...))
 	}
 	s, reopens := applyAll(t, cfg, s, batches)
-	items := scan(t, s.Client(), "public_hot", "id")
+	items := scan(t, srv.Client(), "public_hot", "id") // a client without the faults
 	require.Len(t, items, len(model))
 	for id, v := range model {
 		require.Equal(t, strconv.Itoa(v), attr(items[strconv.Itoa(id)]["v"]), "id %d", id)
