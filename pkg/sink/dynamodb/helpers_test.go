@@ -398,4 +398,3 @@ func (f *faults) check(t *testing.T) {
 	require.Empty(t, f.problems)
 	require.Empty(t, f.inflight)
 }
-
