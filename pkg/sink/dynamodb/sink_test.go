@@ -304,3 +304,29 @@ func TestBulkLoad(t *testing.T) {
 	_, err = s.Load(context.Background(), &sink.BulkChunk{SnapshotID: "snap2", ID: "x", Def: def}, strings.NewReader("3\t1\tx\n4\t1"))
 	require.ErrorContains(t, err, "COPY output ends inside a row")
 }
+
+// TestUpdateTooLarge: an update of some columns that grows the stored item
+// past 400 KB is refused by DynamoDB; the error names the item, and with a
+// dead-letter file the update is recorded there.
+func TestUpdateTooLarge(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	rel := &change.Relation{OID: 1, Schema: "public", Name: "grow", ReplicaIdentity: 'd', PrimaryKey: []int{0},
+		Columns: []change.Column{{Name: "id", TypeOID: 20}, {Name: "a", TypeOID: 25}, {Name: "b", TypeOID: 25}}}
+	half := strings.Repeat("h", 250<<10)
+	var b batcher
+	cfg := sinkConfig(t, srv)
+	cfg.DeadLetter = filepath.Join(t.TempDir(), "dead.jsonl")
+	s := open(t, cfg)
+	apply(t, s, b.next(&change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text("1"), change.Text(half), change.Text("x")}}))
+	// a unchanged (TOAST), b grows: together over 400 KB.
+	apply(t, s, b.next(&change.Change{Op: change.OpUpdate, Relation: rel, New: change.Row{change.Text("1"), change.Unchanged, change.Text(half)}}))
+	dl, err := os.ReadFile(cfg.DeadLetter)
+	require.NoError(t, err)
+	require.Contains(t, string(dl), `"key":{"id":{"N":"1"}}`)
+	require.Equal(t, "x", attr(scan(t, srv.Client(), "public_grow", "id")["1"]["b"]), "the refused update left the item as it was")
+
+	cfg.DeadLetter, cfg.Name = "", "ddb2"
+	s2 := open(t, cfg)
+	err = s2.Apply(context.Background(), b.next(&change.Change{Op: change.OpUpdate, Relation: rel, New: change.Row{change.Text("1"), change.Unchanged, change.Text(half)}}))
+	require.ErrorContains(t, err, "item public_grow key id=1 would grow, over DynamoDB's 400 KB item limit")
+}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -284,6 +285,11 @@ func (s *Sink) single(ctx context.Context, o *op, item map[string]types.Attribut
 		s.stats.skipped.Add(1)
 		return nil
 	}
+	if err != nil && isValidation(err) && strings.Contains(err.Error(), "size") {
+		// An update that makes the stored item too large: only the
+		// server can tell.
+		return s.tooLarge(o, item, -1)
+	}
 	if err != nil {
 		return s.callErr(what+" item "+o.describe(), err, nil)
 	}
@@ -325,10 +331,15 @@ func (s *Sink) fetchBase(ctx context.Context, o *op) error {
 
 // tooLarge handles an item over 400 KB: recorded in the dead-letter file
 // when one is configured, otherwise an error naming the table and key.
+// A negative size means DynamoDB refused the item as too large.
 func (s *Sink) tooLarge(o *op, item map[string]types.AttributeValue, size int) error {
 	if s.dead == nil {
-		return fmt.Errorf("dynamodb sink %s: item %s is %d bytes, over DynamoDB's 400 KB item limit (set dead_letter: true to record such items in the trail directory and go on)",
-			s.cfg.Name, o.describe(), size)
+		what := fmt.Sprintf("is %d bytes", size)
+		if size < 0 {
+			what = "would grow"
+		}
+		return fmt.Errorf("dynamodb sink %s: item %s %s, over DynamoDB's 400 KB item limit (set dead_letter: true to record such items in the trail directory and go on)",
+			s.cfg.Name, o.describe(), what)
 	}
 	rec := map[string]any{
 		"sink": s.cfg.Name, "table": o.p.t.name, "source": o.p.rel.QualifiedName(), "key": jsonAttrs(o.key),
