@@ -330,3 +330,22 @@ func TestUpdateTooLarge(t *testing.T) {
 	err = s2.Apply(context.Background(), b.next(&change.Change{Op: change.OpUpdate, Relation: rel, New: change.Row{change.Text("1"), change.Unchanged, change.Text(half)}}))
 	require.ErrorContains(t, err, "item public_grow key id=1 would grow, over DynamoDB's 400 KB item limit")
 }
+
+// TestNoCredentials: without AWS credentials, opening the sink is one
+// terminal error saying where credentials come from.
+func TestNoCredentials(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := dynamodb.New(ctx, dynamodb.Config{Name: "ddb", Region: "us-east-1", Endpoint: srv.Endpoint, MaxAttempts: 1})
+	require.Error(t, err)
+	require.ErrorContains(t, err, "set AWS credentials")
+	require.False(t, sink.IsRetriable(err), "%v", err)
+	require.Equal(t, 1, strings.Count(err.Error(), "\n")+1, "one line: %q", err)
+}
