@@ -2,6 +2,7 @@ package dynamodb_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -348,4 +349,24 @@ func TestNoCredentials(t *testing.T) {
 	require.ErrorContains(t, err, "set AWS credentials")
 	require.False(t, sink.IsRetriable(err), "%v", err)
 	require.Equal(t, 1, strings.Count(err.Error(), "\n")+1, "one line: %q", err)
+}
+
+// TestBulkLoadDuplicateKeys: configured keys that are not unique in the
+// source put two rows on one item; the load does not fail on BatchWriteItem's
+// duplicate-key rule.
+func TestBulkLoadDuplicateKeys(t *testing.T) {
+	srv := dynalitetest.StartT(t)
+	cfg := sinkConfig(t, srv)
+	cfg.Keys = map[string]dynamodb.Key{"public.dups": {Partition: "v"}}
+	s := open(t, cfg)
+	def := &schema.Table{Target: schema.Name{Schema: "public", Name: "dups"}, PrimaryKey: []string{"id"},
+		Columns: []schema.Column{{Name: "id", TypeOID: 20}, {Name: "v", TypeOID: 23}, {Name: "big", TypeOID: 25}}}
+	var rows strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&rows, "%d\t%d\tx\n", i, i%3)
+	}
+	n, err := s.Load(context.Background(), &sink.BulkChunk{SnapshotID: "s", ID: "c", Def: def}, strings.NewReader(rows.String()))
+	require.NoError(t, err)
+	require.Equal(t, int64(60), n)
+	require.Len(t, scan(t, srv.Client(), "public_dups", "v"), 3)
 }

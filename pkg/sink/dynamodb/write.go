@@ -66,6 +66,7 @@ type writer struct {
 	chunk      []types.WriteRequest
 	chunkOps   []*op
 	chunkBytes int
+	chunkIDs   map[string]bool // keys in chunk: BatchWriteItem refuses duplicates
 }
 
 func (s *Sink) newWriter(ctx context.Context) *writer {
@@ -93,7 +94,9 @@ func (w *writer) add(o *op) error {
 		w.g.Go(func() error { return s.single(w.ctx, o, item, cond) })
 		return nil
 	}
-	if len(w.chunk) == batchItems || w.chunkBytes+size > batchBytes {
+	if len(w.chunk) == batchItems || w.chunkBytes+size > batchBytes || (o.id != "" && w.chunkIDs[o.id]) {
+		// (A key twice comes only from a snapshot whose configured keys
+		// are not unique in the source: the last row read wins.)
 		w.flush()
 	}
 	var req types.WriteRequest
@@ -104,6 +107,10 @@ func (w *writer) add(o *op) error {
 	}
 	w.chunk, w.chunkOps = append(w.chunk, req), append(w.chunkOps, o)
 	w.chunkBytes += size
+	if w.chunkIDs == nil {
+		w.chunkIDs = make(map[string]bool, batchItems)
+	}
+	w.chunkIDs[o.id] = true
 	return nil
 }
 
@@ -113,6 +120,7 @@ func (w *writer) flush() {
 	}
 	reqs, ops := w.chunk, w.chunkOps
 	w.chunk, w.chunkOps, w.chunkBytes = nil, nil, 0
+	clear(w.chunkIDs)
 	w.g.Go(func() error { return w.s.batchWrite(w.ctx, reqs, ops) })
 }
 
