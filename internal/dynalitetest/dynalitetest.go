@@ -132,8 +132,29 @@ func StartT(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("dynalitetest: %v", err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		if t.Failed() {
+			if err := s.Exited(); err != nil {
+				t.Logf("dynalite had exited before the test ended (%v); its output:\n%s", err, s.log.String())
+			}
+		}
+		s.Close()
+	})
 	return s
+}
+
+// Exited returns the server's exit error if it has exited, else nil.
+func (s *Server) Exited() error {
+	select {
+	case err := <-s.done:
+		s.done <- err
+		if err == nil {
+			err = errors.New("exit status 0")
+		}
+		return err
+	default:
+		return nil
+	}
 }
 
 func (s *Server) waitReady(ctx context.Context, addr string) error {
