@@ -164,7 +164,15 @@ func (s *Server) waitReady(ctx context.Context, addr string) error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return nil
+			// Something listens: it must be our dynalite (on a shared
+			// machine another process may have taken the port between
+			// freePort and node's listen, and node then exits).
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, lerr := s.Client().ListTables(lctx, &dynamodb.ListTablesInput{})
+			cancel()
+			if lerr == nil && s.Exited() == nil {
+				return nil
+			}
 		}
 		select {
 		case err := <-s.done:
