@@ -147,6 +147,7 @@ var scenarios = []scenario{
 	{"latency", benchLatency},
 	{"memory", benchMemory},
 	{"kafka", benchKafka},
+	{"dynamodb", benchDynamoDB},
 	{"trigger.cost", benchTriggerCost},
 	{"trigger.capture", benchTriggerCapture},
 	{"verify", benchVerify},
@@ -176,6 +177,9 @@ type Sizes struct {
 	LatencyTime  time.Duration
 	KafkaRows    int
 	SnapshotRows int
+	// dynamodb: rows of the snapshot and of the live stream (dynalite).
+	DynamoDBSnapshotRows int
+	DynamoDBStreamRows   int
 	// trigger.cost: pgbench -c 2 -j 2 -T TriggerPgbenchTime on this scale.
 	TriggerPgbenchScale int
 	TriggerPgbenchTime  time.Duration
@@ -185,11 +189,13 @@ var sizes = map[string]Sizes{
 	"ci": {Name: "ci", Reps: 3, CaptureRows: 200000, CaptureTx: 100, BigTxRows: 200000, Backlog: 50000,
 		PgbenchTime: 15 * time.Second, PgbenchScale: 5, MemoryRows: []int{100000, 500000},
 		LatencyRate: 200, LatencyTime: 10 * time.Second, KafkaRows: 300000, SnapshotRows: 1000000,
-		TriggerPgbenchScale: 1, TriggerPgbenchTime: 10 * time.Second},
+		TriggerPgbenchScale: 1, TriggerPgbenchTime: 10 * time.Second,
+		DynamoDBSnapshotRows: 40000, DynamoDBStreamRows: 20000},
 	"full": {Name: "full", Reps: 3, CaptureRows: 1000000, CaptureTx: 100, BigTxRows: 1000000, Backlog: 200000,
 		PgbenchTime: 60 * time.Second, PgbenchScale: 20, MemoryRows: []int{1000000, 5000000, 10000000},
 		LatencyRate: 500, LatencyTime: 30 * time.Second, KafkaRows: 1000000, SnapshotRows: 5000000,
-		TriggerPgbenchScale: 10, TriggerPgbenchTime: 60 * time.Second},
+		TriggerPgbenchScale: 10, TriggerPgbenchTime: 60 * time.Second,
+		DynamoDBSnapshotRows: 1000000, DynamoDBStreamRows: 1000000},
 }
 
 // Env is what scenarios share.

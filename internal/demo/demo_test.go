@@ -71,3 +71,24 @@ func TestFit(t *testing.T) {
 		}
 	}
 }
+
+// TestRunDynamoDB is the demo with -sink dynamodb: A → B → cdcd → dynalite,
+// ending with every DynamoDB table equal to A's.
+func TestRunDynamoDB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two PostgreSQL servers and dynalite")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	err := Run(ctx, Options{Duration: 3 * time.Second, Sink: SinkDynamoDB}, &out)
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, want := range []string{"✓ DynamoDB matches A", "servers stopped and removed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}

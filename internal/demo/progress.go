@@ -33,6 +33,8 @@ type sample struct {
 	// caughtUp means C has applied everything written before the final
 	// marker: the lag is zero.
 	caughtUp bool
+	// target names the target in the line. Default "C".
+	target string
 }
 
 // statusLine renders the change from prev to cur, in the order of the
@@ -59,8 +61,12 @@ func statusLine(start time.Time, prev, cur sample) string {
 		lagSecs := max(cur.at.Sub(cur.lastCommit).Seconds(), 0)
 		lag = fmt.Sprintf("lag %s, %.1fs", bytesText(lagBytes), lagSecs)
 	}
-	return fmt.Sprintf("%3.0fs  A %s commits/s → captured %s → C %s rows, %s/s │ %s",
-		cur.at.Sub(start).Seconds(), thousands(rate(prev.commits, cur.commits)), thousands(cur.changes),
+	target := cur.target
+	if target == "" {
+		target = "C"
+	}
+	return fmt.Sprintf("%3.0fs  A %s commits/s → captured %s → %s %s rows, %s/s │ %s",
+		cur.at.Sub(start).Seconds(), thousands(rate(prev.commits, cur.commits)), thousands(cur.changes), target,
 		thousands(cur.rows), thousands(rate(prev.rows, cur.rows)), lag)
 }
 
@@ -87,6 +93,8 @@ type monitor struct {
 	a     *pgx.Conn // to A, for pg_current_wal_lsn()
 	p     *pipeline.Pipeline
 	w     *workload
+	// target names the target in status lines ("C", "DynamoDB").
+	target string
 
 	mu       sync.Mutex
 	caughtUp bool
@@ -152,6 +160,7 @@ func (m *monitor) run(ctx context.Context) {
 			// The last line shows the rates over the whole run.
 			prev = first
 		}
+		cur.target = m.target
 		line := statusLine(m.start, prev, cur)
 		switch {
 		case bar != nil:

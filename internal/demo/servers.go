@@ -6,20 +6,24 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/cdcd-io/cdcd/internal/dynalitetest"
 	"github.com/cdcd-io/cdcd/internal/pgtest"
 )
 
 // db is the database the demo uses on every server.
 const db = "postgres"
 
-// servers are the demo's three throwaway clusters.
+// servers are the demo's throwaway clusters, and dynalite when DynamoDB is
+// the target.
 type servers struct {
 	a, b, c *pgtest.Cluster
+	ddb     *dynalitetest.Server
 }
 
-// startServers starts A (primary), B (its physical standby) and C (target).
-// C starts beside A and B; on error, whatever started is stopped again.
-func startServers(ctx context.Context) (*servers, error) {
+// startServers starts A (primary), B (its physical standby) and, with
+// target, C. C starts beside A and B; on error, whatever started is stopped
+// again.
+func startServers(ctx context.Context, target bool) (*servers, error) {
 	s := &servers{}
 	var wg sync.WaitGroup
 	var errA, errC error
@@ -30,9 +34,11 @@ func startServers(ctx context.Context) (*servers, error) {
 		}
 		s.b, errA = s.a.StartStandby(ctx, pgtest.Options{Name: "demo-B"})
 	})
-	wg.Go(func() {
-		s.c, errC = pgtest.Start(ctx, pgtest.Options{Version: pgtest.V17, Name: "demo-C"})
-	})
+	if target {
+		wg.Go(func() {
+			s.c, errC = pgtest.Start(ctx, pgtest.Options{Version: pgtest.V17, Name: "demo-C"})
+		})
+	}
 	wg.Wait()
 	if err := errors.Join(errA, errC); err != nil {
 		return nil, errors.Join(err, s.stop())
@@ -48,6 +54,9 @@ func (s *servers) stop() error {
 		if c != nil {
 			errs = append(errs, c.Stop())
 		}
+	}
+	if s.ddb != nil {
+		s.ddb.Close()
 	}
 	return errors.Join(errs...)
 }
@@ -85,6 +94,9 @@ var tables = []struct{ name, key string }{
 func (s *servers) createSchema(ctx context.Context) error {
 	if err := s.a.Exec(ctx, db, append(schema, `CREATE PUBLICATION cdcd FOR ALL TABLES`)...); err != nil {
 		return fmt.Errorf("create tables on A: %w", err)
+	}
+	if s.c == nil {
+		return nil
 	}
 	if err := s.c.Exec(ctx, db, schema...); err != nil {
 		return fmt.Errorf("create tables on C: %w", err)

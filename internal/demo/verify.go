@@ -47,9 +47,10 @@ func compare(ctx context.Context, dsnA, dsnC string) ([]tableCheck, error) {
 	return checks, nil
 }
 
-// printChecks writes the comparison as a small table.
-func printChecks(out io.Writer, checks []tableCheck) {
-	fmt.Fprintf(out, "  %-16s %9s %9s   %s\n", "table", "rows A", "rows C", "hash match")
+// printChecks writes the comparison as a small table; target names the
+// copy's column.
+func printChecks(out io.Writer, checks []tableCheck, target string) {
+	fmt.Fprintf(out, "  %-16s %9s %9s   %s\n", "table", "rows A", target, "hash match")
 	for _, c := range checks {
 		mark := "✓"
 		if c.hashA != c.hashC {

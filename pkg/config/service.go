@@ -131,6 +131,10 @@ func (f *File) PreflightConfig() preflight.Config {
 			oc := OracleConfig(s)
 			ps.Oracle = &oc
 		}
+		if s.Kind == "dynamodb" {
+			dc := s.DynamoDBConfig(nil)
+			ps.DynamoDB = &dc
+		}
 		cfg.Sinks = append(cfg.Sinks, ps)
 	}
 	return cfg

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,6 +15,7 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/apply"
 	"github.com/cdcd-io/cdcd/pkg/pipeline"
 	"github.com/cdcd-io/cdcd/pkg/sink"
+	"github.com/cdcd-io/cdcd/pkg/sink/dynamodb"
 	"github.com/cdcd-io/cdcd/pkg/sink/kafka"
 	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
 	pgsink "github.com/cdcd-io/cdcd/pkg/sink/postgres"
@@ -24,7 +26,7 @@ import (
 type SinkSpec struct {
 	// Name identifies the sink (logs, checkpoints). Required, unique.
 	Name string `yaml:"name"`
-	// Kind is postgres, kafka, oracle or stdout. Required.
+	// Kind is postgres, kafka, oracle, dynamodb or stdout. Required.
 	Kind string `yaml:"kind"`
 	// DSN is the target connection string (postgres; oracle: a godror
 	// connection string, user=… connectString="host:1521/service").
@@ -69,6 +71,34 @@ type SinkSpec struct {
 	TLS KafkaTLS `yaml:"tls"`
 	// Kafka holds the kafka sink's tuning.
 	Kafka KafkaTuning `yaml:"kafka"`
+
+	// Region is the AWS region (dynamodb). Default: the AWS default chain's
+	// (AWS_REGION, shared config).
+	Region string `yaml:"region"`
+	// Endpoint overrides the DynamoDB URL (DynamoDB Local, dynalite).
+	// Default: the region's endpoint.
+	Endpoint string `yaml:"endpoint"`
+	// Table is the table name template, {schema} and {table} replaced
+	// (dynamodb). Default "{schema}_{table}".
+	Table string `yaml:"table"`
+	// Keys maps "schema.table" to its item key (dynamodb). Default: the
+	// primary key (partition, and sort for a second column).
+	Keys map[string]DynamoDBKey `yaml:"keys"`
+	// Document is flat or nested (dynamodb). Default flat.
+	Document string `yaml:"document"`
+	// JSON writes json/jsonb as map or string (dynamodb). Default map.
+	JSON string `yaml:"json"`
+	// DeadLetter records items over 400 KB in
+	// <trail.dir>/<name>.dead-letter.jsonl and goes on (dynamodb). Default
+	// false: such an item stops the sink.
+	DeadLetter bool `yaml:"dead_letter"`
+	// DynamoDB holds the dynamodb sink's tuning.
+	DynamoDB DynamoDBTuning `yaml:"dynamodb"`
+
+	// createTables and trailDir are copied from the file by validateSink.
+	createTables bool
+	trailDir     string
+
 	// Oracle holds the oracle sink's settings.
 	Oracle OracleSettings `yaml:"oracle"`
 }
@@ -100,6 +130,49 @@ func OracleConfig(s SinkSpec) oracle.Config {
 		CheckpointTable: s.CheckpointTable, Case: oracle.Case(s.Oracle.Case), EmptyString: s.Oracle.EmptyString,
 		LOBInlineBytes: s.Oracle.LOBInlineBytes,
 	}
+}
+
+// DynamoDBKey is one entry of a dynamodb sink's `keys:` map.
+type DynamoDBKey struct {
+	// Partition is the partition key column. Required.
+	Partition string `yaml:"partition"`
+	// Sort is the sort key column. Default none.
+	Sort string `yaml:"sort"`
+}
+
+// DynamoDBTuning is a dynamodb sink's `dynamodb:` section; see
+// dynamodb.Config.
+type DynamoDBTuning struct {
+	// CheckpointTable holds positions. Default cdcd_checkpoints.
+	CheckpointTable string `yaml:"checkpoint_table"`
+	// VersionAttribute holds item versions. Default cdcd_version.
+	VersionAttribute string `yaml:"version_attribute"`
+	// DocumentAttribute is the map attribute of nested items. Default doc.
+	DocumentAttribute string `yaml:"document_attribute"`
+	// Parallelism is the number of write calls in flight. Default 8.
+	Parallelism int `yaml:"parallelism"`
+	// MaxBackoff caps retry waits. Default 5s.
+	MaxBackoff Duration `yaml:"max_backoff"`
+}
+
+// DynamoDBConfig is the dynamodb sink configuration a sink entry describes.
+func (s SinkSpec) DynamoDBConfig(log *slog.Logger) dynamodb.Config {
+	c := dynamodb.Config{
+		Name: s.Name, Region: s.Region, Endpoint: s.Endpoint, Table: s.Table, Document: s.Document, JSON: s.JSON,
+		CheckpointTable: s.DynamoDB.CheckpointTable, VersionAttribute: s.DynamoDB.VersionAttribute,
+		DocumentAttribute: s.DynamoDB.DocumentAttribute, Parallelism: s.DynamoDB.Parallelism,
+		MaxBackoff: time.Duration(s.DynamoDB.MaxBackoff), CreateTables: s.createTables, Logger: log,
+	}
+	if len(s.Keys) > 0 {
+		c.Keys = make(map[string]dynamodb.Key, len(s.Keys))
+		for t, k := range s.Keys {
+			c.Keys[t] = dynamodb.Key{Partition: k.Partition, Sort: k.Sort}
+		}
+	}
+	if s.DeadLetter {
+		c.DeadLetter = filepath.Join(s.trailDir, s.Name+".dead-letter.jsonl")
+	}
+	return c
 }
 
 // KafkaSASL is a kafka sink's `sasl:` section.
@@ -271,11 +344,19 @@ func (f *File) validateSink(i int, names map[string]bool) error {
 		if err := OracleConfig(*s).Validate(); err != nil {
 			return f.errAt(key, err)
 		}
+	case "dynamodb":
+		if s.Password != "" || s.DSN != "" {
+			return f.errAt(key+".dsn", errors.New("dsn and password are for postgres sinks: a dynamodb sink takes region and endpoint, credentials come from the AWS default chain"))
+		}
+		s.createTables, s.trailDir = f.Schema.Create, f.Trail.Dir
+		if err := s.DynamoDBConfig(nil).Validate(); err != nil {
+			return f.errAt(key, err)
+		}
 	case "stdout":
 	case "":
-		return f.errAt(key+".kind", errors.New("is required: postgres, kafka, oracle or stdout"))
+		return f.errAt(key+".kind", errors.New("is required: postgres, kafka, oracle, dynamodb or stdout"))
 	default:
-		return f.errAt(key+".kind", fmt.Errorf("%q is not supported: use postgres, kafka, oracle or stdout", s.Kind))
+		return f.errAt(key+".kind", fmt.Errorf("%q is not supported: use postgres, kafka, oracle, dynamodb or stdout", s.Kind))
 	}
 	if s.Kind != "oracle" && s.Oracle != (OracleSettings{}) {
 		return f.errAt(key+".oracle", fmt.Errorf("is for oracle sinks, this one is %s", s.Kind))
@@ -336,6 +417,11 @@ func opener(s SinkSpec, log *slog.Logger) apply.OpenFunc {
 		cfg := OracleConfig(s)
 		return func(ctx context.Context) (sink.Sink, error) {
 			return oracle.New(ctx, cfg, log) // the sink adds its name
+		}
+	case "dynamodb":
+		cfg := s.DynamoDBConfig(log.With("sink", s.Name))
+		return func(ctx context.Context) (sink.Sink, error) {
+			return dynamodb.New(ctx, cfg)
 		}
 	default:
 		return func(context.Context) (sink.Sink, error) { return stdout.New(os.Stdout), nil }

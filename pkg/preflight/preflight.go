@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-io/cdcd/pkg/dsn"
+	"github.com/cdcd-io/cdcd/pkg/sink/dynamodb"
 	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
 	pgsink "github.com/cdcd-io/cdcd/pkg/sink/postgres"
 	"github.com/cdcd-io/cdcd/pkg/source/postgres"
@@ -85,6 +86,8 @@ type Sink struct {
 	Brokers []string
 	// Oracle is an oracle sink's configuration; nil for other kinds.
 	Oracle *oracle.Config
+	// DynamoDB is a dynamodb sink's configuration.
+	DynamoDB *dynamodb.Config
 	// IAM reports that a postgres sink authenticates with AWS IAM tokens:
 	// its DSN must then say sslmode=verify-full, and the connection is not
 	// tried (that would need AWS credentials).

@@ -11,7 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/schema"
+	"github.com/cdcd-io/cdcd/pkg/sink/dynamodb"
 	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
 	pgsink "github.com/cdcd-io/cdcd/pkg/sink/postgres"
 	"github.com/cdcd-io/cdcd/pkg/status"
@@ -42,6 +44,8 @@ func (c *checker) sink(ctx context.Context, s Sink, tables []table) {
 		}
 	case "oracle":
 		c.oracleSink(ctx, key, s, tables)
+	case "dynamodb":
+		c.dynamoDBSink(ctx, key, s, tables)
 	default:
 		c.add(key, Pass, s.Kind+" sink: nothing to check", "")
 	}
@@ -104,6 +108,83 @@ func (c *checker) sourceTables(ctx context.Context, tables []table) []*schema.Ta
 		defs = append(defs, &schema.Table{Source: name, Target: name})
 	}
 	return defs
+}
+
+// dynamoDBSink checks that the endpoint answers with the AWS credentials
+// and that every table exists keyed as the sink writes it (the source's
+// primary key, or the configured keys).
+func (c *checker) dynamoDBSink(ctx context.Context, key string, s Sink, tables []table) {
+	if s.DynamoDB == nil {
+		c.add(key, Warn, "dynamodb sink without its configuration: not checked", "")
+		return
+	}
+	rels, err := c.primaryKeys(ctx, tables)
+	if err != nil {
+		c.add(key+".tables", Fail, "cannot read the source tables' primary keys: "+err.Error(), "check the source connection")
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*c.cfg.Timeout)
+	defer cancel()
+	res, err := dynamodb.Check(cctx, *s.DynamoDB, rels)
+	if err != nil {
+		c.add(key+".connect", Fail, "DynamoDB did not answer: "+err.Error(),
+			"check endpoint and region, and the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role) and their dynamodb:* rights")
+		return
+	}
+	c.add(key+".connect", Pass, "reached DynamoDB at "+res.Reached+" with the AWS credentials", "")
+	switch {
+	case len(res.Unkeyed) > 0:
+		c.add(key+".keys", Fail, list(res.Unkeyed, 3), "give the tables a primary key, or set keys: {schema.table: {partition: …, sort: …}} in the sink")
+	case len(res.Mismatched) > 0:
+		c.add(key+".tables", Fail, "key schema differs: "+list(res.Mismatched, 3), "recreate the tables with the key shown, or set keys for those tables")
+	case len(res.Missing) > 0 && s.DynamoDB.CreateTables:
+		c.add(key+".tables", Pass, fmt.Sprintf("%d of %d tables will be created (schema.create): %s", len(res.Missing), res.Tables, list(res.Missing, 3)), "")
+	case len(res.Missing) > 0:
+		c.add(key+".tables", Fail, fmt.Sprintf("%d of %d tables are missing: %s", len(res.Missing), res.Tables, list(res.Missing, 3)),
+			"create them with the key shown, or set schema.create: true")
+	default:
+		c.add(key+".tables", Pass, fmt.Sprintf("all %d tables exist with the expected key schema", res.Tables), "")
+	}
+}
+
+// primaryKeys reads the primary-key columns of the source tables.
+func (c *checker) primaryKeys(ctx context.Context, tables []table) ([]*change.Relation, error) {
+	if len(tables) == 0 {
+		return nil, nil
+	}
+	src := c.cfg.Source.DSN
+	if c.cfg.Trigger != nil {
+		src = c.cfg.Trigger.DSN
+	}
+	conn, _, err := connect(ctx, src, "cdcd check", c.cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	var rels []*change.Relation
+	for _, t := range tables {
+		rel := &change.Relation{Schema: t.schema, Name: t.name, ReplicaIdentity: 'd'}
+		rows, err := conn.Query(ctx, `SELECT a.attname, a.atttypid FROM pg_index i
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+			WHERE i.indrelid = to_regclass($1) AND i.indisprimary
+			ORDER BY array_position(i.indkey::int2[], a.attnum)`, pgx.Identifier{t.schema, t.name}.Sanitize())
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var col change.Column
+			if err := rows.Scan(&col.Name, &col.TypeOID); err != nil {
+				return nil, err
+			}
+			rel.PrimaryKey = append(rel.PrimaryKey, len(rel.Columns))
+			rel.Columns = append(rel.Columns, col)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		rels = append(rels, rel)
+	}
+	return rels, nil
 }
 
 func (c *checker) postgresSink(ctx context.Context, key string, s Sink, tables []table) {

@@ -34,6 +34,9 @@ type BulkChunk struct {
 	Binary bool
 	// Truncate empties the target table first, in the same transaction.
 	Truncate bool
+	// Def is the table's definition (target names, source column types,
+	// primary key), for loaders that convert values rather than COPY them.
+	Def *schema.Table
 }
 
 // SchemaCreator is a sink that can create the tables a snapshot loads, and

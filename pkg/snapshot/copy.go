@@ -64,7 +64,7 @@ func (r *Runner) copy(ctx context.Context, st *State, conns []*pgx.Conn, sinks [
 			if !t.Truncate || t.Finished || loaded[truncateID(t)] {
 				continue
 			}
-			c := &sink.BulkChunk{SnapshotID: st.ID, ID: truncateID(t), Schema: t.Table.Target.Schema, Table: t.Table.Target.Name, Truncate: true}
+			c := &sink.BulkChunk{SnapshotID: st.ID, ID: truncateID(t), Schema: t.Table.Target.Schema, Table: t.Table.Target.Name, Truncate: true, Def: t.Table}
 			if _, err := loader.Load(ctx, c, nil); err != nil {
 				return fmt.Errorf("snapshot: %w", err)
 			}
@@ -159,7 +159,7 @@ func (r *Runner) bulkChunk(ctx context.Context, conn *pgx.Conn, l sink.BulkLoade
 		cols[i] = c.Name
 	}
 	c := &sink.BulkChunk{SnapshotID: snapID, ID: chunkID(t, j.i), Schema: t.Table.Target.Schema, Table: t.Table.Target.Name,
-		Columns: cols, Binary: t.Binary}
+		Columns: cols, Binary: t.Binary, Def: t.Table}
 	pr, pw := io.Pipe()
 	copyErr := make(chan error, 1)
 	sql := copySQL(t, t.Chunks[j.i], r.cfg.Map.Where(t.Table.Source.Schema, t.Table.Source.Name))
