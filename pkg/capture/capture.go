@@ -157,6 +157,11 @@ func New(cfg Config) (*Capture, error) {
 		return nil, errors.New("trail.dir is empty: set it to a directory for the trail")
 	}
 	if cfg.Open == nil {
+		if cfg.Source.SpoolDir == "" {
+			// Streamed transactions wait beside the trail, on the disk
+			// sized for it.
+			cfg.Source.SpoolDir = filepath.Join(cfg.TrailDir, "spool")
+		}
 		cfg.Open = postgres.NewOpener(cfg.Source, cfg.Logger)
 	}
 	return &Capture{

@@ -87,6 +87,11 @@ type Source struct {
 	// replica identity index, with whole old rows (kind trigger only).
 	// Default false: such tables are refused, naming them and the remedy.
 	AllowKeyless bool `yaml:"allow_keyless"`
+	// Streaming is on, off or auto: large transactions arrive while they
+	// run (pgoutput protocol 2) and wait in a spool beside the trail
+	// (trail.dir/spool) until their commit, instead of being spilled to the
+	// source's disk first. auto turns it on for PostgreSQL 14+. Default auto.
+	Streaming string `yaml:"streaming"`
 }
 
 // Trail is the `trail:` section.
@@ -217,6 +222,11 @@ func (f *File) validate() error {
 	if err := f.withPassword("source.primary_dsn", &f.Source.PrimaryDSN, f.Source.PrimaryPassword); err != nil {
 		return err
 	}
+	switch f.Source.Streaming {
+	case "", "auto", "on", "off":
+	default:
+		return f.errAt("source.streaming", fmt.Errorf("%q is not one of on, off, auto", f.Source.Streaming))
+	}
 	if f.Trail.Dir == "" {
 		return f.errAt("trail.dir", errors.New("is required: a local directory for the trail, e.g. /var/lib/cdcd/trail"))
 	}
@@ -254,6 +264,7 @@ func (f *File) CaptureConfig(log *slog.Logger) capture.Config {
 			Create:         f.Source.Create,
 			Heartbeat:      time.Duration(f.Source.Heartbeat),
 			StatusInterval: time.Duration(f.Source.StatusInterval),
+			Streaming:      f.Source.Streaming,
 		},
 		TrailDir:         f.Trail.Dir,
 		Trail:            trail.Options{SegmentBytes: int64(f.Trail.SegmentBytes)},

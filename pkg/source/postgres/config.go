@@ -27,6 +27,16 @@ type Config struct {
 	// the position did not change. Default 10s (the server's
 	// wal_receiver_timeout is 60s by default).
 	StatusInterval time.Duration
+	// Streaming is "on", "off" or "auto": whether the server sends large
+	// transactions while they run (pgoutput protocol 2, streaming on) so
+	// that they are spooled on the cdcd host instead of spilled to the
+	// source's disk. "auto" turns it on where the server supports it
+	// (PostgreSQL 14+); "on" refuses an older server. Default "auto".
+	Streaming string
+	// SpoolDir is where streamed transactions larger than the in-memory
+	// spool are written until their commit. Default: a temporary directory
+	// (capture sets it to the trail directory's "spool").
+	SpoolDir string
 }
 
 // Defaults returns c with every zero field set to its default.
@@ -39,6 +49,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 10 * time.Second
+	}
+	if c.Streaming == "" {
+		c.Streaming = "auto"
 	}
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = 10 * time.Second

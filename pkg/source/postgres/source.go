@@ -99,6 +99,18 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error)
 		return nil, err
 	}
 	s.sock = sock
+	switch cfg.Streaming {
+	case "auto", "off":
+	case "on":
+		if s.ServerVersion < 140000 {
+			s.Close()
+			return nil, Terminal(fmt.Errorf("source.streaming is on but source %s is PostgreSQL %d: streaming of in-progress transactions needs PostgreSQL 14 or later; set source.streaming: auto or off",
+				describe(replCfg), s.ServerVersion/10000))
+		}
+	default:
+		s.Close()
+		return nil, Terminal(fmt.Errorf("source.streaming %q is not one of on, off, auto", cfg.Streaming))
+	}
 	if s.Standby && s.ServerVersion < 160000 {
 		s.Close()
 		return nil, Terminal(fmt.Errorf("source %s is a PostgreSQL %d standby: logical decoding on a standby needs PostgreSQL 16 or later; point source.dsn at the primary or upgrade",
@@ -304,14 +316,26 @@ func (s *Source) createSlot(ctx context.Context) error {
 	return nil
 }
 
-// StartStream starts pgoutput streaming (protocol v1, messages on, streaming
-// off) from start. The server moves a start position below the slot's
-// confirmed_flush_lsn up to it silently; callers check the slot first.
+// Streaming reports whether the session asks the server to stream
+// in-progress transactions (protocol 2): Config.Streaming is not "off" and
+// the server is PostgreSQL 14 or later.
+func (s *Source) Streaming() bool {
+	return s.cfg.Streaming != "off" && s.ServerVersion >= 140000
+}
+
+// StartStream starts pgoutput streaming (messages on; protocol 2 with
+// streaming on when Streaming says so, else protocol 1) from start. The
+// server moves a start position below the slot's confirmed_flush_lsn up to
+// it silently; callers check the slot first.
 func (s *Source) StartStream(ctx context.Context, start change.LSN) error {
 	args := []string{
 		"proto_version '1'",
 		"publication_names '" + s.cfg.Publication + "'",
 		"messages 'true'",
+	}
+	if s.Streaming() {
+		args[0] = "proto_version '2'"
+		args = append(args, "streaming 'on'")
 	}
 	err := pglogrepl.StartReplication(ctx, s.repl, s.cfg.Slot, pglogrepl.LSN(start),
 		pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args})
