@@ -216,13 +216,13 @@ func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
 				MaxBytes: int(s.Batch.MaxBytes),
 				MaxDelay: time.Duration(s.Batch.MaxDelay),
 			},
-			Open: opener(s, log),
+			Open: opener(s, f, log),
 		})
 	}
 	return pc
 }
 
-func opener(s SinkSpec, log *slog.Logger) apply.OpenFunc {
+func opener(s SinkSpec, f *File, log *slog.Logger) apply.OpenFunc {
 	switch s.Kind {
 	case "postgres":
 		cfg := pgsink.Config{
@@ -230,6 +230,8 @@ func opener(s SinkSpec, log *slog.Logger) apply.OpenFunc {
 			DSN:             s.DSN,
 			CheckpointTable: s.CheckpointTable,
 			IAM:             pgsink.IAMConfig{Region: s.IAM.Region},
+			CreateSchema:    f.Schema.Create,
+			SourceTable:     f.sourceTable(),
 		}
 		return func(ctx context.Context) (sink.Sink, error) {
 			return pgsink.New(ctx, cfg, log) // the sink adds its name
