@@ -111,6 +111,11 @@ type Capture struct {
 	GroupCommitDelay Duration `yaml:"group_commit_delay"`
 	// GroupCommitBytes forces an fsync after this many unsynced bytes. Default 8MiB.
 	GroupCommitBytes ByteSize `yaml:"group_commit_bytes"`
+	// Ack is what the source's slot is acknowledged up to: durable (what
+	// the trail holds, fsynced) or applied (the lowest position every sink
+	// has applied: losing the trail loses nothing, but the source keeps
+	// WAL while a sink is behind). Default durable.
+	Ack string `yaml:"ack"`
 }
 
 // Log is the `log:` section.
@@ -221,6 +226,11 @@ func (f *File) validate() error {
 	}
 	if err := f.withPassword("source.primary_dsn", &f.Source.PrimaryDSN, f.Source.PrimaryPassword); err != nil {
 		return err
+	}
+	switch f.Capture.Ack {
+	case "", "durable", "applied":
+	default:
+		return f.errAt("capture.ack", fmt.Errorf("%q is not one of durable, applied", f.Capture.Ack))
 	}
 	switch f.Source.Streaming {
 	case "", "auto", "on", "off":

@@ -196,6 +196,7 @@ func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
 	pc := pipeline.Config{
 		Capture:       cc,
 		PurgeInterval: time.Duration(f.Trail.PurgeInterval),
+		AckApplied:    f.Capture.Ack == "applied",
 		Tables:        f.mappingConfig(),
 		Snapshot: pipeline.Snapshot{
 			Mode: f.Snapshot.Mode, Parallelism: f.Snapshot.Parallelism, ChunkRows: f.Snapshot.ChunkRows,
