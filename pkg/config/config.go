@@ -92,6 +92,12 @@ type Source struct {
 	// (trail.dir/spool) until their commit, instead of being spilled to the
 	// source's disk first. auto turns it on for PostgreSQL 14+. Default auto.
 	Streaming string `yaml:"streaming"`
+	// Failover is on, off or auto: the slot is a PostgreSQL 17 failover
+	// slot, kept in sync on standbys with sync_replication_slots, so cdcd
+	// continues after a promotion (list every host in dsn with
+	// target_session_attrs=read-write). auto: on for a PostgreSQL 17+
+	// primary. Default auto.
+	Failover string `yaml:"failover"`
 }
 
 // Trail is the `trail:` section.
@@ -232,6 +238,11 @@ func (f *File) validate() error {
 	default:
 		return f.errAt("capture.ack", fmt.Errorf("%q is not one of durable, applied", f.Capture.Ack))
 	}
+	switch f.Source.Failover {
+	case "", "auto", "on", "off":
+	default:
+		return f.errAt("source.failover", fmt.Errorf("%q is not one of on, off, auto", f.Source.Failover))
+	}
 	switch f.Source.Streaming {
 	case "", "auto", "on", "off":
 	default:
@@ -275,6 +286,7 @@ func (f *File) CaptureConfig(log *slog.Logger) capture.Config {
 			Heartbeat:      time.Duration(f.Source.Heartbeat),
 			StatusInterval: time.Duration(f.Source.StatusInterval),
 			Streaming:      f.Source.Streaming,
+			Failover:       f.Source.Failover,
 		},
 		TrailDir:         f.Trail.Dir,
 		Trail:            trail.Options{SegmentBytes: int64(f.Trail.SegmentBytes)},

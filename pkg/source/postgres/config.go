@@ -37,6 +37,13 @@ type Config struct {
 	// spool are written until their commit. Default: a temporary directory
 	// (capture sets it to the trail directory's "spool").
 	SpoolDir string
+	// Failover is "on", "off" or "auto": whether the slot is a PostgreSQL
+	// 17 failover slot (created with FAILOVER, or switched on with
+	// ALTER_REPLICATION_SLOT), which standbys with sync_replication_slots
+	// keep in sync so cdcd continues after a promotion. "auto" turns it on
+	// for a PostgreSQL 17+ primary; "on" refuses an older server or a
+	// standby. Default "auto".
+	Failover string
 }
 
 // Defaults returns c with every zero field set to its default.
@@ -52,6 +59,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.Streaming == "" {
 		c.Streaming = "auto"
+	}
+	if c.Failover == "" {
+		c.Failover = "auto"
 	}
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = 10 * time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
@@ -40,6 +41,10 @@ type Stream struct {
 	spool     *spool
 	streamXID uint32 // the open stream block's transaction
 	replay    *replay
+
+	// lastTimeline is shared by the sessions of one opener: the timeline
+	// the previous session read, to notice a promotion (failover.go).
+	lastTimeline *atomic.Int32
 }
 
 // replay is a committed streamed transaction being handed out.
@@ -55,12 +60,13 @@ func NewOpener(cfg Config, log *slog.Logger) source.Opener {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	lastTimeline := new(atomic.Int32)
 	return func(ctx context.Context) (source.Source, source.Identity, error) {
 		src, err := Connect(ctx, cfg, log)
 		if err != nil {
 			return nil, source.Identity{}, err
 		}
-		st := &Stream{src: src, dec: decode.New(), log: log, spool: newSpool(src.cfg.SpoolDir)}
+		st := &Stream{src: src, dec: decode.New(), log: log, spool: newSpool(src.cfg.SpoolDir), lastTimeline: lastTimeline}
 		return st, source.Identity{Kind: "postgres", SystemID: src.SystemID}, nil
 	}
 }
@@ -74,6 +80,9 @@ func (st *Stream) Session() *Source { return st.src }
 // server silently moves a start below confirmed_flush_lsn up to it, so the
 // check must happen here. ctx's end interrupts a blocked Next.
 func (st *Stream) Start(ctx context.Context, held change.LSN) (change.LSN, error) {
+	if err := st.checkFork(ctx, held); err != nil {
+		return 0, err
+	}
 	slot, created, err := st.src.Prepare(ctx)
 	if err != nil {
 		return 0, err
@@ -93,6 +102,7 @@ func (st *Stream) Start(ctx context.Context, held change.LSN) (change.LSN, error
 		return 0, err
 	}
 	st.acked = start
+	st.lastTimeline.Store(st.src.Timeline)
 	st.stopInterrupt = context.AfterFunc(ctx, st.src.Interrupt)
 	if hb := st.src.cfg.Heartbeat; hb > 0 {
 		st.nextHeartbeat = time.Now().Add(hb)

@@ -111,6 +111,18 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error)
 		s.Close()
 		return nil, Terminal(fmt.Errorf("source.streaming %q is not one of on, off, auto", cfg.Streaming))
 	}
+	switch cfg.Failover {
+	case "auto", "off":
+	case "on":
+		if s.ServerVersion < 170000 || s.Standby {
+			s.Close()
+			return nil, Terminal(fmt.Errorf("source.failover is on but source %s is a PostgreSQL %d %s: failover slots need a PostgreSQL 17 primary; set source.failover: auto or off",
+				describe(replCfg), s.ServerVersion/10000, map[bool]string{true: "standby", false: "primary"}[s.Standby]))
+		}
+	default:
+		s.Close()
+		return nil, Terminal(fmt.Errorf("source.failover %q is not one of on, off, auto", cfg.Failover))
+	}
 	if s.Standby && s.ServerVersion < 160000 {
 		s.Close()
 		return nil, Terminal(fmt.Errorf("source %s is a PostgreSQL %d standby: logical decoding on a standby needs PostgreSQL 16 or later; point source.dsn at the primary or upgrade",
@@ -175,6 +187,8 @@ type SlotInfo struct {
 	WALStatus         string
 	// Conflicting is the PG16+ invalidation flag (always false on older).
 	Conflicting bool
+	// Failover is the PG17+ failover flag (always false on older).
+	Failover bool
 }
 
 // Slot reads the slot's state.
@@ -182,13 +196,16 @@ func (s *Source) Slot(ctx context.Context) (SlotInfo, error) {
 	var info SlotInfo
 	var lsn *string
 	var plugin, db, walStatus *string
-	conflict := "false"
+	conflict, failover := "false", "false"
 	if s.ServerVersion >= 160000 {
 		conflict = "coalesce(conflicting, false)"
 	}
-	err := s.catalog.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, active, wal_status, `+conflict+`
+	if s.ServerVersion >= 170000 {
+		failover = "failover"
+	}
+	err := s.catalog.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, active, wal_status, `+conflict+`, `+failover+`
 		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).
-		Scan(&plugin, &db, &lsn, &info.Active, &walStatus, &info.Conflicting)
+		Scan(&plugin, &db, &lsn, &info.Active, &walStatus, &info.Conflicting, &info.Failover)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return info, nil
 	}
@@ -223,6 +240,12 @@ func (s *Source) Prepare(ctx context.Context) (SlotInfo, bool, error) {
 		if info.Conflicting || info.WALStatus == "lost" {
 			return info, false, Terminal(fmt.Errorf("slot %s is invalidated (wal_status=%s, conflicting=%v): changes were lost on the source; re-create the slot and re-synchronise the target (cdcd never re-creates it silently)",
 				s.cfg.Slot, info.WALStatus, info.Conflicting))
+		}
+		if s.Failover() && !info.Failover {
+			if err := s.enableFailover(ctx); err != nil {
+				return info, false, err
+			}
+			info.Failover = true
 		}
 		return info, false, nil
 	}
@@ -306,13 +329,12 @@ func (s *Source) createSlot(ctx context.Context) error {
 		}()
 		stop = func() { cancel(); <-done }
 	}
-	_, err := pglogrepl.CreateReplicationSlot(ctx, s.repl, s.cfg.Slot, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+	_, err := s.repl.Exec(ctx, createSlotCommand(s.cfg.Slot, s.Failover())).ReadAll()
 	stop()
 	if err != nil {
 		return classify(fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err))
 	}
-	s.log.Info("created replication slot", "slot", s.cfg.Slot, "standby", s.Standby)
+	s.log.Info("created replication slot", "slot", s.cfg.Slot, "standby", s.Standby, "failover", s.Failover())
 	return nil
 }
 
