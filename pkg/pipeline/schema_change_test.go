@@ -89,3 +89,31 @@ http: { listen: "off" }
 	require.Positive(t, withNote, "Kafka records of pgbench_accounts carry the new field")
 	require.Equal(t, 500+9, events)
 }
+
+// TestNewTableAfterSnapshot: with a snapshot and schema.create on, the
+// snapshot creates the tables it copies, and a table created on the source
+// afterwards (FOR ALL TABLES publication) is created on the target from its
+// first Relation message and streamed.
+func TestNewTableAfterSnapshot(t *testing.T) {
+	src := pgtest.StartT(t, pgtest.Options{Name: "source"})
+	dst := pgtest.StartT(t, pgtest.Options{Name: "target"})
+	src.ExecT(t, "postgres", `CREATE TABLE first (id int PRIMARY KEY, v text)`,
+		`INSERT INTO first SELECT g, 'v' || g FROM generate_series(1, 1000) g`)
+	yaml := yamlConfig(src, nil, dst, t.TempDir()) + "schema: { create: true }\nsnapshot: { mode: initial }\nhttp: { listen: \"off\" }\n"
+	r := startPipeline(t, yaml)
+	waitSlot(t, src)
+	require.Eventually(t, func() bool { return r.P.Snapshots()[0].Progress().Complete },
+		time.Minute, 50*time.Millisecond, "snapshot not complete")
+	src.ExecT(t, "postgres",
+		`CREATE TABLE later (id bigint PRIMARY KEY, amount numeric(12,3) NOT NULL, tags text[], note text DEFAULT 'n')`,
+		`INSERT INTO later SELECT g, g / 7.0, ARRAY['a', g::text], NULL FROM generate_series(1, 300) g`,
+		`UPDATE first SET v = 'changed' WHERE id <= 10`,
+		`DELETE FROM later WHERE id > 290`,
+	)
+	r.WaitApplied(t, marker(t, src), time.Minute)
+	r.Stop(t)
+	requireSameTables(t, src, dst, map[string]string{"first": "id", "later": "id"})
+	var typ string
+	require.NoError(t, queryRow(dst, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'later'::regclass AND attname = 'amount'`, &typ))
+	require.Equal(t, "numeric(12,3)", typ, "created with the source's type and modifier")
+}
