@@ -44,7 +44,7 @@ func TestStreamedAbortsPG17(t *testing.T) {
 	}})
 	dst := pgtest.StartT(t, pgtest.Options{Name: "target"})
 	src.ExecT(t, "postgres", streamedTables...)
-	dst.ExecT(t, "postgres", streamedTables...)
+	dst.ExecT(t, "postgres", append(streamedTables, `CREATE TABLE fresh (id int PRIMARY KEY, note text)`)...)
 	r := startPipeline(t, yamlConfig(src, nil, dst, t.TempDir()))
 	waitSlot(t, src)
 
@@ -70,6 +70,15 @@ func TestStreamedAbortsPG17(t *testing.T) {
 		`DELETE FROM big WHERE id < 5000`,
 		`ROLLBACK`,
 		`INSERT INTO small VALUES (1, 'after the abort')`,
+		// A new table's schema is first sent inside a subtransaction that
+		// aborts; the transaction's later changes rely on it.
+		`BEGIN`,
+		`CREATE TABLE fresh (id int PRIMARY KEY, note text)`,
+		`SAVEPOINT s`,
+		`INSERT INTO fresh VALUES (1, 'aborted in a savepoint')`,
+		`ROLLBACK TO SAVEPOINT s`,
+		`INSERT INTO fresh VALUES (2, 'kept after the savepoint')`,
+		`COMMIT`,
 	)
 	// Two interleaved transactions on two connections: one streamed in
 	// segments, one committed in between.
@@ -85,9 +94,9 @@ func TestStreamedAbortsPG17(t *testing.T) {
 
 	r.WaitApplied(t, marker(t, src), 2*time.Minute)
 	r.Stop(t)
-	requireSameTables(t, src, dst, map[string]string{"big": "id", "small": "id"})
+	requireSameTables(t, src, dst, map[string]string{"big": "id", "small": "id", "fresh": "id"})
 	var aborted int64
-	require.NoError(t, queryRow(dst, `SELECT count(*) FROM big WHERE pad LIKE 'aborted%' OR n = -1`, &aborted))
+	require.NoError(t, queryRow(dst, `SELECT (SELECT count(*) FROM big WHERE pad LIKE 'aborted%' OR n = -1) + (SELECT count(*) FROM fresh WHERE note LIKE 'aborted%')`, &aborted))
 	require.Zero(t, aborted, "rows of aborted (sub)transactions on the target")
 	txns, bytes, _ := streamStats(t, src)
 	require.Positive(t, txns, "the source streamed transactions")

@@ -267,7 +267,12 @@ func (r *spoolReader) next() (walStart change.LSN, msg []byte, ok bool, err erro
 		if _, err := io.ReadFull(r.r, r.buf); err != nil {
 			return 0, nil, false, spoolErr(r.tx, err)
 		}
-		if _, aborted := r.tx.aborted[sub]; aborted {
+		// A subtransaction's abort drops its changes but keeps the schema
+		// sent in it: pgoutput sends a table's Relation (and Types) once per
+		// streamed transaction. (It also forgets that at a Stream Abort and
+		// sends it again before the next change; keeping it costs nothing
+		// and does not depend on that.)
+		if _, aborted := r.tx.aborted[sub]; aborted && r.buf[0] != 'R' && r.buf[0] != 'Y' {
 			continue
 		}
 		return change.LSN(binary.BigEndian.Uint64(r.hdr[8:])), r.buf, true, nil

@@ -54,6 +54,8 @@ func TestSpool(t *testing.T) {
 	_, err := os.Stat(dir + "/xid-1-left.spool")
 	require.ErrorIs(t, err, os.ErrNotExist, "an earlier session's file is removed")
 
+	require.NoError(t, s.add(10, 5000, &decode.Stream{XID: 11, Type: 'R', Body: []byte("schema")}))
+	want = append(want, "0/1388 R schema")
 	s.abort(10, 11)
 	r, err := s.commit(10)
 	require.NoError(t, err)
