@@ -171,6 +171,9 @@ func New(cfg Config) (*Capture, error) {
 			// sized for it.
 			cfg.Source.SpoolDir = filepath.Join(cfg.TrailDir, "spool")
 		}
+		if cfg.Source.StateDir == "" {
+			cfg.Source.StateDir = cfg.TrailDir
+		}
 		cfg.Open = postgres.NewOpener(cfg.Source, cfg.Logger)
 	}
 	return &Capture{

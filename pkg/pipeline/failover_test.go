@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
+	"github.com/cdcd-io/cdcd/pkg/checkpoint"
 )
 
 // TestPromotionPG17: a PG17 primary with a physical standby that
@@ -39,7 +40,8 @@ func TestPromotionPG17(t *testing.T) {
 	primary.ExecT(t, "postgres", fmt.Sprintf(`ALTER SYSTEM SET synchronized_standby_slots = '%s'`, physical), `SELECT pg_reload_conf()`)
 
 	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/postgres?sslmode=disable&target_session_attrs=read-write", primary.Port, standby.Port)
-	yaml := strings.Replace(yamlConfig(primary, nil, dst, t.TempDir()), fmt.Sprintf("%q", primary.DSN("postgres")), fmt.Sprintf("%q", dsn), 1)
+	trailDir := t.TempDir()
+	yaml := strings.Replace(yamlConfig(primary, nil, dst, trailDir), fmt.Sprintf("%q", primary.DSN("postgres")), fmt.Sprintf("%q", dsn), 1)
 	require.Contains(t, yaml, dsn)
 	r := startPipeline(t, yaml)
 	waitSlot(t, primary)
@@ -79,5 +81,9 @@ func TestPromotionPG17(t *testing.T) {
 	require.NoError(t, queryRow(dst, `SELECT count(*) FROM pgbench_history`, &n2))
 	require.Equal(t, n1, n2, "pgbench_history has no key: duplicates or losses would show here")
 	require.Positive(t, r.P.Capture().Stats().Reconnects)
+	tli, ok, err := checkpoint.New(filepath.Join(trailDir, "source.timeline")).Load()
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(2), tli, "the timeline the trail continues from is recorded for a restart")
 	t.Logf("%d history rows, identical after the promotion", n1)
 }

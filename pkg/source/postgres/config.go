@@ -37,6 +37,11 @@ type Config struct {
 	// spool are written until their commit. Default: a temporary directory
 	// (capture sets it to the trail directory's "spool").
 	SpoolDir string
+	// StateDir, when set, is where the source records the timeline it
+	// reads (file source.timeline), so a promotion is noticed across a
+	// restart too (capture sets it to the trail directory). Default "":
+	// only within one process.
+	StateDir string
 	// Failover is "on", "off" or "auto": whether the slot is a PostgreSQL
 	// 17 failover slot (created with FAILOVER, or switched on with
 	// ALTER_REPLICATION_SLOT), which standbys with sync_replication_slots

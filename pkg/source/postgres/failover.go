@@ -28,7 +28,9 @@ import (
 // (target_session_attrs=read-write picks the new primary). The trail is
 // only continued from the same system (capture checks the identifier), and
 // Stream.Start checks that the trail holds nothing past the point where the
-// new primary's timeline forked from the one cdcd was reading: such
+// new primary's timeline forked from the one cdcd was reading (remembered
+// in memory and in Config.StateDir's source.timeline, so across a restart
+// too): such
 // transactions exist only on the dead primary, and continuing would mix two
 // histories. Re-sent transactions at or below the trail's position are
 // dropped by capture (rule 5).
@@ -106,6 +108,16 @@ func parseForkPoint(history []byte, from int32) (change.LSN, bool, error) {
 // previous session read.
 func (st *Stream) checkFork(ctx context.Context, held change.LSN) error {
 	prev := st.lastTimeline.Load()
+	if prev == 0 && st.timelineFile != nil && held != 0 {
+		// A restart: the timeline the trail was written from, if recorded.
+		tli, ok, err := st.timelineFile.Load()
+		if err != nil {
+			return Terminal(fmt.Errorf("read the source's timeline: %w", err))
+		}
+		if ok {
+			prev = int32(tli)
+		}
+	}
 	cur := st.src.Timeline
 	if prev == 0 || prev == cur {
 		return nil
@@ -123,5 +135,22 @@ func (st *Stream) checkFork(ctx context.Context, held change.LSN) error {
 			cur, prev, fork, held))
 	}
 	st.log.Info("source promoted: continuing on the new timeline", "timeline", cur, "previous_timeline", prev, "fork_lsn", fork.String(), "trail_end", held.String())
+	return nil
+}
+
+// recordTimeline remembers the timeline this session reads, in memory and,
+// once it changes, in Config.StateDir before anything from it reaches the
+// trail.
+func (st *Stream) recordTimeline() error {
+	prev := st.lastTimeline.Swap(st.src.Timeline)
+	if st.timelineFile == nil || prev == st.src.Timeline {
+		return nil
+	}
+	if tli, ok, err := st.timelineFile.Load(); err == nil && ok && int32(tli) == st.src.Timeline {
+		return nil
+	}
+	if err := st.timelineFile.Store(uint64(st.src.Timeline)); err != nil {
+		return Terminal(fmt.Errorf("record the source's timeline: %w", err))
+	}
 	return nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/checkpoint"
 	"github.com/cdcd-io/cdcd/pkg/decode"
 	"github.com/cdcd-io/cdcd/pkg/source"
 )
@@ -45,6 +47,9 @@ type Stream struct {
 	// lastTimeline is shared by the sessions of one opener: the timeline
 	// the previous session read, to notice a promotion (failover.go).
 	lastTimeline *atomic.Int32
+	// timelineFile keeps lastTimeline across restarts; nil without
+	// Config.StateDir.
+	timelineFile *checkpoint.File
 }
 
 // replay is a committed streamed transaction being handed out.
@@ -61,12 +66,17 @@ func NewOpener(cfg Config, log *slog.Logger) source.Opener {
 		log = slog.New(slog.DiscardHandler)
 	}
 	lastTimeline := new(atomic.Int32)
+	var timelineFile *checkpoint.File
+	if cfg.StateDir != "" {
+		timelineFile = checkpoint.New(filepath.Join(cfg.StateDir, "source.timeline"))
+	}
 	return func(ctx context.Context) (source.Source, source.Identity, error) {
 		src, err := Connect(ctx, cfg, log)
 		if err != nil {
 			return nil, source.Identity{}, err
 		}
-		st := &Stream{src: src, dec: decode.New(), log: log, spool: newSpool(src.cfg.SpoolDir), lastTimeline: lastTimeline}
+		st := &Stream{src: src, dec: decode.New(), log: log, spool: newSpool(src.cfg.SpoolDir),
+			lastTimeline: lastTimeline, timelineFile: timelineFile}
 		return st, source.Identity{Kind: "postgres", SystemID: src.SystemID}, nil
 	}
 }
@@ -102,7 +112,9 @@ func (st *Stream) Start(ctx context.Context, held change.LSN) (change.LSN, error
 		return 0, err
 	}
 	st.acked = start
-	st.lastTimeline.Store(st.src.Timeline)
+	if err := st.recordTimeline(); err != nil {
+		return 0, err
+	}
 	st.stopInterrupt = context.AfterFunc(ctx, st.src.Interrupt)
 	if hb := st.src.cfg.Heartbeat; hb > 0 {
 		st.nextHeartbeat = time.Now().Add(hb)
