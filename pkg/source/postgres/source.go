@@ -115,9 +115,13 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error)
 	case "auto", "off":
 	case "on":
 		if s.ServerVersion < 170000 || s.Standby {
+			role := "primary"
+			if s.Standby {
+				role = "standby"
+			}
 			s.Close()
 			return nil, Terminal(fmt.Errorf("source.failover is on but source %s is a PostgreSQL %d %s: failover slots need a PostgreSQL 17 primary; set source.failover: auto or off",
-				describe(replCfg), s.ServerVersion/10000, map[bool]string{true: "standby", false: "primary"}[s.Standby]))
+				describe(replCfg), s.ServerVersion/10000, role))
 		}
 	default:
 		s.Close()
