@@ -146,6 +146,7 @@ var scenarios = []scenario{
 	{"snapshot", benchSnapshot},
 	{"latency", benchLatency},
 	{"memory", benchMemory},
+	{"streaming", benchStreaming},
 	{"kafka", benchKafka},
 	{"dynamodb", benchDynamoDB},
 	{"trigger.cost", benchTriggerCost},
@@ -173,6 +174,7 @@ type Sizes struct {
 	PgbenchTime  time.Duration // pgbench mix duration
 	PgbenchScale int
 	MemoryRows   []int // one transaction of each size
+	StreamRows   int   // one transaction, streaming on vs off
 	LatencyRate  int   // transactions/s
 	LatencyTime  time.Duration
 	KafkaRows    int
@@ -187,12 +189,12 @@ type Sizes struct {
 
 var sizes = map[string]Sizes{
 	"ci": {Name: "ci", Reps: 3, CaptureRows: 200000, CaptureTx: 100, BigTxRows: 200000, Backlog: 50000,
-		PgbenchTime: 15 * time.Second, PgbenchScale: 5, MemoryRows: []int{100000, 500000},
+		PgbenchTime: 15 * time.Second, PgbenchScale: 5, MemoryRows: []int{100000, 500000}, StreamRows: 1000000,
 		LatencyRate: 200, LatencyTime: 10 * time.Second, KafkaRows: 300000, SnapshotRows: 1000000,
 		TriggerPgbenchScale: 1, TriggerPgbenchTime: 10 * time.Second,
 		DynamoDBSnapshotRows: 40000, DynamoDBStreamRows: 20000},
 	"full": {Name: "full", Reps: 3, CaptureRows: 1000000, CaptureTx: 100, BigTxRows: 1000000, Backlog: 200000,
-		PgbenchTime: 60 * time.Second, PgbenchScale: 20, MemoryRows: []int{1000000, 5000000, 10000000},
+		PgbenchTime: 60 * time.Second, PgbenchScale: 20, MemoryRows: []int{1000000, 5000000, 10000000}, StreamRows: 5000000,
 		LatencyRate: 500, LatencyTime: 30 * time.Second, KafkaRows: 1000000, SnapshotRows: 5000000,
 		TriggerPgbenchScale: 10, TriggerPgbenchTime: 60 * time.Second,
 		DynamoDBSnapshotRows: 1000000, DynamoDBStreamRows: 1000000},

@@ -234,11 +234,16 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 	w.setPosition(pos)
 	w.log.Info("apply starting", "seq", pos.Seq, "end_lsn", pos.EndLSN.String())
 
+	from, skipBelow, err := w.resume(ctx, pos)
+	if err != nil {
+		return false, err
+	}
+
 	queue := make(chan *sink.Batch, w.cfg.QueueBatches)
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
-	b := &batcher{cfg: w.cfg, out: queue, ctx: readCtx, w: w}
-	r, err := trail.NewReader(w.cfg.TrailDir, pos.Seq+1, trail.ReaderOptions{
+	b := &batcher{cfg: w.cfg, out: queue, ctx: readCtx, w: w, last: pos, skipBelow: skipBelow}
+	r, err := trail.NewReader(w.cfg.TrailDir, from, trail.ReaderOptions{
 		Follow: true, Limit: w.cfg.Durable, Speculate: w.cfg.Speculate, Wake: w.cfg.Wake, Idle: b.idle,
 	})
 	if err != nil {
@@ -287,6 +292,41 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 		}
 	}
 	return progressed, nil
+}
+
+// resume finds where to read the trail for a sink at pos: after pos.Seq in
+// the trail pos came from. A position below the oldest segment comes from
+// another trail when that segment starts at or below pos.EndLSN — a new
+// trail, after the old one was lost under `capture.ack: applied`, which
+// numbers its records above any earlier trail's and holds every
+// transaction after the slot's position, itself at or below what each sink
+// applied. The worker then reads it from its start and drops the
+// transactions that end at or below pos.EndLSN (skipBelow). Otherwise
+// records the sink needs were purged: NewReader reports it.
+func (w *Worker) resume(ctx context.Context, pos sink.Position) (from uint64, skipBelow change.LSN, err error) {
+	for {
+		segs, err := trail.Segments(w.cfg.TrailDir)
+		if err != nil {
+			return 0, 0, fmt.Errorf("list trail of sink %s: %w", w.cfg.Name, err)
+		}
+		if len(segs) > 0 {
+			oldest := segs[0]
+			if pos.Seq+1 >= oldest.FirstSeq || oldest.PrevEndLSN > pos.EndLSN {
+				return pos.Seq + 1, 0, nil
+			}
+			if pos.Seq != 0 {
+				w.log.Info("sink position is from an earlier trail: resuming this one by end LSN",
+					"seq", pos.Seq, "end_lsn", pos.EndLSN.String(), "trail_first_seq", oldest.FirstSeq)
+			}
+			return oldest.FirstSeq, pos.EndLSN, nil
+		}
+		// Capture creates the trail once it reaches the source.
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (w *Worker) loadPosition(ctx context.Context, s sink.Sink) (sink.Position, error) {

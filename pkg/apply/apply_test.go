@@ -350,3 +350,49 @@ func TestIdleSendsCompleteTransactionsAheadOfAnOpenOne(t *testing.T) {
 	require.Len(t, second.Txs[0].Changes, 1, "the open transaction kept its change")
 	require.Equal(t, sink.Position{Seq: 6, EndLSN: 0x200}, second.Position)
 }
+
+// TestResumeFromAnotherTrail: a sink whose position comes from a lost trail
+// (its seq below a new trail numbered from FirstSeq, its end LSN inside the
+// new trail's range) reads the new trail from its start and skips what it
+// applied; a position whose transactions were purged from this trail is
+// still refused.
+func TestResumeFromAnotherTrail(t *testing.T) {
+	dir := t.TempDir()
+	tw, err := trail.Open(dir, trail.Options{FirstSeq: 1 << 40})
+	require.NoError(t, err)
+	for i := 1; i <= 10; i++ {
+		appendTx(t, tw, change.LSN(0x1000*i), fmt.Sprint(i))
+	}
+	// The old trail's sink applied through transaction 4 (end 0x4010).
+	fs := &fakeSink{pos: sink.Position{Seq: 12345, EndLSN: 0x4010}}
+	w, err := New(Config{Name: "x", TrailDir: dir, Durable: tw.Durable},
+		func(context.Context) (sink.Sink, error) { return storingSink{fs}, nil })
+	require.NoError(t, err)
+	runUntil(t, w, func() bool { return fs.end() == tw.LastEndLSN() })
+	require.Equal(t, []string{"5", "6", "7", "8", "9", "10"}, ids(fs.snapshot()), "nothing applied twice, nothing lost")
+	require.Greater(t, fs.pos.Seq, uint64(1<<40), "the position is now in the new trail")
+	require.NoError(t, tw.Close())
+
+}
+
+// TestPurgedPositionIsRefused: a sink whose next transactions were purged
+// from the trail (the oldest segment starts past its end LSN) stops with
+// trail.ErrPurged rather than resuming by end LSN.
+func TestPurgedPositionIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	tw, err := trail.Open(dir, trail.Options{SegmentBytes: 4096})
+	require.NoError(t, err)
+	for i := 1; i <= 200; i++ {
+		appendTx(t, tw, change.LSN(0x1000*i), fmt.Sprint(i))
+	}
+	removed, err := tw.Purge(tw.NextSeq() / 2)
+	require.NoError(t, err)
+	require.Positive(t, removed)
+	fs := &fakeSink{pos: sink.Position{Seq: 3, EndLSN: 0x1010}}
+	w, err := New(Config{Name: "x", TrailDir: dir, Durable: tw.Durable},
+		func(context.Context) (sink.Sink, error) { return storingSink{fs}, nil })
+	require.NoError(t, err)
+	err = w.Run(context.Background())
+	require.ErrorIs(t, err, trail.ErrPurged)
+	require.Empty(t, fs.snapshot())
+}

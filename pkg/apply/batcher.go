@@ -26,6 +26,11 @@ type batcher struct {
 	txBytes int
 	err     error  // a send interrupted by shutdown
 	sent    uint64 // trail seq of the last COMMIT sent in a complete batch
+	// skipBelow, when the worker resumed in a trail other than the one its
+	// position came from, drops the transactions the sink applied already:
+	// those whose commit starts below the position's end LSN.
+	skipBelow change.LSN
+	skipping  bool
 }
 
 // run reads until the context ends or the reader fails.
@@ -58,6 +63,20 @@ func (b *batcher) batch() *sink.Batch {
 }
 
 func (b *batcher) add(rec trail.Record) error {
+	if b.skipBelow != 0 {
+		switch {
+		case rec.Type == trail.RecordBegin && rec.Tx.FinalLSN < b.skipBelow:
+			b.skipping = true
+			return nil
+		case b.skipping && rec.Type == trail.RecordCommit:
+			b.skipping = false
+			return nil
+		case b.skipping:
+			return nil
+		case b.tx == nil && rec.Type != trail.RecordBegin && rec.Change != nil && rec.Change.LSN < b.skipBelow:
+			return nil // a stand-alone message applied before
+		}
+	}
 	switch rec.Type {
 	case trail.RecordBegin:
 		if err := b.gate(rec.Tx); err != nil {

@@ -63,6 +63,15 @@ type Config struct {
 	// durable positions (status updates are also sent every
 	// Source.StatusInterval and whenever the server asks). Default 100ms.
 	AckInterval time.Duration
+	// Applied, when set (`capture.ack: applied`), is the lowest end LSN
+	// every sink has applied: the source is then acknowledged only up to
+	// it, never past what the trail holds either, so a lost trail (a dead
+	// cdcd host) loses nothing: a new one resumes from the slot and the
+	// sinks skip what they applied. The source keeps the WAL from there
+	// while a sink is behind. A new trail is then numbered above any
+	// earlier one (trail.Options.FirstSeq). Default nil: acknowledge what
+	// the trail holds durably.
+	Applied func() change.LSN
 	// MinBackoff and MaxBackoff bound the capped exponential backoff between
 	// reconnects. Defaults 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
@@ -157,6 +166,14 @@ func New(cfg Config) (*Capture, error) {
 		return nil, errors.New("trail.dir is empty: set it to a directory for the trail")
 	}
 	if cfg.Open == nil {
+		if cfg.Source.SpoolDir == "" {
+			// Streamed transactions wait beside the trail, on the disk
+			// sized for it.
+			cfg.Source.SpoolDir = filepath.Join(cfg.TrailDir, "spool")
+		}
+		if cfg.Source.StateDir == "" {
+			cfg.Source.StateDir = cfg.TrailDir
+		}
 		cfg.Open = postgres.NewOpener(cfg.Source, cfg.Logger)
 	}
 	return &Capture{
@@ -245,6 +262,11 @@ func (c *Capture) session(ctx context.Context) (connected bool, err error) {
 		opts.SystemID = id.SystemID
 		opts.SourceKind = id.Kind
 		opts.Logger = c.log
+		if c.cfg.Applied != nil && opts.FirstSeq == 0 {
+			// Only a new trail takes it: above every seq an earlier trail
+			// (started earlier, at most one record per nanosecond) used.
+			opts.FirstSeq = uint64(c.cfg.Now().UnixNano())
+		}
 		w, err := trail.Open(c.cfg.TrailDir, opts)
 		if err != nil {
 			if errors.Is(err, trail.ErrSystemIDMismatch) {

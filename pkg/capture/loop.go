@@ -87,7 +87,7 @@ func (l *loop) run(ctx context.Context) (err error) {
 		}
 		if err == nil || ctx.Err() != nil {
 			// Clean stop: tell the source what is durable now.
-			_, _ = l.src.Ack(context.Background(), l.held, false)
+			_, _ = l.src.Ack(context.Background(), l.ackable(), false)
 		}
 	}()
 	for {
@@ -280,12 +280,14 @@ func (l *loop) timedWork(ctx context.Context) error {
 // checkpoint first so a restart can tell an idle-adopted position from lost
 // data, and acknowledges that.
 func (l *loop) sendStatus() error {
-	idle := !l.inTx && !l.pendingSync && !l.syncInFlight
-	adopt, err := l.src.Ack(context.Background(), l.held, idle)
+	ack := l.ackable()
+	// Under ack: applied, adopt only once every sink has applied all the
+	// trail holds: nothing is then pending anywhere.
+	idle := !l.inTx && !l.pendingSync && !l.syncInFlight && ack == l.held
+	adopt, err := l.src.Ack(context.Background(), ack, idle)
 	if err != nil {
 		return err
 	}
-	ack := l.held
 	if idle && adopt > l.held {
 		if err := l.c.ack.Store(uint64(adopt)); err != nil {
 			return trailErr(err)
@@ -299,6 +301,15 @@ func (l *loop) sendStatus() error {
 	l.acked = ack
 	l.c.updateStats(func(s *Stats) { s.Acked = ack })
 	return nil
+}
+
+// ackable is what may be acknowledged: what the trail holds durably, and
+// under ack: applied no more than every sink has applied.
+func (l *loop) ackable() change.LSN {
+	if l.c.cfg.Applied == nil {
+		return l.held
+	}
+	return min(l.held, l.c.cfg.Applied())
 }
 
 // deadline is when the next timed work is due: the receive waits no longer.

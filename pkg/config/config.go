@@ -89,6 +89,17 @@ type Source struct {
 	// replica identity index, with whole old rows (kind trigger only).
 	// Default false: such tables are refused, naming them and the remedy.
 	AllowKeyless bool `yaml:"allow_keyless"`
+	// Streaming is on, off or auto: large transactions arrive while they
+	// run (pgoutput protocol 2) and wait in a spool beside the trail
+	// (trail.dir/spool) until their commit, instead of being spilled to the
+	// source's disk first. auto turns it on for PostgreSQL 14+. Default auto.
+	Streaming string `yaml:"streaming"`
+	// Failover is on, off or auto: the slot is a PostgreSQL 17 failover
+	// slot, kept in sync on standbys with sync_replication_slots, so cdcd
+	// continues after a promotion (list every host in dsn with
+	// target_session_attrs=read-write). auto: on for a PostgreSQL 17+
+	// primary. Default auto.
+	Failover string `yaml:"failover"`
 }
 
 // Trail is the `trail:` section.
@@ -108,6 +119,11 @@ type Capture struct {
 	GroupCommitDelay Duration `yaml:"group_commit_delay"`
 	// GroupCommitBytes forces an fsync after this many unsynced bytes. Default 8MiB.
 	GroupCommitBytes ByteSize `yaml:"group_commit_bytes"`
+	// Ack is what the source's slot is acknowledged up to: durable (what
+	// the trail holds, fsynced) or applied (the lowest position every sink
+	// has applied: losing the trail loses nothing, but the source keeps
+	// WAL while a sink is behind). Default durable.
+	Ack string `yaml:"ack"`
 }
 
 // Log is the `log:` section.
@@ -219,6 +235,21 @@ func (f *File) validate() error {
 	if err := f.withPassword("source.primary_dsn", &f.Source.PrimaryDSN, f.Source.PrimaryPassword); err != nil {
 		return err
 	}
+	switch f.Capture.Ack {
+	case "", "durable", "applied":
+	default:
+		return f.errAt("capture.ack", fmt.Errorf("%q is not one of durable, applied", f.Capture.Ack))
+	}
+	switch f.Source.Failover {
+	case "", "auto", "on", "off":
+	default:
+		return f.errAt("source.failover", fmt.Errorf("%q is not one of on, off, auto", f.Source.Failover))
+	}
+	switch f.Source.Streaming {
+	case "", "auto", "on", "off":
+	default:
+		return f.errAt("source.streaming", fmt.Errorf("%q is not one of on, off, auto", f.Source.Streaming))
+	}
 	if f.Trail.Dir == "" {
 		return f.errAt("trail.dir", errors.New("is required: a local directory for the trail, e.g. /var/lib/cdcd/trail"))
 	}
@@ -256,6 +287,8 @@ func (f *File) CaptureConfig(log *slog.Logger) capture.Config {
 			Create:         f.Source.Create,
 			Heartbeat:      time.Duration(f.Source.Heartbeat),
 			StatusInterval: time.Duration(f.Source.StatusInterval),
+			Streaming:      f.Source.Streaming,
+			Failover:       f.Source.Failover,
 		},
 		TrailDir:         f.Trail.Dir,
 		Trail:            trail.Options{SegmentBytes: int64(f.Trail.SegmentBytes)},

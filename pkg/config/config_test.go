@@ -37,6 +37,15 @@ func TestParseExample(t *testing.T) {
 	require.Equal(t, "/var/lib/cdcd/trail", c.TrailDir)
 }
 
+func TestStreaming(t *testing.T) {
+	f, err := Parse([]byte("source: {dsn: x, streaming: off}\ntrail: {dir: /tmp/x}\n"))
+	require.NoError(t, err)
+	require.Equal(t, "off", f.CaptureConfig(nil).Source.Streaming)
+	f, err = Parse([]byte("source: {dsn: x}\ntrail: {dir: /tmp/x}\ncapture: {ack: applied}\n"))
+	require.NoError(t, err)
+	require.True(t, f.PipelineConfig(nil).AckApplied)
+}
+
 func TestHeartbeatOff(t *testing.T) {
 	f, err := Parse([]byte("source: {dsn: x, heartbeat: off}\ntrail: {dir: /tmp/x}\n"))
 	require.NoError(t, err)
@@ -59,6 +68,8 @@ func TestParseErrorsNameTheKeyAndLine(t *testing.T) {
 		{"tiny segment", "source: {dsn: x}\ntrail: {dir: /t, segment_bytes: 1KiB}\n", "trail.segment_bytes (line 2): 1024 bytes is too small"},
 		{"unset env", "source: {dsn: '${CDCD_NOPE_UNSET}'}\ntrail: {dir: /t}\n", "source.dsn (line 1): environment variable CDCD_NOPE_UNSET is not set"},
 		{"missing secret file", "source: {dsn: x, password: '${file:/nonexistent/pw}'}\ntrail: {dir: /t}\n", "source.password (line 1): read secret file referenced as ${file:/nonexistent/pw}"},
+		{"bad streaming", "source:\n  dsn: x\n  streaming: yes\ntrail: {dir: /t}\n", `source.streaming (line 3): "yes" is not one of on, off, auto`},
+		{"bad ack", "source: {dsn: x}\ntrail: {dir: /t}\ncapture: {ack: synced}\n", `capture.ack (line 3): "synced" is not one of durable, applied`},
 		{"bad kind", "source: {kind: mysql, dsn: x}\ntrail: {dir: /t}\n", `source.kind (line 1): "mysql" is not supported`},
 		{"sink by name", "source: {dsn: x}\ntrail: {dir: /t}\nsinks:\n  - {name: a, kind: stdout}\n  - name: ddb\n    kind: postgres\n", "sinks[ddb].dsn: is required for a postgres sink"},
 		{"sink bad duration by name", "source: {dsn: x}\ntrail: {dir: /t}\nsinks:\n  - name: pg\n    kind: postgres\n    dsn: x\n    batch: {max_delay: 3q}\n", `sinks[pg].batch.max_delay (line 7): invalid duration "3q"`},

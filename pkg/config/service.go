@@ -115,7 +115,7 @@ func (f *File) DiskStatusConfig() status.DiskConfig {
 
 // PreflightConfig returns what `cdcd check` checks.
 func (f *File) PreflightConfig() preflight.Config {
-	cfg := preflight.Config{Source: f.CaptureConfig(nil).Source, TrailDir: f.Trail.Dir}
+	cfg := preflight.Config{Source: f.CaptureConfig(nil).Source, TrailDir: f.Trail.Dir, AckApplied: f.Capture.Ack == "applied"}
 	if f.Source.Kind == KindTrigger {
 		tc := f.TriggerConfig(nil)
 		// The change log is the trigger source's WAL retention: the same

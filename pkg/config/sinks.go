@@ -375,6 +375,7 @@ func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
 	pc := pipeline.Config{
 		Capture:       cc,
 		PurgeInterval: time.Duration(f.Trail.PurgeInterval),
+		AckApplied:    f.Capture.Ack == "applied",
 		Tables:        f.mappingConfig(),
 		Snapshot: pipeline.Snapshot{
 			Mode: f.Snapshot.Mode, Parallelism: f.Snapshot.Parallelism, ChunkRows: f.Snapshot.ChunkRows,
@@ -395,16 +396,17 @@ func (f *File) PipelineConfig(log *slog.Logger) pipeline.Config {
 				MaxBytes: int(s.Batch.MaxBytes),
 				MaxDelay: time.Duration(s.Batch.MaxDelay),
 			},
-			Open: opener(s, log),
+			Open: opener(s, f, log),
 		})
 	}
 	return pc
 }
 
-func opener(s SinkSpec, log *slog.Logger) apply.OpenFunc {
+func opener(s SinkSpec, f *File, log *slog.Logger) apply.OpenFunc {
 	switch s.Kind {
 	case "postgres":
 		cfg := PostgresSinkConfig(s)
+		cfg.CreateSchema, cfg.SourceTable = f.Schema.Create, f.sourceTable()
 		return func(ctx context.Context) (sink.Sink, error) {
 			return pgsink.New(ctx, cfg, log) // the sink adds its name
 		}

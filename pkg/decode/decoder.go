@@ -30,9 +30,25 @@ const (
 	// EventChange: an insert, update, delete, truncate or logical message in
 	// Event.Change.
 	EventChange
+	// EventStreamStart: a segment of an in-progress transaction starts
+	// (protocol v2); Event.Stream has its XID and First.
+	EventStreamStart
+	// EventStreamStop: the segment ends.
+	EventStreamStop
+	// EventStreamData: a message inside a segment, not decoded: the caller
+	// spools Event.Stream (XID, Type, Body) and feeds it to Decode between
+	// Replay and EndReplay at the Stream Commit.
+	EventStreamData
+	// EventStreamCommit: a streamed transaction committed; Event.Tx has XID,
+	// CommitLSN (also as FinalLSN), EndLSN and CommitTime.
+	EventStreamCommit
+	// EventStreamAbort: a streamed transaction (Stream.SubXID == Stream.XID)
+	// or one of its subtransactions (Stream.SubXID) aborted.
+	EventStreamAbort
 )
 
-var kindNames = [...]string{"none", "begin", "commit", "relation", "change"}
+var kindNames = [...]string{"none", "begin", "commit", "relation", "change",
+	"stream start", "stream stop", "stream data", "stream commit", "stream abort"}
 
 // String names the kind for logs.
 func (k Kind) String() string {
@@ -53,9 +69,13 @@ type Event struct {
 	Relation *change.Relation
 	// Change is set for EventChange.
 	Change *change.Change
+	// Stream is set for EventStreamStart, EventStreamData and
+	// EventStreamAbort.
+	Stream *Stream
 }
 
-// Decoder decodes a stream of pgoutput protocol v1 messages. It keeps the
+// Decoder decodes a stream of pgoutput protocol v1 messages, and the
+// streaming messages of protocol v2 (see stream.go). It keeps the
 // relation and type caches of the replication session and the transaction in
 // progress. A Decoder is not safe for concurrent use: like the replication
 // connection, it belongs to one goroutine.
@@ -64,6 +84,8 @@ type Decoder struct {
 	types     map[uint32]string // type OID -> name from Type messages
 	builtins  *pgtype.Map       // names of built-in types
 	tx        *change.Tx        // nil outside a transaction
+	inStream  bool              // between Stream Start and Stream Stop
+	streamXID uint32            // the open stream's top-level xid
 }
 
 // New returns a Decoder with empty caches, outside any transaction.
@@ -89,7 +111,7 @@ func (d *Decoder) InTx() bool { return d.tx != nil }
 // middle of a transaction: the server sends it again from its Begin. The
 // relation and type caches are kept (the server re-sends Relation messages
 // after a reconnect anyway, and they replace the cached ones).
-func (d *Decoder) Reset() { d.tx = nil }
+func (d *Decoder) Reset() { d.tx, d.inStream = nil, false }
 
 // Decode decodes one pgoutput message: the WALData of an XLogData message.
 // walStart is the XLogData's WALStart; it becomes Change.LSN.
@@ -106,6 +128,9 @@ func (d *Decoder) Decode(walStart change.LSN, data []byte) (Event, error) {
 	}
 	r := reader{b: data, off: 1}
 	t := data[0]
+	if d.inStream && t != 'E' {
+		return d.streamData(data)
+	}
 	switch t {
 	case 'I':
 		return d.insert(walStart, &r)
@@ -127,7 +152,15 @@ func (d *Decoder) Decode(walStart change.LSN, data []byte) (Event, error) {
 		return d.truncate(walStart, &r)
 	case 'M':
 		return d.message(walStart, &r)
-	case 'S', 'E', 'c', 'A', 'b', 'P', 'K', 'r', 'p':
+	case 'S':
+		return d.streamStart(&r)
+	case 'E':
+		return d.streamStop(&r)
+	case 'c':
+		return d.streamCommit(&r)
+	case 'A':
+		return d.streamAbort(&r)
+	case 'b', 'P', 'K', 'r', 'p':
 		return Event{}, msgErr(t, ErrUnsupported)
 	}
 	return Event{}, msgErr(t, ErrUnknownMessage)

@@ -1,5 +1,6 @@
 // Package decode decodes PostgreSQL's pgoutput logical replication protocol,
-// version 1, into cdcd's change model.
+// version 1, into cdcd's change model, and the streaming of in-progress
+// transactions of version 2.
 //
 // The input is the WALData of each XLogData message of a replication
 // connection started with
@@ -7,7 +8,7 @@
 //	START_REPLICATION SLOT s LOGICAL x/x (proto_version '1', publication_names 'p' [, messages 'true'] [, binary 'true'])
 //
 // The message layouts are PostgreSQL's "Logical Replication Message Formats"
-// (protocol v1, no streaming, no two-phase). Every integer is big-endian and
+// (protocol v1, and v2's streaming; no two-phase). Every integer is big-endian and
 // every string NUL-terminated. Byte offsets in error messages count from the
 // message type byte.
 //
@@ -24,6 +25,23 @@
 //	Message  'M' Int8 flags (1 = transactional), Int64 LSN, String prefix, Int32 n, n bytes
 //
 //	TupleData: Int16 n, n × ('n' | 'u' | 't' Int32 len, bytes | 'b' Int32 len, bytes)
+//
+// Protocol v2 (proto_version '2', streaming 'on', PostgreSQL 14+) sends a
+// large transaction while it runs, in segments, interleaved with other
+// transactions:
+//
+//	Stream Start  'S' Int32 xid, Int8 first segment (1) or not (0)
+//	Stream Stop   'E'
+//	Stream Commit 'c' Int32 xid, Int8 flags, Int64 commit LSN, Int64 end LSN, Int64 commit time
+//	Stream Abort  'A' Int32 xid, Int32 subtransaction xid
+//
+// Between Stream Start and Stream Stop, Insert, Update, Delete, Truncate,
+// Relation, Type and Message carry an Int32 xid (of the subtransaction that
+// made the change) right after the type byte. The Decoder does not decode
+// them there: it returns them as EventStreamData for the caller to spool,
+// and decodes them at the Stream Commit between Replay and EndReplay, as the
+// messages of an ordinary transaction. A Stream Abort whose subtransaction
+// xid differs from its xid drops only that subtransaction's messages.
 //
 // Times are microseconds since 2000-01-01 UTC. Column kinds map to
 // change.ValueKind: 'n' NULL, 't' text, 'b' binary, 'u' unchanged TOASTed

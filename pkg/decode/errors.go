@@ -27,9 +27,9 @@ var (
 	// ErrUnknownMessage is returned for a message type byte that is not part
 	// of the pgoutput protocol.
 	ErrUnknownMessage = errors.New("unknown message type")
-	// ErrUnsupported is returned for the streaming (protocol v2) and
-	// two-phase commit (v3) messages, which this v1 decoder does not handle.
-	ErrUnsupported = errors.New("streaming/two-phase messages not supported: start replication with protocol v1 and streaming off")
+	// ErrUnsupported is returned for the two-phase commit (protocol v3)
+	// messages, which this decoder does not handle.
+	ErrUnsupported = errors.New("two-phase messages not supported: start replication with two_phase off")
 )
 
 // msgName names a message type the way PostgreSQL's protocol docs do.

@@ -42,6 +42,12 @@ type Config struct {
 	Trigger *trigger.Config
 	// Sinks are the apply workers. Required: at least one.
 	Sinks []Sink
+	// AckApplied acknowledges the source only up to the lowest position
+	// every sink has applied (`capture.ack: applied`) instead of what the
+	// trail holds durably: a lost trail directory then loses nothing, at
+	// the cost of WAL kept on the source while a sink is behind. It sets
+	// Capture.Applied. Default false.
+	AckApplied bool
 	// PurgeInterval is how often fully applied trail segments are deleted.
 	// Default 10s.
 	PurgeInterval time.Duration
@@ -126,6 +132,9 @@ func New(cfg Config) (*Pipeline, error) {
 			return nil, err
 		}
 	}
+	if cfg.AckApplied && p.cfg.Capture.Applied == nil {
+		p.cfg.Capture.Applied = p.appliedLSN
+	}
 	c, err := capture.New(p.cfg.Capture)
 	if err != nil {
 		return nil, err
@@ -176,6 +185,18 @@ func New(cfg Config) (*Pipeline, error) {
 		p.snapshots = append(p.snapshots, snap)
 	}
 	return p, nil
+}
+
+// appliedLSN is the lowest end LSN the sinks have applied (0 while one has
+// not read its position yet): capture's limit under AckApplied.
+func (p *Pipeline) appliedLSN() change.LSN {
+	var low change.LSN
+	for i, w := range p.workers {
+		if e := w.Stats().Position.EndLSN; i == 0 || e < low {
+			low = e
+		}
+	}
+	return low
 }
 
 // snapshotRunner is the sink's snapshot, nil when the mode is never. The

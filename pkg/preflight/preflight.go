@@ -64,6 +64,9 @@ type Config struct {
 	Trigger *Trigger
 	// TrailDir is the trail directory.
 	TrailDir string
+	// AckApplied reports capture.ack: applied (its trade-off is shown).
+	// Default false: durable.
+	AckApplied bool
 	// Sinks are the configured sinks.
 	Sinks []Sink
 	// MinFreeBytes: less free space for the trail fails. Default 100 MiB.

@@ -96,6 +96,14 @@ func (c *checker) source(ctx context.Context) []table {
 	}
 	pubExists := c.publication(ctx, q, standby, super)
 	c.slot(slot)
+	var slotFailover *bool
+	if slot.Exists && version >= 170000 {
+		var f bool
+		if q(`SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, src.Slot).Scan(&f) == nil {
+			slotFailover = &f
+		}
+	}
+	c.resilience(ctx, q, version, standby, slotFailover)
 	c.keepSize(settings["max_slot_wal_keep_size"])
 	return c.tables(ctx, conn, pubExists)
 }

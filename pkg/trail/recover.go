@@ -51,7 +51,7 @@ func Open(dir string, opts Options) (*Writer, error) {
 		return nil, fmt.Errorf("open trail: %w", err)
 	}
 	if len(seqs) == 0 {
-		w.systemID, w.sourceKind, w.nextSeq = opts.SystemID, kind, 1
+		w.systemID, w.sourceKind, w.nextSeq = opts.SystemID, kind, max(opts.FirstSeq, 1)
 		if err := w.startSegment(); err != nil {
 			return nil, fmt.Errorf("open trail: create first segment: %w", err)
 		}

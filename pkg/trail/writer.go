@@ -35,6 +35,12 @@ type Options struct {
 	// writes them). Default 1 MiB: few write system calls per transaction
 	// without holding much memory.
 	BufferBytes int
+	// FirstSeq is the sequence number of a new trail's first record; an
+	// existing trail keeps its numbering. Capture under `ack: applied`
+	// starts a new trail above every number an earlier trail of the same
+	// sinks can have used, so a sink's position from that trail is never
+	// mistaken for one in this (apply then resumes by end LSN). Default 1.
+	FirstSeq uint64
 	// Logger receives recovery and rollover events. Default: discard.
 	Logger *slog.Logger
 }

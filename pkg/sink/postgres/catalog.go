@@ -84,39 +84,54 @@ type querier interface {
 }
 
 func (s *Sink) lookup(ctx context.Context, q querier, rel *change.Relation) (*table, error) {
+	dropped, retyped := s.evolve(rel)
 	tgt := targetFor(rel)
-	rows, err := q.Query(ctx, catalogQuery, tgt.schema, tgt.name)
+	oid, types, found, err := readTarget(ctx, q, tgt)
 	if err != nil {
-		return nil, fmt.Errorf("reading the catalog for target table %s: %w", tgt, err)
-	}
-	var oid uint32
-	types := map[string]string{}
-	found := false
-	for rows.Next() {
-		var name, typ *string
-		if err := rows.Scan(&oid, &name, &typ); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("reading the catalog for target table %s: %w", tgt, err)
-		}
-		found = true
-		if name != nil && typ != nil {
-			types[*name] = *typ
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the catalog for target table %s: %w", tgt, err)
+		return nil, err
 	}
 	if !found {
-		return nil, fmt.Errorf("target table %s does not exist on sink %q: create it first (schema creation comes with snapshot)", tgt, s.cfg.Name)
+		if !s.cfg.CreateSchema {
+			return nil, fmt.Errorf("target table %s does not exist on sink %q: create it first, or set schema.create: true", tgt, s.cfg.Name)
+		}
+		if s.dsqlMode() {
+			return nil, fmt.Errorf("target table %s does not exist on sink %q: the aurora-dsql flavor creates tables before streaming only "+
+				"(schema.create with snapshot.mode initial), as DSQL allows no DDL in a transaction that writes rows: create it by hand", tgt, s.cfg.Name)
+		}
+		if err := s.createTable(ctx, rel); err != nil {
+			return nil, err
+		}
+		if oid, types, _, err = readTarget(ctx, q, tgt); err != nil {
+			return nil, err
+		}
+	}
+	var missing []string
+	for _, c := range rel.Columns {
+		if _, ok := types[c.Name]; !ok {
+			missing = append(missing, c.Name)
+		}
+	}
+	if len(missing) > 0 {
+		if !s.cfg.CreateSchema || s.dsqlMode() {
+			return nil, fmt.Errorf("target table %s on sink %q has no column %s (source table %s has it): add it to the target, or set schema.create: true",
+				tgt, s.cfg.Name, missing[0], rel.QualifiedName())
+		}
+		if err := s.addColumns(ctx, rel, missing); err != nil {
+			return nil, err
+		}
+		if oid, types, _, err = readTarget(ctx, q, tgt); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.checkRetyped(ctx, q, rel, retyped); err != nil {
+		return nil, err
+	}
+	if err := s.relaxDropped(ctx, rel, dropped); err != nil {
+		return nil, err
 	}
 	t := &table{target: tgt, keys: rel.KeyColumns()}
 	for _, c := range rel.Columns {
-		typ, ok := types[c.Name]
-		if !ok {
-			return nil, fmt.Errorf("target table %s on sink %q has no column %s (source table %s has it): add it to the target",
-				tgt, s.cfg.Name, c.Name, rel.QualifiedName())
-		}
-		t.cols = append(t.cols, column{name: pgx.Identifier{c.Name}.Sanitize(), typ: typ})
+		t.cols = append(t.cols, column{name: pgx.Identifier{c.Name}.Sanitize(), typ: types[c.Name]})
 	}
 	if len(t.keys) == 0 {
 		return t, nil
@@ -134,6 +149,31 @@ func (s *Sink) lookup(ctx context.Context, q querier, rel *change.Relation) (*ta
 	}
 	t.conflict = strings.Join(quoted, ", ")
 	return t, nil
+}
+
+// readTarget reads the target table's OID and column types; found is false
+// when it does not exist.
+func readTarget(ctx context.Context, q querier, tgt target) (oid uint32, types map[string]string, found bool, err error) {
+	rows, err := q.Query(ctx, catalogQuery, tgt.schema, tgt.name)
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("reading the catalog for target table %s: %w", tgt, err)
+	}
+	types = map[string]string{}
+	for rows.Next() {
+		var name, typ *string
+		if err := rows.Scan(&oid, &name, &typ); err != nil {
+			rows.Close()
+			return 0, nil, false, fmt.Errorf("reading the catalog for target table %s: %w", tgt, err)
+		}
+		found = true
+		if name != nil && typ != nil {
+			types[*name] = *typ
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, false, fmt.Errorf("reading the catalog for target table %s: %w", tgt, err)
+	}
+	return oid, types, found, nil
 }
 
 // checkUnique makes sure upserts by the key columns have an arbiter index on

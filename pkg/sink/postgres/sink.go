@@ -14,6 +14,7 @@ import (
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/dsn"
+	"github.com/cdcd-io/cdcd/pkg/schema"
 	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
@@ -40,6 +41,16 @@ type Config struct {
 	// StatementTimeout bounds every statement on the target
 	// (statement_timeout). Default 0: no limit.
 	StatementTimeout time.Duration
+	// CreateSchema creates a missing target table from the first change
+	// that needs it, and adds columns added on the source (evolve.go).
+	// Default false: a missing table or column stops the sink.
+	CreateSchema bool
+	// SourceTable, when set, reads a source table's definition by OID
+	// (schema.Read over a source connection): tables and columns the sink
+	// creates then get the source's constant defaults, NOT NULL and
+	// primary key. Default nil: they are made from the replication
+	// stream's Relation message alone.
+	SourceTable func(ctx context.Context, oid uint32) (*schema.Table, error)
 	// Flavor is the kind of target (flavor.go). Default FlavorPostgres.
 	Flavor Flavor
 	// DSQL tunes FlavorDSQL (dsql.go).
@@ -79,7 +90,13 @@ type Sink struct {
 
 	checkpoint string                      // quoted checkpoint table
 	tables     map[*change.Relation]*table // target tables by source relation
-	staged     map[int]bool                // staging tables created, by column count
+	// lastRel is the last relation looked up per source table OID, to tell
+	// which columns a schema change dropped or retyped (evolve.go).
+	lastRel map[uint32]*change.Relation
+	// ddl: the open transaction changed the target's schema; a rollback
+	// must forget the tables looked up since.
+	ddl    bool
+	staged map[int]bool // staging tables created, by column count
 
 	// copyMinRows is the row count from which an upsert set goes through
 	// COPY into a staging table instead of unnest arrays; 0 never.
@@ -135,6 +152,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 		log:         log.With("sink", cfg.Name),
 		desc:        describe(pcfg),
 		tables:      map[*change.Relation]*table{},
+		lastRel:     map[uint32]*change.Relation{},
 		staged:      map[int]bool{},
 		copyMinRows: defaultCopyMinRows,
 		pcfg:        pcfg,
@@ -251,7 +269,7 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 		return err
 	}
 	err = s.tx.Commit(ctx)
-	s.tx = nil
+	s.tx, s.ddl = nil, false
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -271,6 +289,10 @@ func (s *Sink) rollback(ctx context.Context) {
 	}
 	s.tx = nil
 	s.staged = map[int]bool{} // those created in the transaction are gone
+	if s.ddl {
+		// So is the schema change: look the tables up again.
+		s.tables, s.lastRel, s.ddl = map[*change.Relation]*table{}, map[uint32]*change.Relation{}, false
+	}
 }
 
 // storePosition upserts the sink's checkpoint row in the open transaction.

@@ -225,7 +225,7 @@ func TestMissingTargetTable(t *testing.T) {
 	apply(t, s, 1, ins(r, "1", "a", "1"))
 	o := rel("app.orders", "id pk", "v")
 	err := s.Apply(context.Background(), batch(2, tx(ins(r, "2", "b", "2"), ins(o, "1", "x"))))
-	require.ErrorContains(t, err, `target table app.orders does not exist on sink "aurora": create it first (schema creation comes with snapshot)`)
+	require.ErrorContains(t, err, `target table app.orders does not exist on sink "aurora": create it first, or set schema.create: true`)
 	require.False(t, sink.IsRetriable(err))
 	require.Equal(t, []string{"1|a|1"}, e.rows("SELECT * FROM app.t ORDER BY id"), "batch rolled back")
 

@@ -27,6 +27,28 @@ type Config struct {
 	// the position did not change. Default 10s (the server's
 	// wal_receiver_timeout is 60s by default).
 	StatusInterval time.Duration
+	// Streaming is "on", "off" or "auto": whether the server sends large
+	// transactions while they run (pgoutput protocol 2, streaming on) so
+	// that they are spooled on the cdcd host instead of spilled to the
+	// source's disk. "auto" turns it on where the server supports it
+	// (PostgreSQL 14+); "on" refuses an older server. Default "auto".
+	Streaming string
+	// SpoolDir is where streamed transactions larger than the in-memory
+	// spool are written until their commit. Default: a temporary directory
+	// (capture sets it to the trail directory's "spool").
+	SpoolDir string
+	// StateDir, when set, is where the source records the timeline it
+	// reads (file source.timeline), so a promotion is noticed across a
+	// restart too (capture sets it to the trail directory). Default "":
+	// only within one process.
+	StateDir string
+	// Failover is "on", "off" or "auto": whether the slot is a PostgreSQL
+	// 17 failover slot (created with FAILOVER, or switched on with
+	// ALTER_REPLICATION_SLOT), which standbys with sync_replication_slots
+	// keep in sync so cdcd continues after a promotion. "auto" turns it on
+	// for a PostgreSQL 17+ primary; "on" refuses an older server or a
+	// standby. Default "auto".
+	Failover string
 }
 
 // Defaults returns c with every zero field set to its default.
@@ -39,6 +61,12 @@ func (c Config) Defaults() Config {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 10 * time.Second
+	}
+	if c.Streaming == "" {
+		c.Streaming = "auto"
+	}
+	if c.Failover == "" {
+		c.Failover = "auto"
 	}
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = 10 * time.Second

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/checkpoint"
 	"github.com/cdcd-io/cdcd/pkg/decode"
 	"github.com/cdcd-io/cdcd/pkg/source"
 )
@@ -33,6 +36,26 @@ type Stream struct {
 	nextHeartbeat time.Time
 	heartbeatOff  bool
 	stopInterrupt func() bool
+
+	// Streamed transactions (protocol 2): their segments wait in the spool
+	// until their Stream Commit; replay then hands one out as an ordinary
+	// transaction, an event per Next.
+	spool     *spool
+	streamXID uint32 // the open stream block's transaction
+	replay    *replay
+
+	// lastTimeline is shared by the sessions of one opener: the timeline
+	// the previous session read, to notice a promotion (failover.go).
+	lastTimeline *atomic.Int32
+	// timelineFile keeps lastTimeline across restarts; nil without
+	// Config.StateDir.
+	timelineFile *checkpoint.File
+}
+
+// replay is a committed streamed transaction being handed out.
+type replay struct {
+	tx *change.Tx
+	r  *spoolReader // nil: nothing was spooled in this session
 }
 
 var _ source.Source = (*Stream)(nil)
@@ -42,12 +65,18 @@ func NewOpener(cfg Config, log *slog.Logger) source.Opener {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	lastTimeline := new(atomic.Int32)
+	var timelineFile *checkpoint.File
+	if cfg.StateDir != "" {
+		timelineFile = checkpoint.New(filepath.Join(cfg.StateDir, "source.timeline"))
+	}
 	return func(ctx context.Context) (source.Source, source.Identity, error) {
 		src, err := Connect(ctx, cfg, log)
 		if err != nil {
 			return nil, source.Identity{}, err
 		}
-		st := &Stream{src: src, dec: decode.New(), log: log}
+		st := &Stream{src: src, dec: decode.New(), log: log, spool: newSpool(src.cfg.SpoolDir),
+			lastTimeline: lastTimeline, timelineFile: timelineFile}
 		return st, source.Identity{Kind: "postgres", SystemID: src.SystemID}, nil
 	}
 }
@@ -61,6 +90,9 @@ func (st *Stream) Session() *Source { return st.src }
 // server silently moves a start below confirmed_flush_lsn up to it, so the
 // check must happen here. ctx's end interrupts a blocked Next.
 func (st *Stream) Start(ctx context.Context, held change.LSN) (change.LSN, error) {
+	if err := st.checkFork(ctx, held); err != nil {
+		return 0, err
+	}
 	slot, created, err := st.src.Prepare(ctx)
 	if err != nil {
 		return 0, err
@@ -80,6 +112,9 @@ func (st *Stream) Start(ctx context.Context, held change.LSN) (change.LSN, error
 		return 0, err
 	}
 	st.acked = start
+	if err := st.recordTimeline(); err != nil {
+		return 0, err
+	}
 	st.stopInterrupt = context.AfterFunc(ctx, st.src.Interrupt)
 	if hb := st.src.cfg.Heartbeat; hb > 0 {
 		st.nextHeartbeat = time.Now().Add(hb)
@@ -96,6 +131,13 @@ func (st *Stream) Start(ctx context.Context, held change.LSN) (change.LSN, error
 // idle database.
 func (st *Stream) Next(ctx context.Context, deadline time.Time) (source.Event, error) {
 	for {
+		if st.replay != nil {
+			ev, err := st.nextReplayed(ctx)
+			if err != nil || ev.Kind != source.None {
+				return ev, err
+			}
+			continue
+		}
 		if err := st.timedWork(ctx); err != nil {
 			return source.Event{}, err
 		}
@@ -135,7 +177,29 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 	if err != nil {
 		return source.Event{}, Terminal(fmt.Errorf("decode pgoutput message at %s: %w", walStart, err))
 	}
-	out := source.Event{Bytes: len(data)}
+	switch ev.Kind {
+	case decode.EventStreamStart:
+		st.streamXID = ev.Stream.XID
+		return source.Event{}, st.spool.start(ev.Stream.XID, ev.Stream.First)
+	case decode.EventStreamStop:
+		return source.Event{}, nil
+	case decode.EventStreamData:
+		return source.Event{}, st.spool.add(st.streamXID, walStart, ev.Stream)
+	case decode.EventStreamAbort:
+		st.spool.abort(ev.Stream.XID, ev.Stream.SubXID)
+		if ev.Stream.XID == ev.Stream.SubXID {
+			st.log.Debug("streamed transaction aborted", "xid", ev.Stream.XID)
+		}
+		return source.Event{}, nil
+	case decode.EventStreamCommit:
+		return st.startReplay(ev.Tx)
+	}
+	return st.event(ctx, ev, len(data))
+}
+
+// event turns a decoded message into an event of the seam.
+func (st *Stream) event(ctx context.Context, ev decode.Event, size int) (source.Event, error) {
+	out := source.Event{Bytes: size}
 	switch ev.Kind {
 	case decode.EventBegin:
 		out.Kind, out.Tx = source.Begin, ev.Tx
@@ -150,6 +214,50 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 		out.Kind, out.Change = source.Change, ev.Change
 	}
 	return out, nil
+}
+
+// startReplay begins handing out a streamed transaction at its Stream
+// Commit: its Begin now, its spooled messages and Commit on the next calls.
+func (st *Stream) startReplay(tx *change.Tx) (source.Event, error) {
+	spilled := st.spool.spilledBytes
+	r, err := st.spool.commit(tx.XID)
+	if err != nil {
+		return source.Event{}, err
+	}
+	if r != nil {
+		st.log.Debug("streamed transaction committed", "xid", tx.XID, "bytes", r.tx.bytes, "messages", r.tx.records,
+			"spilled", r.tx.f != nil, "session_spilled_bytes", spilled)
+	}
+	if err := st.dec.Replay(tx); err != nil {
+		if r != nil {
+			r.close()
+		}
+		return source.Event{}, Terminal(err)
+	}
+	st.replay = &replay{tx: tx, r: r}
+	return source.Event{Kind: source.Begin, Tx: tx}, nil
+}
+
+// nextReplayed hands out the next message of the transaction being
+// replayed, decoded as an ordinary transaction's, then its Commit.
+func (st *Stream) nextReplayed(ctx context.Context) (source.Event, error) {
+	rp := st.replay
+	if rp.r != nil {
+		walStart, msg, ok, err := rp.r.next()
+		if err != nil {
+			return source.Event{}, err
+		}
+		if ok {
+			ev, err := st.dec.Decode(walStart, msg)
+			if err != nil {
+				return source.Event{}, Terminal(fmt.Errorf("decode streamed transaction %d's message at %s: %w", rp.tx.XID, walStart, err))
+			}
+			return st.event(ctx, ev, len(msg))
+		}
+		rp.r.close()
+	}
+	st.replay = nil
+	return source.Event{Kind: source.Commit, Tx: st.dec.EndReplay()}, nil
 }
 
 // timedWork answers a keepalive that asked for a reply and sends a due
@@ -187,7 +295,9 @@ func (st *Stream) Ack(ctx context.Context, pos change.LSN, idle bool) (change.LS
 		return 0, err
 	}
 	st.acked = pos
-	if idle && !st.dec.InTx() && st.serverWALEnd > pos {
+	// An open streamed transaction would be re-sent whole after a restart
+	// anyway; still, adopt only when nothing at all is in flight.
+	if idle && !st.dec.InTx() && !st.dec.InStream() && st.spool.open() == 0 && st.serverWALEnd > pos {
 		return st.serverWALEnd, nil
 	}
 	return 0, nil
@@ -198,6 +308,10 @@ func (st *Stream) Close() error {
 	if st.stopInterrupt != nil {
 		st.stopInterrupt()
 	}
+	if st.replay != nil && st.replay.r != nil {
+		st.replay.r.close()
+	}
+	st.spool.close()
 	st.src.Close()
 	return nil
 }

@@ -99,6 +99,34 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error)
 		return nil, err
 	}
 	s.sock = sock
+	switch cfg.Streaming {
+	case "auto", "off":
+	case "on":
+		if s.ServerVersion < 140000 {
+			s.Close()
+			return nil, Terminal(fmt.Errorf("source.streaming is on but source %s is PostgreSQL %d: streaming of in-progress transactions needs PostgreSQL 14 or later; set source.streaming: auto or off",
+				describe(replCfg), s.ServerVersion/10000))
+		}
+	default:
+		s.Close()
+		return nil, Terminal(fmt.Errorf("source.streaming %q is not one of on, off, auto", cfg.Streaming))
+	}
+	switch cfg.Failover {
+	case "auto", "off":
+	case "on":
+		if s.ServerVersion < 170000 || s.Standby {
+			role := "primary"
+			if s.Standby {
+				role = "standby"
+			}
+			s.Close()
+			return nil, Terminal(fmt.Errorf("source.failover is on but source %s is a PostgreSQL %d %s: failover slots need a PostgreSQL 17 primary; set source.failover: auto or off",
+				describe(replCfg), s.ServerVersion/10000, role))
+		}
+	default:
+		s.Close()
+		return nil, Terminal(fmt.Errorf("source.failover %q is not one of on, off, auto", cfg.Failover))
+	}
 	if s.Standby && s.ServerVersion < 160000 {
 		s.Close()
 		return nil, Terminal(fmt.Errorf("source %s is a PostgreSQL %d standby: logical decoding on a standby needs PostgreSQL 16 or later; point source.dsn at the primary or upgrade",
@@ -163,6 +191,8 @@ type SlotInfo struct {
 	WALStatus         string
 	// Conflicting is the PG16+ invalidation flag (always false on older).
 	Conflicting bool
+	// Failover is the PG17+ failover flag (always false on older).
+	Failover bool
 }
 
 // Slot reads the slot's state.
@@ -170,13 +200,16 @@ func (s *Source) Slot(ctx context.Context) (SlotInfo, error) {
 	var info SlotInfo
 	var lsn *string
 	var plugin, db, walStatus *string
-	conflict := "false"
+	conflict, failover := "false", "false"
 	if s.ServerVersion >= 160000 {
 		conflict = "coalesce(conflicting, false)"
 	}
-	err := s.catalog.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, active, wal_status, `+conflict+`
+	if s.ServerVersion >= 170000 {
+		failover = "failover"
+	}
+	err := s.catalog.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, active, wal_status, `+conflict+`, `+failover+`
 		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).
-		Scan(&plugin, &db, &lsn, &info.Active, &walStatus, &info.Conflicting)
+		Scan(&plugin, &db, &lsn, &info.Active, &walStatus, &info.Conflicting, &info.Failover)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return info, nil
 	}
@@ -211,6 +244,12 @@ func (s *Source) Prepare(ctx context.Context) (SlotInfo, bool, error) {
 		if info.Conflicting || info.WALStatus == "lost" {
 			return info, false, Terminal(fmt.Errorf("slot %s is invalidated (wal_status=%s, conflicting=%v): changes were lost on the source; re-create the slot and re-synchronise the target (cdcd never re-creates it silently)",
 				s.cfg.Slot, info.WALStatus, info.Conflicting))
+		}
+		if s.Failover() && !info.Failover {
+			if err := s.enableFailover(ctx); err != nil {
+				return info, false, err
+			}
+			info.Failover = true
 		}
 		return info, false, nil
 	}
@@ -294,24 +333,35 @@ func (s *Source) createSlot(ctx context.Context) error {
 		}()
 		stop = func() { cancel(); <-done }
 	}
-	_, err := pglogrepl.CreateReplicationSlot(ctx, s.repl, s.cfg.Slot, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+	_, err := s.repl.Exec(ctx, createSlotCommand(s.cfg.Slot, s.Failover())).ReadAll()
 	stop()
 	if err != nil {
 		return classify(fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err))
 	}
-	s.log.Info("created replication slot", "slot", s.cfg.Slot, "standby", s.Standby)
+	s.log.Info("created replication slot", "slot", s.cfg.Slot, "standby", s.Standby, "failover", s.Failover())
 	return nil
 }
 
-// StartStream starts pgoutput streaming (protocol v1, messages on, streaming
-// off) from start. The server moves a start position below the slot's
-// confirmed_flush_lsn up to it silently; callers check the slot first.
+// Streaming reports whether the session asks the server to stream
+// in-progress transactions (protocol 2): Config.Streaming is not "off" and
+// the server is PostgreSQL 14 or later.
+func (s *Source) Streaming() bool {
+	return s.cfg.Streaming != "off" && s.ServerVersion >= 140000
+}
+
+// StartStream starts pgoutput streaming (messages on; protocol 2 with
+// streaming on when Streaming says so, else protocol 1) from start. The
+// server moves a start position below the slot's confirmed_flush_lsn up to
+// it silently; callers check the slot first.
 func (s *Source) StartStream(ctx context.Context, start change.LSN) error {
 	args := []string{
 		"proto_version '1'",
 		"publication_names '" + s.cfg.Publication + "'",
 		"messages 'true'",
+	}
+	if s.Streaming() {
+		args[0] = "proto_version '2'"
+		args = append(args, "streaming 'on'")
 	}
 	err := pglogrepl.StartReplication(ctx, s.repl, s.cfg.Slot, pglogrepl.LSN(start),
 		pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args})
