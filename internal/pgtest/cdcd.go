@@ -33,8 +33,14 @@ func (c *Cluster) WaitSlotActiveT(t testing.TB, slot string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
+		// active alone is not enough: the creating session holds the slot
+		// (active) while CREATE_REPLICATION_SLOT still waits to become
+		// consistent — seconds on a standby, which needs a running-xacts
+		// record from the primary — and what commits before the slot's
+		// consistent point is not in its stream. confirmed_flush_lsn is
+		// set once it is consistent.
 		var active bool
-		err := c.QueryRow(fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", slot), &active)
+		err := c.QueryRow(fmt.Sprintf("SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = '%s'", slot), &active)
 		if err == nil && active {
 			return
 		}

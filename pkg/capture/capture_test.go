@@ -75,18 +75,24 @@ func TestCaptureStandbyPG17(t *testing.T) {
 	cfg.Source.PrimaryDSN = primary.DSN("postgres")
 	r := startCapture(t, cfg)
 	waitSlot(t, standby)
+	// Once a marker is in the trail the stream is consistent before it:
+	// what the workload commits next is all decoded.
+	r.waitPast(t, marker(t, primary), 60*time.Second)
 	body := workload(t, primary)
 	r.waitPast(t, marker(t, primary), 60*time.Second)
 	r.stop(t)
 	checkWorkload(t, dir, body)
 }
 
-// waitSlot waits until capture has created its slot and started streaming.
+// waitSlot waits until capture's slot is consistent and streaming.
 func waitSlot(t *testing.T, c *pgtest.Cluster) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		var active bool
-		err := query(c, "SELECT active FROM pg_replication_slots WHERE slot_name = 'cdcd'", &active)
+		// Not active alone: the slot is active while its creation still
+		// waits for consistency (seconds on a standby), and what commits
+		// before its consistent point is not in its stream.
+		err := query(c, "SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = 'cdcd'", &active)
 		return err == nil && active
 	}, 60*time.Second, 50*time.Millisecond, "slot cdcd not active")
 }

@@ -2,7 +2,6 @@ package dynamodb
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/copytext"
 	"github.com/cdcd-io/cdcd/pkg/schema"
 	"github.com/cdcd-io/cdcd/pkg/sink"
 )
@@ -64,7 +64,7 @@ func (s *Sink) Load(ctx context.Context, c *sink.BulkChunk, data io.Reader) (int
 				if line[len(line)-1] != '\n' {
 					return n, w.abort(fmt.Errorf("dynamodb sink %s: chunk %s: COPY output ends inside a row", s.cfg.Name, c.ID))
 				}
-				row, perr := parseCopyLine(line[:len(line)-1], len(rel.Columns))
+				row, perr := copytext.ParseLine(line[:len(line)-1], len(rel.Columns))
 				if perr != nil {
 					return n, w.abort(fmt.Errorf("dynamodb sink %s: chunk %s of %s: %w", s.cfg.Name, c.ID, rel.QualifiedName(), perr))
 				}
@@ -154,84 +154,4 @@ func relationOf(t *schema.Table) *change.Relation {
 		rel.Columns[i].Key = true
 	}
 	return rel
-}
-
-// parseCopyLine parses one row of COPY text format (columns separated by
-// tabs, \N for NULL, backslash escapes). The values are copies.
-func parseCopyLine(line []byte, ncols int) (change.Row, error) {
-	row := make(change.Row, 0, ncols)
-	for f := range bytes.SplitSeq(line, []byte{'\t'}) {
-		if len(f) == 2 && f[0] == '\\' && f[1] == 'N' {
-			row = append(row, change.Null)
-			continue
-		}
-		row = append(row, change.Value{Kind: change.ValueText, Data: unescapeCopy(f)})
-	}
-	if len(row) != ncols {
-		return nil, fmt.Errorf("COPY row has %d columns, want %d", len(row), ncols)
-	}
-	return row, nil
-}
-
-// unescapeCopy undoes COPY text escaping: \b \f \n \r \t \v, \xHH, \OOO
-// (octal), and a backslash before any other character.
-func unescapeCopy(f []byte) []byte {
-	if bytes.IndexByte(f, '\\') < 0 {
-		return bytes.Clone(f)
-	}
-	out := make([]byte, 0, len(f))
-	for i := 0; i < len(f); i++ {
-		c := f[i]
-		if c != '\\' || i+1 == len(f) {
-			out = append(out, c)
-			continue
-		}
-		i++
-		switch e := f[i]; e {
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'v':
-			out = append(out, '\v')
-		case 'x':
-			v, k := 0, 0
-			for k < 2 && i+1 < len(f) && hexDigit(f[i+1]) >= 0 {
-				i++
-				v = v*16 + hexDigit(f[i])
-				k++
-			}
-			out = append(out, byte(v))
-		default:
-			if e >= '0' && e <= '7' {
-				v := int(e - '0')
-				for k := 0; k < 2 && i+1 < len(f) && f[i+1] >= '0' && f[i+1] <= '7'; k++ {
-					i++
-					v = v*8 + int(f[i]-'0')
-				}
-				out = append(out, byte(v))
-			} else {
-				out = append(out, e)
-			}
-		}
-	}
-	return out
-}
-
-func hexDigit(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }

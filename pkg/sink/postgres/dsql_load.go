@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/copytext"
 	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
@@ -87,7 +87,7 @@ func (s *Sink) loadDSQL(ctx context.Context, c *sink.BulkChunk, data io.Reader) 
 		for {
 			line, err := r.ReadBytes('\n')
 			if len(line) > 0 {
-				row, perr := parseCopyText(line, len(t.cols))
+				row, perr := copytext.ParseLine(line, len(t.cols))
 				if perr != nil {
 					return 0, fmt.Errorf("load chunk %s into %s: row %d: %w", c.ID, t.target, total+int64(len(rows))+1, perr)
 				}
@@ -138,86 +138,6 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary`, pgx.Identifier{c.Schema, c.
 		rel.PrimaryKey = append(rel.PrimaryKey, i)
 	}
 	return rel, nil
-}
-
-// parseCopyText splits one line of COPY text format into n values,
-// undoing its escapes (\N is NULL).
-func parseCopyText(line []byte, n int) (change.Row, error) {
-	if l := len(line); l > 0 && line[l-1] == '\n' {
-		line = line[:l-1]
-	}
-	row := make(change.Row, 0, n)
-	var field []byte
-	null := false
-	flush := func() {
-		if null {
-			row = append(row, change.Null)
-		} else {
-			row = append(row, change.Value{Kind: change.ValueText, Data: field})
-		}
-		field, null = nil, false
-	}
-	field = []byte{}
-	for i := 0; i < len(line); i++ {
-		ch := line[i]
-		switch {
-		case ch == '\t':
-			flush()
-			field = []byte{}
-		case ch != '\\':
-			field = append(field, ch)
-		case i+1 >= len(line):
-			return nil, errors.New("a backslash ends the line")
-		default:
-			i++
-			switch e := line[i]; e {
-			case 'N':
-				null = true
-			case 'b':
-				field = append(field, '\b')
-			case 'f':
-				field = append(field, '\f')
-			case 'n':
-				field = append(field, '\n')
-			case 'r':
-				field = append(field, '\r')
-			case 't':
-				field = append(field, '\t')
-			case 'v':
-				field = append(field, '\v')
-			case 'x':
-				j := i + 1
-				for j < len(line) && j < i+3 && isHex(line[j]) {
-					j++
-				}
-				v, err := strconv.ParseUint(string(line[i+1:j]), 16, 8)
-				if err != nil {
-					return nil, fmt.Errorf("bad \\x escape: %w", err)
-				}
-				field = append(field, byte(v))
-				i = j - 1
-			case '0', '1', '2', '3', '4', '5', '6', '7':
-				j := i
-				for j < len(line) && j < i+3 && line[j] >= '0' && line[j] <= '7' {
-					j++
-				}
-				v, _ := strconv.ParseUint(string(line[i:j]), 8, 16)
-				field = append(field, byte(v))
-				i = j - 1
-			default:
-				field = append(field, e)
-			}
-		}
-	}
-	flush()
-	if len(row) != n {
-		return nil, fmt.Errorf("%d values, the table has %d columns", len(row), n)
-	}
-	return row, nil
-}
-
-func isHex(b byte) bool {
-	return (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F')
 }
 
 var _ sink.TextLoader = (*Sink)(nil)
