@@ -335,7 +335,7 @@ func startWorkload(t testing.TB, pg *pgtest.Cluster) *workload {
 				}
 				n += k
 				w.committed.Store(n)
-				time.Sleep(time.Millisecond)
+				time.Sleep(time.Millisecond) // pacing, not a wait: spreads the workload over the kills
 			}
 			return nil
 		}()

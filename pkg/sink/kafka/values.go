@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/pgarray"
 )
 
 // valueKind is how a column's values are written (see doc.go, Values).
@@ -88,8 +89,10 @@ func kindOf(m *pgtype.Map, oid uint32) (k valueKind, elem uint32) {
 
 // values writes column values as JSON. It is not safe for concurrent use.
 type values struct {
-	types   *pgtype.Map
-	scratch []byte
+	types *pgtype.Map
+	// arrays and array walk array values (reused: no allocation per array).
+	arrays pgarray.Parser
+	array  jsonArray
 }
 
 func newValues() *values { return &values{types: pgtype.NewMap()} }
