@@ -102,7 +102,15 @@ func Start(ctx context.Context) (*Server, error) {
 		// dynalite's cli.js, exiting when its stdin closes: when this
 		// process ends, however it ends, the server does too. (Pdeathsig
 		// would fire when the forking OS thread exits, not the process.)
+		// dynalite rethrows a request's stream error, so a client killed
+		// mid-request (the kill -9 tests do exactly that) would take the
+		// whole server down; DynamoDB just drops that request, and so does
+		// the guard. Any other uncaught error still ends the server.
 		script := fmt.Sprintf(`process.stdin.on("end", () => process.exit(0)); process.stdin.resume();
+process.on("uncaughtException", (err) => {
+  if (err && (err.code === "ECONNRESET" || err.message === "aborted")) { console.error("client aborted a request:", err.message); return; }
+  console.error(err); process.exit(1);
+});
 process.argv = [process.argv[0], %q, "--port", "%d", "--host", "127.0.0.1"]; require(%q);`, cli, port, cli)
 		s.cmd = exec.Command("node", "-e", script)
 		s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
