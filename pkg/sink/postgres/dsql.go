@@ -134,6 +134,30 @@ type dsqlState struct {
 	chunksCommit int        // target transactions committed (tests)
 }
 
+// nextMark is the partial-transaction mark the next chunk commits with,
+// applied being the applied_lsn it commits.
+//
+// A resumed apply reads again the source transactions from seq on, and
+// seq lags the mark: it moves only at the end of an Apply, and not past
+// a transaction that spans Partial batches. So the mark a crash left may
+// name a transaction several batches ahead, and the transactions before
+// it, wholly applied, are skipped (step 3). Until the re-read reaches and
+// passes what that mark covers, every chunk — the empty one that ends a
+// skipped batch included — must commit the same mark; replacing it with
+// the position in a skipped transaction would forget the mark, and the
+// marked transaction's applied chunks would be applied again.
+func (d *dsqlState) nextMark(applied change.LSN) txMark {
+	cur, part := d.cur, d.part
+	if part.final > applied && (part.final > cur.final || part.final == cur.final && part.changes >= cur.changes) {
+		return part // not past what the committed mark covers
+	}
+	if cur.final == 0 || cur.final <= applied {
+		return txMark{} // no transaction in part: between them, or in a skipped one
+	}
+	cur.chunk++
+	return cur
+}
+
 // txMark is progress in one source transaction.
 type txMark struct {
 	final   change.LSN // FinalLSN; 0 for none
@@ -263,17 +287,8 @@ func (s *Sink) flushDSQL(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mark := d.cur
-	if mark.final != 0 && mark.final == d.part.final && mark.changes < d.part.changes {
-		// Still inside the part a committed chunk applied: keep its mark.
-		mark = d.part
-	} else if mark.final != 0 {
-		mark.chunk++
-	}
-	applied := d.applied
-	if d.pendApplied > applied {
-		applied = d.pendApplied
-	}
+	applied := max(d.applied, d.pendApplied)
+	mark := d.nextMark(applied)
 	err = s.dsqlTx(ctx, "apply", func(ctx context.Context) error {
 		for _, st := range steps {
 			if err := s.step(ctx, st); err != nil {
@@ -285,6 +300,7 @@ func (s *Sink) flushDSQL(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.stored = checkpointRow{exists: true, pos: d.base, applied: applied, part: mark}
 	d.applied, d.part = applied, mark
 	d.cur.chunk = mark.chunk
 	d.pending, d.pendRows, d.pendBytes, d.pendApplied = nil, 0, 0, 0
@@ -329,6 +345,7 @@ func (s *Sink) truncateDSQL(ctx context.Context, tr *change.Truncate) error {
 			if err != nil {
 				return err
 			}
+			s.stored = checkpointRow{exists: true, pos: d.base, applied: d.applied, part: mark}
 			d.part = mark
 			d.cur.chunk = mark.chunk
 			if n == 0 {
@@ -424,18 +441,26 @@ func (s *Sink) recycle(ctx context.Context) error {
 	return nil
 }
 
-// storeDSQLPosition upserts the checkpoint row with the chunk marks.
+// storeDSQLPosition upserts the checkpoint row with the chunk marks,
+// provided the row is still as s.stored says (see storePosition); once the
+// transaction commits, the caller sets stored to what it wrote.
 func (s *Sink) storeDSQLPosition(ctx context.Context, p sink.Position, applied change.LSN, m txMark) error {
 	if p.Seq > math.MaxInt64 {
 		return fmt.Errorf("position seq %d does not fit the checkpoint table's bigint", p.Seq)
 	}
-	_, err := s.tx.Exec(ctx, "INSERT INTO "+s.checkpoint+` AS c (name, seq, end_lsn, applied_lsn, tx_lsn, tx_changes, tx_chunk, updated_at)
+	old := s.stored
+	tag, err := s.tx.Exec(ctx, "INSERT INTO "+s.checkpoint+` AS c (name, seq, end_lsn, applied_lsn, tx_lsn, tx_changes, tx_chunk, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, now())
 ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn, applied_lsn = EXCLUDED.applied_lsn,
-	tx_lsn = EXCLUDED.tx_lsn, tx_changes = EXCLUDED.tx_changes, tx_chunk = EXCLUDED.tx_chunk, updated_at = EXCLUDED.updated_at`,
-		s.cfg.Name, int64(p.Seq), p.EndLSN.String(), applied.String(), m.final.String(), int64(m.changes), int64(m.chunk))
+	tx_lsn = EXCLUDED.tx_lsn, tx_changes = EXCLUDED.tx_changes, tx_chunk = EXCLUDED.tx_chunk, updated_at = EXCLUDED.updated_at
+WHERE $8::boolean AND c.seq = $9 AND c.end_lsn = $10 AND c.applied_lsn = $11 AND c.tx_lsn = $12 AND c.tx_changes = $13 AND c.tx_chunk = $14`,
+		s.cfg.Name, int64(p.Seq), p.EndLSN.String(), applied.String(), m.final.String(), int64(m.changes), int64(m.chunk),
+		old.exists, int64(old.pos.Seq), old.pos.EndLSN.String(), old.applied.String(), old.part.final.String(), int64(old.part.changes), int64(old.part.chunk))
 	if err != nil {
 		return fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return sink.Retriable(fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, errCheckpointMoved))
 	}
 	return nil
 }
@@ -453,6 +478,7 @@ func (s *Sink) loadMarks(ctx context.Context) (sink.Position, error) {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		*s.dsql = dsqlState{}
+		s.stored = checkpointRow{}
 		return p, nil
 	case err != nil:
 		return p, fmt.Errorf("reading position from %s: %w", s.cfg.CheckpointTable, err)
@@ -467,6 +493,7 @@ func (s *Sink) loadMarks(ctx context.Context) (sink.Position, error) {
 	}
 	p.Seq = uint64(seq)
 	*s.dsql = dsqlState{base: p, applied: appliedLSN, part: txMark{final: partialLSN, changes: int(changes), chunk: int(chunk)}}
+	s.stored = checkpointRow{exists: true, pos: p, applied: appliedLSN, part: s.dsql.part}
 	return p, nil
 }
 

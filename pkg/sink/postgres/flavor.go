@@ -113,10 +113,12 @@ func dsqlRegion(host string) string {
 }
 
 // checkCheckpointTable makes sure an existing checkpoint table has the
-// flavor's columns, and on DSQL loads the chunk marks from it.
+// flavor's columns, and reads the sink's row from it (on DSQL with the
+// chunk marks).
 func (s *Sink) checkCheckpointTable(ctx context.Context) error {
 	if !s.dsqlMode() {
-		return nil
+		_, err := s.loadPosition(ctx)
+		return err
 	}
 	var n int
 	err := s.conn.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_attribute

@@ -109,7 +109,31 @@ type Sink struct {
 	pcfg        *pgx.ConnConfig // the parsed DSN, without any IAM token
 	connectedAt time.Time       // when conn was opened
 	dsql        *dsqlState      // FlavorDSQL's chunk progress; nil otherwise
+	// stored is the checkpoint row as this sink last read or committed it;
+	// every write of the row first checks that it still is (see
+	// storePosition).
+	stored checkpointRow
 }
+
+// checkpointRow is the content of the sink's checkpoint row. Position and
+// the chunk marks only move forward, so a row that differs from the one a
+// sink read or wrote last was written by someone else since.
+type checkpointRow struct {
+	exists  bool
+	pos     sink.Position
+	applied change.LSN // aurora-dsql: applied_lsn
+	part    txMark     // aurora-dsql: tx_lsn, tx_changes, tx_chunk
+}
+
+// errCheckpointMoved is returned, retriable, when the checkpoint row is no
+// longer what the sink read or wrote last. A process killed right after it
+// sent COMMIT leaves that commit running on the target, and the server
+// completes it even though no one is left to hear the result: when the
+// next process read the row before that commit landed, it resumed behind
+// what the target now holds, and would apply those rows a second time.
+// Its transaction is rolled back instead, and the worker resumes from the
+// stored position, which now includes the late commit.
+var errCheckpointMoved = errors.New("the checkpoint row changed since this session read it (a transaction of an earlier process committed late): resuming from the stored position")
 
 var (
 	_ sink.Sink          = (*Sink)(nil)
@@ -273,6 +297,7 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.stored = checkpointRow{exists: true, pos: b.Position}
 	return nil
 }
 
@@ -295,17 +320,28 @@ func (s *Sink) rollback(ctx context.Context) {
 	}
 }
 
-// storePosition upserts the sink's checkpoint row in the open transaction.
+// storePosition upserts the sink's checkpoint row in the open transaction,
+// provided the row is still as s.stored says: otherwise (errCheckpointMoved)
+// another process wrote it since this one read it, and this transaction
+// must not commit. On PostgreSQL the upsert waits for a transaction that
+// holds the row and compares with what it committed; on DSQL
+// (optimistic) the later of two such writers fails with 40001 at commit
+// and its retry sees the new row.
 func (s *Sink) storePosition(ctx context.Context, p sink.Position) error {
 	if p.Seq > math.MaxInt64 {
 		return fmt.Errorf("position seq %d does not fit the checkpoint table's bigint", p.Seq)
 	}
-	_, err := s.tx.Exec(ctx, "INSERT INTO "+s.checkpoint+` AS c (name, seq, end_lsn, updated_at)
+	old := s.stored
+	tag, err := s.tx.Exec(ctx, "INSERT INTO "+s.checkpoint+` AS c (name, seq, end_lsn, updated_at)
 VALUES ($1, $2, $3::text::pg_lsn, now())
-ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn, updated_at = EXCLUDED.updated_at`,
-		s.cfg.Name, int64(p.Seq), p.EndLSN.String())
+ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn, updated_at = EXCLUDED.updated_at
+WHERE $4::boolean AND c.seq = $5 AND c.end_lsn = $6::text::pg_lsn`,
+		s.cfg.Name, int64(p.Seq), p.EndLSN.String(), old.exists, int64(old.pos.Seq), old.pos.EndLSN.String())
 	if err != nil {
 		return fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return sink.Retriable(fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, errCheckpointMoved))
 	}
 	return nil
 }
@@ -316,13 +352,20 @@ func (s *Sink) Position(ctx context.Context) (sink.Position, error) {
 	if s.conn == nil || s.conn.IsClosed() {
 		return sink.Position{}, sink.Retriable(s.errorf("the connection is closed: recreate the sink"))
 	}
+	load := s.loadPosition
 	if s.dsqlMode() {
-		p, err := s.loadMarks(ctx)
-		if err != nil {
-			return p, classify(s.errorf("%w", err), s.conn.IsClosed())
-		}
-		return p, nil
+		load = s.loadMarks
 	}
+	p, err := load(ctx)
+	if err != nil {
+		return p, classify(s.errorf("%w", err), s.conn.IsClosed())
+	}
+	return p, nil
+}
+
+// loadPosition reads the checkpoint row of the plain and citus flavors
+// into s.stored.
+func (s *Sink) loadPosition(ctx context.Context) (sink.Position, error) {
 	var (
 		seq int64
 		lsn string
@@ -330,15 +373,17 @@ func (s *Sink) Position(ctx context.Context) (sink.Position, error) {
 	)
 	err := s.conn.QueryRow(ctx, "SELECT seq, end_lsn::text FROM "+s.checkpoint+" WHERE name = $1", s.cfg.Name).Scan(&seq, &lsn)
 	if errors.Is(err, pgx.ErrNoRows) {
+		s.stored = checkpointRow{}
 		return p, nil
 	}
 	if err != nil {
-		return p, classify(s.errorf("reading position from %s: %w", s.cfg.CheckpointTable, err), s.conn.IsClosed())
+		return p, fmt.Errorf("reading position from %s: %w", s.cfg.CheckpointTable, err)
 	}
 	if p.EndLSN, err = change.ParseLSN(lsn); err != nil {
-		return p, s.errorf("reading position from %s: %w", s.cfg.CheckpointTable, err)
+		return p, fmt.Errorf("reading position from %s: %w", s.cfg.CheckpointTable, err)
 	}
 	p.Seq = uint64(seq)
+	s.stored = checkpointRow{exists: true, pos: p}
 	return p, nil
 }
 
