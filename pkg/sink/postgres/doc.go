@@ -28,7 +28,11 @@
 // end_lsn, updated_at) and COMMIT; a Partial batch leaves the transaction
 // open for the next Apply. An error rolls everything uncommitted back.
 // Position reads the checkpoint row, so after a crash apply resumes right
-// after the last committed batch.
+// after the last committed batch. The upsert only updates the row when it
+// is still what this sink read or wrote last: a process killed just after
+// it sent COMMIT leaves that commit running on the server, which may land
+// after the next process read the row; that process then rolls back
+// instead of applying the batch twice, and resumes from the new row.
 //
 // # Errors
 //

@@ -45,7 +45,16 @@ import (
 //     skipped. Changes are counted from the transaction's BEGIN, so the
 //     skip is exact however the trail is cut into batches the second time.
 //     FinalLSNs grow in trail (commit) order.
-//  4. Changes without a source transaction (snapshot rows) are upserts and
+//  4. seq lags the marks: it moves at the end of an Apply only, and not
+//     past a transaction that spans Partial batches, so tx_lsn may name a
+//     transaction several batches after seq. Until the re-read passes what
+//     the mark covers, every chunk commits the same mark (nextMark), the
+//     empty ones that end a wholly skipped batch included.
+//  5. Each chunk's checkpoint upsert first checks that the row is still as
+//     this sink read or wrote it (storeDSQLPosition): a killed process's
+//     COMMIT may land after the next process read the row, which must
+//     then not commit the same rows again but resume from the new marks.
+//  6. Changes without a source transaction (snapshot rows) are upserts and
 //     carry no mark: applying them again is harmless.
 //
 // A source transaction larger than one chunk is therefore not atomic on

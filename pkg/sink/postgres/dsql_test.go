@@ -394,3 +394,53 @@ func TestDSQLLoadInParts(t *testing.T) {
 	}
 	require.Equal(t, 2+4, loads, "parts of at most 3 rows")
 }
+
+// TestDSQLResumeKeepsTheMarkPastALargeTransaction: the stored seq lags the
+// chunk mark when a transaction before the marked one spanned Partial
+// batches (seq moves at the end of an Apply only, and not past an open
+// transaction). After a crash the batches that re-deliver that earlier
+// transaction are skipped whole, and the empty chunk that ends each of them
+// must commit the mark as it was: replacing it with the position in the
+// skipped transaction (as it once did) applied the marked transaction's
+// committed chunks a second time — one chunk of pgbench_history doubled
+// after a kill -9.
+func TestDSQLResumeKeepsTheMarkPastALargeTransaction(t *testing.T) {
+	t.Parallel()
+	e := dsqlEnv(t, histDDL)
+	r := rel("public.hist", "id", "v")
+	ctx := context.Background()
+	open := func() *Sink { return e.dsqlSink("lag", func(c *Config) { c.DSQL.MaxTxRows = 400 }) }
+	big := dtx(0x200, inserts(r, 1000, 3500)...)
+	part := func(tx sink.Tx, from, to int) sink.Tx { return sink.Tx{Tx: tx.Tx, Changes: tx.Changes[from:to]} }
+	batches := []*sink.Batch{
+		{Txs: []sink.Tx{part(big, 0, 1000)}, Partial: true, Position: pos(1)},
+		{Txs: []sink.Tx{part(big, 1000, 2000)}, Partial: true, Position: pos(1)},
+		{Txs: []sink.Tx{part(big, 2000, 2500), dtx(0x300, inserts(r, 5000, 5600)...)}, Position: pos(3)},
+	}
+	s := open()
+	require.NoError(t, s.Apply(ctx, &sink.Batch{Txs: []sink.Tx{dtx(0x100, inserts(r, 0, 10)...)}, Position: pos(1)}))
+	require.NoError(t, s.Apply(ctx, batches[0]))
+	require.NoError(t, s.Apply(ctx, batches[1]))
+	// The last batch fails in its last chunk: 0x200 is complete and 298
+	// changes of 0x300 are applied, but seq is still 1.
+	e.exec("ALTER TABLE public.hist ADD CONSTRAINT boom CHECK (id <> 5400)")
+	require.ErrorContains(t, s.Apply(ctx, batches[2]), "boom")
+	require.NoError(t, s.Close(ctx))
+	e.exec("ALTER TABLE public.hist DROP CONSTRAINT boom")
+	const mark = "1|0/200|0/300|298"
+	require.Equal(t, []string{mark}, e.rows("SELECT seq, applied_lsn, tx_lsn, tx_changes FROM cdcd.checkpoint"))
+
+	s = open()
+	p, err := s.Position(ctx)
+	require.NoError(t, err)
+	require.Equal(t, pos(1), p, "0x200 is read again")
+	for _, b := range batches[:2] {
+		require.NoError(t, s.Apply(ctx, b))
+		require.Equal(t, []string{mark}, e.rows("SELECT seq, applied_lsn, tx_lsn, tx_changes FROM cdcd.checkpoint"),
+			"skipping 0x200 keeps the mark in 0x300")
+	}
+	require.NoError(t, s.Apply(ctx, batches[2]))
+	require.Equal(t, []string{"3110|3110"}, e.rows("SELECT count(*), count(DISTINCT id) FROM public.hist"), "every row exactly once")
+	require.Equal(t, []string{"3|0/300|0/0|0"}, e.rows("SELECT seq, applied_lsn, tx_lsn, tx_changes FROM cdcd.checkpoint"))
+	e.checkDSQLLog("lag")
+}
