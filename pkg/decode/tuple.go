@@ -110,14 +110,13 @@ func (d *Decoder) rows(n int) change.Row {
 // rows, alias the message. Unless the Decoder borrows, their Data moves to a
 // buffer of their own and the Change is a new one.
 func (d *Decoder) rowChange(op change.Op, lsn change.LSN, rel *change.Relation, oldRow change.Row, oldKeyOnly bool, newRow, rows change.Row) Event {
-	var c *change.Change
-	if d.borrow {
-		c = &d.cur
-	} else {
+	if !d.borrow {
 		copyData(rows)
-		c = new(change.Change)
+		return Event{Kind: EventChange, Change: &change.Change{
+			Op: op, LSN: lsn, Relation: rel, Old: oldRow, OldKeyOnly: oldKeyOnly, New: newRow}}
 	}
 	// Field by field: cheaper than copying a composite literal.
+	c := &d.cur
 	c.Op, c.LSN, c.Relation = op, lsn, rel
 	c.Old, c.OldKeyOnly, c.New = oldRow, oldKeyOnly, newRow
 	c.Truncate, c.Message = nil, nil
