@@ -35,9 +35,19 @@ var (
 	wideUpdate = updateMsg(oidWide, 'K', []tv{tT("1234567"), tN(), tN(), tN(), tN(), tN(), tN(), tN(), tN(), tN()}, wideRow...)
 )
 
-// benchDecoder is inside a transaction and knows the wide relation.
-func benchDecoder(b *testing.B) *Decoder {
-	d := New()
+// modes runs bench once per kind of Decoder: "owned" (New: every event
+// owns its memory) and "borrowed" (NewBorrowing, as capture decodes).
+func modes(b *testing.B, bench func(b *testing.B, d *Decoder)) {
+	for _, m := range []struct {
+		name string
+		new  func() *Decoder
+	}{{"owned", New}, {"borrowed", NewBorrowing}} {
+		b.Run(m.name, func(b *testing.B) { bench(b, benchDecoder(b, m.new())) })
+	}
+}
+
+// benchDecoder brings d inside a transaction, knowing the wide relation.
+func benchDecoder(b *testing.B, d *Decoder) *Decoder {
 	for _, m := range [][]byte{wideRel, beginMsg(1, t0, 1)} {
 		if _, err := d.Decode(1, m); err != nil {
 			b.Fatal(err)
@@ -67,23 +77,30 @@ func measure(b *testing.B, eventsPerOp int, bytesPerOp int, op func() error) {
 }
 
 func BenchmarkDecodeInsert(b *testing.B) {
-	d := benchDecoder(b)
-	measure(b, 1, len(wideInsert), func() error {
-		_, err := d.Decode(1, wideInsert)
-		return err
+	modes(b, func(b *testing.B, d *Decoder) {
+		measure(b, 1, len(wideInsert), func() error {
+			_, err := d.Decode(1, wideInsert)
+			return err
+		})
 	})
 }
 
 func BenchmarkDecodeUpdate(b *testing.B) {
-	d := benchDecoder(b)
-	measure(b, 1, len(wideUpdate), func() error {
-		_, err := d.Decode(1, wideUpdate)
-		return err
+	modes(b, func(b *testing.B, d *Decoder) {
+		measure(b, 1, len(wideUpdate), func() error {
+			_, err := d.Decode(1, wideUpdate)
+			return err
+		})
 	})
 }
 
+// BenchmarkDecodeTx decodes a transaction of 100 inserts: events are its
+// Begin, inserts and Commit.
 func BenchmarkDecodeTx(b *testing.B) {
-	d := benchDecoder(b)
+	modes(b, benchDecodeTx)
+}
+
+func benchDecodeTx(b *testing.B, d *Decoder) {
 	d.Reset()
 	begin, commit := beginMsg(0x2000, t0, 700), commitMsg(0x2000, 0x2030, t0)
 	msgs := [][]byte{begin}

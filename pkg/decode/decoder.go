@@ -86,6 +86,13 @@ type Decoder struct {
 	tx        *change.Tx        // nil outside a transaction
 	inStream  bool              // between Stream Start and Stream Stop
 	streamXID uint32            // the open stream's top-level xid
+
+	// borrow: row changes and transactions are handed out in the buffers
+	// below, reused by the next Decode (NewBorrowing).
+	borrow bool
+	cur    change.Change // the row change handed out last
+	vals   change.Row    // backing array of cur's rows
+	curTx  change.Tx     // the transaction in progress
 }
 
 // New returns a Decoder with empty caches, outside any transaction.
@@ -95,6 +102,19 @@ func New() *Decoder {
 		types:     make(map[uint32]string),
 		builtins:  pgtype.NewMap(),
 	}
+}
+
+// NewBorrowing returns a Decoder like New's, except that what Decode returns
+// for an insert, update or delete, and for a Begin or Commit, borrows: the
+// Change (its rows, and value Data aliasing the message passed to Decode)
+// and the Tx are valid only until the next Decode, which reuses them. It
+// decodes without allocating, for a caller that consumes each event at once
+// (capture writes it to the trail); a caller that keeps one copies it.
+// Relations, truncates and logical messages are never borrowed.
+func NewBorrowing() *Decoder {
+	d := New()
+	d.borrow = true
+	return d
 }
 
 // Relation returns the cached relation with the given OID, as announced by
@@ -117,7 +137,9 @@ func (d *Decoder) Reset() { d.tx, d.inStream = nil, false }
 // walStart is the XLogData's WALStart; it becomes Change.LSN.
 //
 // Decode copies everything it keeps, so the caller may reuse data as soon as
-// it returns. On error the Decoder's state is unchanged.
+// it returns — unless the Decoder borrows (NewBorrowing): then a row
+// change's values alias data until the next Decode. On error the Decoder's
+// state is unchanged (a borrowing Decoder's last event is no longer valid).
 //
 // An EventRelation's relation has no PrimaryKey: the caller may set it (from
 // the catalog) on the returned relation before decoding further messages;
@@ -191,7 +213,12 @@ func (d *Decoder) begin(r *reader) (Event, error) {
 	if err := readErr('B', r); err != nil {
 		return Event{}, err
 	}
-	d.tx = &change.Tx{XID: xid, FinalLSN: change.LSN(finalLSN), CommitTime: pgTime(int64(ts))}
+	if d.borrow {
+		d.tx = &d.curTx
+	} else {
+		d.tx = new(change.Tx)
+	}
+	*d.tx = change.Tx{XID: xid, FinalLSN: change.LSN(finalLSN), CommitTime: pgTime(int64(ts))}
 	return Event{Kind: EventBegin, Tx: d.tx}, nil
 }
 

@@ -293,3 +293,36 @@ func TestKindString(t *testing.T) {
 	require.Equal(t, "change", EventChange.String())
 	require.Equal(t, "?", Kind(99).String())
 }
+
+func TestBorrowing(t *testing.T) {
+	d := NewBorrowing()
+	feed(t, d, moodType, usersRel, ordersRel)
+	begin := feed(t, d, beginMsg(0x2000, t0, 700))[0]
+	first := insertMsg(oidOrders, tB(1, 2, 3), tU(), tN())
+	ev := feed(t, d, first)[0]
+	require.Equal(t, row(bin(1, 2, 3), change.Unchanged, change.Null), ev.Change.New)
+	// Values alias the message: no copy.
+	require.Same(t, &first[len(first)-5], &ev.Change.New[0].Data[0])
+
+	// The next change reuses the Change and its row.
+	upd := feed(t, d, updateMsg(oidOrders, 'K', []tv{tB(9), tN(), tN()}, tB(9), tT("x"), tN()))[0]
+	require.Same(t, ev.Change, upd.Change)
+	require.Equal(t, &change.Change{Op: change.OpUpdate, LSN: 0x100, Relation: upd.Change.Relation,
+		Old: row(bin(9), change.Null, change.Null), OldKeyOnly: true, New: row(bin(9), text("x"), change.Null)}, upd.Change)
+
+	// Begin and Commit share the Decoder's Tx.
+	commit := feed(t, d, commitMsg(0x2000, 0x2030, t0))[0]
+	require.Same(t, begin.Tx, commit.Tx)
+	require.Equal(t, change.LSN(0x2030), commit.Tx.EndLSN)
+
+	// Row changes and transactions then decode without allocating.
+	insert, bg, cm := insertMsg(oidOrders, tB(1), tT("y"), tN()), beginMsg(0x3000, t0, 701), commitMsg(0x3000, 0x3030, t0)
+	allocs := testing.AllocsPerRun(100, func() {
+		for _, m := range [][]byte{bg, insert, insert, cm} {
+			if _, err := d.Decode(1, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	require.Zero(t, allocs)
+}

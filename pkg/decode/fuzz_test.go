@@ -90,11 +90,18 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		d := New()
+		d, bd := New(), NewBorrowing()
 		for i, msg := range splitMsgs(in) {
 			buf := append([]byte(nil), msg...)
 			wasInTx := d.InTx()
 			ev, err := d.Decode(change.LSN(i), buf)
+			// A borrowing decoder decodes the same, error for error.
+			bev, berr := bd.Decode(change.LSN(i), append([]byte(nil), msg...))
+			if err != nil || berr != nil {
+				require.Equal(t, fmt.Sprint(err), fmt.Sprint(berr), "message %d %q: borrowing decoder", i, msg)
+			} else {
+				require.Equal(t, ev, bev, "message %d %q: borrowing decoder", i, msg)
+			}
 			if err != nil {
 				if ev != (Event{}) || d.InTx() != wasInTx {
 					t.Fatalf("message %d %q: error %v with event %+v, in tx %v -> %v", i, msg, err, ev, wasInTx, d.InTx())

@@ -21,20 +21,14 @@ func (d *Decoder) insert(walStart change.LSN, r *reader) (Event, error) {
 	if m := r.uint8(); m != 'N' {
 		return Event{}, markerErr('I', r, off, m, "'N'")
 	}
-	row := make(change.Row, len(rel.Columns))
+	row := d.rows(len(rel.Columns))
 	if err := parseTuple('I', r, rel, row, false); err != nil {
 		return Event{}, err
 	}
 	if err := readErr('I', r); err != nil {
 		return Event{}, err
 	}
-	copyData(row)
-	return Event{Kind: EventChange, Change: &change.Change{
-		Op:       change.OpInsert,
-		LSN:      walStart,
-		Relation: rel,
-		New:      row,
-	}}, nil
+	return d.rowChange(change.OpInsert, walStart, rel, nil, false, row, row), nil
 }
 
 // update: Int32 relation OID, optionally Byte1('K') or Byte1('O') and the old
@@ -45,17 +39,17 @@ func (d *Decoder) update(walStart change.LSN, r *reader) (Event, error) {
 		return Event{}, err
 	}
 	n := len(rel.Columns)
-	c := &change.Change{Op: change.OpUpdate, LSN: walStart, Relation: rel}
+	u := change.Change{Op: change.OpUpdate, LSN: walStart, Relation: rel}
 	off := r.off
 	var rows change.Row
 	switch m := r.uint8(); m {
 	case 'K', 'O':
 		// One allocation for both rows; capacities are clipped so that
 		// appending to one can never write into the other.
-		rows = make(change.Row, 2*n)
-		c.Old, c.New = rows[:n:n], rows[n:]
-		c.OldKeyOnly = m == 'K'
-		if err := parseTuple('U', r, rel, c.Old, c.OldKeyOnly); err != nil {
+		rows = d.rows(2 * n)
+		u.Old, u.New = rows[:n:n], rows[n:]
+		u.OldKeyOnly = m == 'K'
+		if err := parseTuple('U', r, rel, u.Old, u.OldKeyOnly); err != nil {
 			return Event{}, err
 		}
 		off = r.off
@@ -63,19 +57,18 @@ func (d *Decoder) update(walStart change.LSN, r *reader) (Event, error) {
 			return Event{}, markerErr('U', r, off, m, "'N'")
 		}
 	case 'N':
-		rows = make(change.Row, n)
-		c.New = rows
+		rows = d.rows(n)
+		u.New = rows
 	default:
 		return Event{}, markerErr('U', r, off, m, "'K', 'O' or 'N'")
 	}
-	if err := parseTuple('U', r, rel, c.New, false); err != nil {
+	if err := parseTuple('U', r, rel, u.New, false); err != nil {
 		return Event{}, err
 	}
 	if err := readErr('U', r); err != nil {
 		return Event{}, err
 	}
-	copyData(rows)
-	return Event{Kind: EventChange, Change: c}, nil
+	return d.rowChange(change.OpUpdate, walStart, rel, u.Old, u.OldKeyOnly, u.New, rows), nil
 }
 
 // delete: Int32 relation OID, Byte1('K') or Byte1('O'), old TupleData.
@@ -89,21 +82,45 @@ func (d *Decoder) delete(walStart change.LSN, r *reader) (Event, error) {
 	if m != 'K' && m != 'O' {
 		return Event{}, markerErr('D', r, off, m, "'K' or 'O'")
 	}
-	row := make(change.Row, len(rel.Columns))
+	row := d.rows(len(rel.Columns))
 	if err := parseTuple('D', r, rel, row, m == 'K'); err != nil {
 		return Event{}, err
 	}
 	if err := readErr('D', r); err != nil {
 		return Event{}, err
 	}
-	copyData(row)
-	return Event{Kind: EventChange, Change: &change.Change{
-		Op:         change.OpDelete,
-		LSN:        walStart,
-		Relation:   rel,
-		Old:        row,
-		OldKeyOnly: m == 'K',
-	}}, nil
+	return d.rowChange(change.OpDelete, walStart, rel, row, m == 'K', nil, row), nil
+}
+
+// rows returns n zero values for the rows of a change: new ones, or the
+// borrowing Decoder's buffer.
+func (d *Decoder) rows(n int) change.Row {
+	if !d.borrow {
+		return make(change.Row, n)
+	}
+	if cap(d.vals) < n {
+		d.vals = make(change.Row, n)
+	}
+	rows := d.vals[:n]
+	clear(rows) // no Data left from the previous change, nor a pointer into its message
+	return rows
+}
+
+// rowChange returns the event of a decoded row change whose values, all in
+// rows, alias the message. Unless the Decoder borrows, their Data moves to a
+// buffer of their own and the Change is a new one.
+func (d *Decoder) rowChange(op change.Op, lsn change.LSN, rel *change.Relation, oldRow change.Row, oldKeyOnly bool, newRow, rows change.Row) Event {
+	if !d.borrow {
+		copyData(rows)
+		return Event{Kind: EventChange, Change: &change.Change{
+			Op: op, LSN: lsn, Relation: rel, Old: oldRow, OldKeyOnly: oldKeyOnly, New: newRow}}
+	}
+	// Field by field: cheaper than copying a composite literal.
+	c := &d.cur
+	c.Op, c.LSN, c.Relation = op, lsn, rel
+	c.Old, c.OldKeyOnly, c.New = oldRow, oldKeyOnly, newRow
+	c.Truncate, c.Message = nil, nil
+	return Event{Kind: EventChange, Change: c}
 }
 
 // rowRelation checks that a row change may come now and reads its relation.

@@ -43,6 +43,9 @@ const (
 )
 
 // Event is one item of a source's stream. Only the field Kind names is set.
+// A Change, and a Begin's or Commit's Tx, may be valid only until the next
+// call of Next (the pgoutput source decodes into reused buffers, its values
+// aliasing the received message): a caller that keeps one copies it.
 type Event struct {
 	Kind     Kind
 	Tx       *change.Tx

@@ -197,6 +197,7 @@ func validateChange(c *change.Change) error {
 type decoder struct {
 	b   []byte
 	err error
+	a   *blocks
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -299,9 +300,10 @@ func peekRecord(p []byte) (RecordType, uint64, error) {
 
 // decodeRecord decodes a payload, resolving relation OIDs through rels (which
 // it does not modify: the caller adds a SCHEMA record's relation). Value data
-// aliases p. It never panics, whatever p holds.
-func decodeRecord(p []byte, rels map[uint32]*change.Relation) (Record, error) {
-	d := decoder{b: p}
+// aliases p. Changes, rows and transactions come from a (nil: allocated one
+// by one). It never panics, whatever p holds.
+func decodeRecord(p []byte, rels map[uint32]*change.Relation, a *blocks) (Record, error) {
+	d := decoder{b: p, a: a}
 	rec := Record{Type: RecordType(d.byte()), Seq: d.uvarint()}
 	switch rec.Type {
 	case RecordSchema:
@@ -361,12 +363,11 @@ func decodeRelation(d *decoder) *change.Relation {
 }
 
 func decodeTx(d *decoder) *change.Tx {
-	tx := &change.Tx{
-		XID:       d.uint32(),
-		FinalLSN:  change.LSN(d.uvarint()),
-		CommitLSN: change.LSN(d.uvarint()),
-		EndLSN:    change.LSN(d.uvarint()),
-	}
+	tx := d.a.tx()
+	tx.XID = d.uint32()
+	tx.FinalLSN = change.LSN(d.uvarint())
+	tx.CommitLSN = change.LSN(d.uvarint())
+	tx.EndLSN = change.LSN(d.uvarint())
 	switch d.byte() {
 	case 0:
 	case 1:
@@ -384,7 +385,8 @@ func decodeTx(d *decoder) *change.Tx {
 }
 
 func decodeChange(d *decoder, rels map[uint32]*change.Relation) *change.Change {
-	c := &change.Change{Op: change.Op(d.byte()), LSN: change.LSN(d.uvarint())}
+	c := d.a.change()
+	c.Op, c.LSN = change.Op(d.byte()), change.LSN(d.uvarint())
 	switch c.Op {
 	case change.OpInsert, change.OpUpdate, change.OpDelete:
 		oid := d.uint32()
@@ -438,7 +440,7 @@ func decodeRow(d *decoder, columns int) change.Row {
 		d.fail("row has %d values, relation has %d columns", n, columns)
 		return nil
 	}
-	row := make(change.Row, n)
+	row := d.a.row(n)
 	for i := range row {
 		k := change.ValueKind(d.byte())
 		switch k {

@@ -161,12 +161,17 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add(s)
 	}
 	rels := fuzzRelations()
+	var a blocks // shared across inputs, as a Reader's across records
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rec, err := decodeRecord(data, rels)
+		rec, err := decodeRecord(data, rels, nil)
+		// Carved from blocks, the same record, error for error.
+		fromBlocks, berr := decodeRecord(a.copyBytes(data), rels, &a)
+		require.Equal(t, fmt.Sprint(err), fmt.Sprint(berr))
 		if err != nil {
 			return
 		}
-		again, err := decodeRecord(encodeRecord(rec), rels)
+		require.Equal(t, rec, fromBlocks)
+		again, err := decodeRecord(encodeRecord(rec), rels, nil)
 		require.NoError(t, err)
 		require.Equal(t, rec, again)
 	})

@@ -102,7 +102,8 @@ type Record struct {
 	// Change is set for CHANGE and MESSAGE (Op OpMessage). Its Relation (and
 	// Truncate.Relations) point to the latest SCHEMA read for that OID; those
 	// Relations are shared between records and must not be modified. Value
-	// data aliases a buffer owned by this record.
+	// data aliases memory the Reader shares between neighbouring records
+	// but never reuses: a record stays valid as long as it is kept.
 	Change *change.Change
 }
 

@@ -64,6 +64,7 @@ type Reader struct {
 	sysID   uint64
 	haveSys bool
 	schemas map[uint32]*change.Relation
+	blocks  blocks // memory of the records returned
 	closed  bool
 	// spec is set while records past Limit have been returned that Limit
 	// does not cover yet; specGen is the writer's generation then.
@@ -277,9 +278,9 @@ func (r *Reader) record(p []byte) (rec Record, ok bool, err error) {
 	if t == RecordChange || t == RecordMessage {
 		// Values alias the payload: give the record its own copy of the
 		// reader's buffer.
-		p = slices.Clone(p)
+		p = r.blocks.copyBytes(p)
 	}
-	rec, err = decodeRecord(p, r.schemas)
+	rec, err = decodeRecord(p, r.schemas, &r.blocks)
 	if err != nil {
 		return Record{}, false, r.corrupt(r.off, err.Error())
 	}

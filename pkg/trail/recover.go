@@ -207,7 +207,7 @@ func recoverRecord(p []byte, rels map[uint32]*change.Relation) (Record, error) {
 	}
 	switch t {
 	case RecordSchema, RecordBegin, RecordCommit:
-		return decodeRecord(p, rels)
+		return decodeRecord(p, rels, nil)
 	case RecordChange, RecordMessage:
 		return Record{Type: t, Seq: seq}, nil
 	}

@@ -73,7 +73,7 @@ func findCommit(b []byte, base int64, seed uint32, badOff int64, badSeq uint64) 
 		if crc32.Update(crc32.Update(seed, castagnoli, b[i:i+4]), castagnoli, p) != binary.LittleEndian.Uint32(b[i+4:]) {
 			continue
 		}
-		rec, err := decodeRecord(p, nil)
+		rec, err := decodeRecord(p, nil, nil)
 		if err != nil || rec.Seq <= badSeq {
 			continue
 		}

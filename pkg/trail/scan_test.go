@@ -93,7 +93,7 @@ func FuzzFindCommit(f *testing.F) {
 		require.Zero(t, off%8)
 		i := off - base
 		n := int64(binary.LittleEndian.Uint32(b[i:]))
-		rec, err := decodeRecord(b[i+frameHeader:i+frameHeader+n], nil)
+		rec, err := decodeRecord(b[i+frameHeader:i+frameHeader+n], nil, nil)
 		require.NoError(t, err)
 		require.Equal(t, RecordCommit, rec.Type)
 		require.Equal(t, seq, rec.Seq)

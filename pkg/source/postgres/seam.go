@@ -23,7 +23,9 @@ import (
 //   - rule 4: Start refuses a slot whose confirmed_flush_lsn is past what
 //     the trail holds (source.ErrAhead);
 //   - rule 6: receiving and status updates happen on the caller's one
-//     goroutine; decoded events own their bytes (the decoder copies).
+//     goroutine. A Change event borrows (decode.NewBorrowing): its values
+//     alias the received message until the next Next, which capture never
+//     calls before the change is in the trail's buffer.
 type Stream struct {
 	src *Source
 	dec *decode.Decoder
@@ -75,7 +77,7 @@ func NewOpener(cfg Config, log *slog.Logger) source.Opener {
 		if err != nil {
 			return nil, source.Identity{}, err
 		}
-		st := &Stream{src: src, dec: decode.New(), log: log, spool: newSpool(src.cfg.SpoolDir),
+		st := &Stream{src: src, dec: decode.NewBorrowing(), log: log, spool: newSpool(src.cfg.SpoolDir),
 			lastTimeline: lastTimeline, timelineFile: timelineFile}
 		return st, source.Identity{Kind: "postgres", SystemID: src.SystemID}, nil
 	}
