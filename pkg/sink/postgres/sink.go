@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +56,13 @@ type Config struct {
 	DSQL DSQLConfig
 	// Citus tunes FlavorCitus (citus.go).
 	Citus CitusConfig
+	// SyncCommit commits every batch synchronously (the target's own
+	// synchronous_commit). Default false: on FlavorPostgres, batches commit
+	// with synchronous_commit = off, like a logical replication
+	// subscriber's apply worker, and a position counts as durable (Durable:
+	// reported applied, trail purge, source acknowledgement) only once the
+	// target's WAL is flushed past its commit (commit.go).
+	SyncCommit bool
 
 	now       func() time.Time                                       // tests: the clock; default time.Now
 	tokenFunc func(context.Context, *pgx.ConnConfig) (string, error) // tests: DSQL token source
@@ -106,14 +112,22 @@ type Sink struct {
 	// statements counts data statements (DML, COPY, TRUNCATE), for tests.
 	statements int
 
+	// async: batches commit asynchronously (commit.go); waits are the
+	// committed positions not yet known durable, oldest first; durable is
+	// the last position known durable.
+	async   bool
+	waits   []commitWait
+	durable sink.Position
+
 	pcfg        *pgx.ConnConfig // the parsed DSN, without any IAM token
 	connectedAt time.Time       // when conn was opened
 	dsql        *dsqlState      // FlavorDSQL's chunk progress; nil otherwise
 }
 
 var (
-	_ sink.Sink          = (*Sink)(nil)
-	_ sink.PositionStore = (*Sink)(nil)
+	_ sink.Sink           = (*Sink)(nil)
+	_ sink.PositionStore  = (*Sink)(nil)
+	_ sink.AsyncCommitter = (*Sink)(nil)
 )
 
 // New connects to the target, makes the session a replica session
@@ -174,7 +188,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 		s.conn.Close(context.WithoutCancel(ctx))
 		return nil, classify(s.errorf("%w", err), s.conn.IsClosed())
 	}
-	s.log.Info("postgres sink connected", "target", s.desc, "checkpoint_table", cfg.CheckpointTable)
+	s.setupAsync(ctx)
+	s.log.Info("postgres sink connected", "target", s.desc, "checkpoint_table", cfg.CheckpointTable,
+		"async_commit", s.async)
 	return s, nil
 }
 
@@ -243,14 +259,20 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 		}
 	}()
 	if s.dsqlMode() {
-		return s.applyDSQL(ctx, b)
+		if err := s.applyDSQL(ctx, b); err != nil {
+			return err
+		}
+		if !b.Partial {
+			s.committed(b.Position, 0, 0) // synchronous: durable now
+		}
+		return nil
 	}
 	steps, err := buildPlan(b.Txs)
 	if err != nil {
 		return err
 	}
 	if s.tx == nil {
-		if s.tx, err = s.conn.Begin(ctx); err != nil {
+		if s.tx, err = s.conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: s.beginSQL()}); err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
 	}
@@ -265,15 +287,7 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 	// Crash safety: the position is written in the transaction that holds
 	// the batch's rows, so after a crash at any instant the target has
 	// either both or neither, and apply resumes after exactly what it has.
-	if err := s.storePosition(ctx, b.Position); err != nil {
-		return err
-	}
-	err = s.tx.Commit(ctx)
-	s.tx, s.ddl = nil, false
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return s.commit(ctx, b.Position)
 }
 
 // rollback ends the open transaction after an error, if the connection still
@@ -295,21 +309,6 @@ func (s *Sink) rollback(ctx context.Context) {
 	}
 }
 
-// storePosition upserts the sink's checkpoint row in the open transaction.
-func (s *Sink) storePosition(ctx context.Context, p sink.Position) error {
-	if p.Seq > math.MaxInt64 {
-		return fmt.Errorf("position seq %d does not fit the checkpoint table's bigint", p.Seq)
-	}
-	_, err := s.tx.Exec(ctx, "INSERT INTO "+s.checkpoint+` AS c (name, seq, end_lsn, updated_at)
-VALUES ($1, $2, $3::text::pg_lsn, now())
-ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn, updated_at = EXCLUDED.updated_at`,
-		s.cfg.Name, int64(p.Seq), p.EndLSN.String())
-	if err != nil {
-		return fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
-	}
-	return nil
-}
-
 // Position returns the position of the last committed batch, the zero
 // Position when the sink has not committed one yet.
 func (s *Sink) Position(ctx context.Context) (sink.Position, error) {
@@ -321,24 +320,13 @@ func (s *Sink) Position(ctx context.Context) (sink.Position, error) {
 		if err != nil {
 			return p, classify(s.errorf("%w", err), s.conn.IsClosed())
 		}
+		s.committed(p, 0, 0)
 		return p, nil
 	}
-	var (
-		seq int64
-		lsn string
-		p   sink.Position
-	)
-	err := s.conn.QueryRow(ctx, "SELECT seq, end_lsn::text FROM "+s.checkpoint+" WHERE name = $1", s.cfg.Name).Scan(&seq, &lsn)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return p, nil
-	}
+	p, err := s.readPosition(ctx)
 	if err != nil {
 		return p, classify(s.errorf("reading position from %s: %w", s.cfg.CheckpointTable, err), s.conn.IsClosed())
 	}
-	if p.EndLSN, err = change.ParseLSN(lsn); err != nil {
-		return p, s.errorf("reading position from %s: %w", s.cfg.CheckpointTable, err)
-	}
-	p.Seq = uint64(seq)
 	return p, nil
 }
 
