@@ -67,3 +67,10 @@ func TestFlavorErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestAsyncCommitIsForPostgresSinks(t *testing.T) {
+	_, err := Parse([]byte("source: {dsn: x}\ntrail: {dir: /t}\nsinks:\n  - name: k\n    kind: kafka\n    brokers: [b:9092]\n    async_commit: false\n"))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "sinks[k].async_commit (line ")
+	require.Contains(t, err.Error(), "is for postgres sinks, this one is kafka")
+}
