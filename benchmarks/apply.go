@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"maps"
 	"os"
 	"os/exec"
 	"time"
@@ -74,17 +75,18 @@ const fillSingle = `CREATE PROCEDURE fill_single(n int) LANGUAGE plpgsql AS $$
 	BEGIN FOR i IN 1..n LOOP INSERT INTO single VALUES (i, 'v' || i); COMMIT; END LOOP; END $$`
 
 // startPairs starts a cdcd pair and a native (publication + subscription)
-// pair with the same schema; prepare runs on all four servers first.
-func startPairs(ctx context.Context, e *Env, srv *servers, prepare func(c *pgtest.Cluster, target bool) error) (cd, nat *pair, err error) {
+// pair with the same schema, all four servers with conf; prepare runs on
+// each first.
+func startPairs(ctx context.Context, e *Env, srv *servers, conf map[string]string, prepare func(c *pgtest.Cluster, target bool) error) (cd, nat *pair, err error) {
 	cd, nat = &pair{name: "cdcd"}, &pair{name: "native"}
 	for _, x := range []struct {
 		p    *pair
 		name string
 	}{{cd, "cdcd"}, {nat, "native"}} {
-		if x.p.src, err = srv.start(ctx, x.name+"-src", benchConf); err != nil {
+		if x.p.src, err = srv.start(ctx, x.name+"-src", conf); err != nil {
 			return nil, nil, err
 		}
-		if x.p.dst, err = srv.start(ctx, x.name+"-dst", benchConf); err != nil {
+		if x.p.dst, err = srv.start(ctx, x.name+"-dst", conf); err != nil {
 			return nil, nil, err
 		}
 		for i, c := range []*pgtest.Cluster{x.p.src, x.p.dst} {
@@ -114,16 +116,41 @@ func startPairs(ctx context.Context, e *Env, srv *servers, prepare func(c *pgtes
 
 // benchApply: PG → PG end to end, cdcd (capture → trail → apply) vs native
 // logical replication (which applies inside the server, in C). Each pair has
-// its own two servers; the pairs run one after the other, alternating.
+// its own two servers; the pairs run one after the other, alternating. It
+// runs once per fsync setting of Sizes.Fsync: with fsync on, as on a real
+// server, a synchronous commit waits for the disk — native's apply worker
+// commits asynchronously, and so does cdcd's postgres sink by default.
 func benchApply(ctx context.Context, e *Env, res *Results) error {
+	fsync := e.Size.Fsync
+	if len(fsync) == 0 {
+		fsync = []string{"on"}
+	}
+	for _, f := range fsync {
+		log.Printf("apply: servers with fsync = %s", f)
+		if err := benchApplyFsync(ctx, e, res, f); err != nil {
+			return fmt.Errorf("fsync %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// benchApplyFsync runs the apply workloads on servers with fsync set to
+// fsync ("on": the headline keys, "off": keys suffixed .fsync-off).
+func benchApplyFsync(ctx context.Context, e *Env, res *Results, fsync string) error {
 	var srv servers
 	defer srv.stop()
+	conf := maps.Clone(benchConf)
+	conf["fsync"] = fsync
+	suffix, label := "", " (fsync "+fsync+")"
+	if fsync != "on" {
+		suffix = ".fsync-" + fsync
+	}
 	pgbench, err := pgBin("pgbench")
 	if err != nil {
 		return err
 	}
 	scale := e.Size.PgbenchScale
-	cd, nat, err := startPairs(ctx, e, &srv, func(c *pgtest.Cluster, _ bool) error {
+	cd, nat, err := startPairs(ctx, e, &srv, conf, func(c *pgtest.Cluster, _ bool) error {
 		if err := execSQL(ctx, c, applyDDL, fillSingle); err != nil {
 			return err
 		}
@@ -187,8 +214,8 @@ func benchApply(ctx context.Context, e *Env, res *Results) error {
 			record(&upd, p, time.Since(t0))
 		}
 	}
-	res.addRatio("apply.insert", fmt.Sprintf("PG→PG one %s-row INSERT tx", human(rows)), "rows/s", float64(rows), "native logical replication", 1, ins.cdcd, ins.native)
-	res.addRatio("apply.update", fmt.Sprintf("PG→PG one %s-row UPDATE tx", human(rows)), "rows/s", float64(rows), "native logical replication", 1, upd.cdcd, upd.native)
+	res.addRatio("apply.insert"+suffix, fmt.Sprintf("PG→PG one %s-row INSERT tx", human(rows))+label, "rows/s", float64(rows), "native logical replication", 1, ins.cdcd, ins.native)
+	res.addRatio("apply.update"+suffix, fmt.Sprintf("PG→PG one %s-row UPDATE tx", human(rows))+label, "rows/s", float64(rows), "native logical replication", 1, upd.cdcd, upd.native)
 
 	// (c) a backlog of single-row transactions committed while replication
 	// was stopped: from restart to applied.
@@ -210,7 +237,9 @@ func benchApply(ctx context.Context, e *Env, res *Results) error {
 			} else if err := execSQL(ctx, nat.dst, `ALTER SUBSCRIPTION native DISABLE`); err != nil {
 				return err
 			}
-			if err := execSQL(ctx, p.src, fmt.Sprintf(`CALL fill_single(%d)`, n)); err != nil {
+			// Committed before the clock starts: asynchronously, or with
+			// fsync on the fill alone would take minutes.
+			if err := execSQL(ctx, p.src, `SET synchronous_commit = off`, fmt.Sprintf(`CALL fill_single(%d)`, n)); err != nil {
 				return err
 			}
 			t0 := time.Now()
@@ -227,7 +256,7 @@ func benchApply(ctx context.Context, e *Env, res *Results) error {
 			record(&bl, p, time.Since(t0))
 		}
 	}
-	res.addRatio("apply.backlog", fmt.Sprintf("PG→PG backlog of %s single-row tx", human(n)), "tx/s", float64(n), "native logical replication", 1, bl.cdcd, bl.native)
+	res.addRatio("apply.backlog"+suffix, fmt.Sprintf("PG→PG backlog of %s single-row tx", human(n))+label, "tx/s", float64(n), "native logical replication", 1, bl.cdcd, bl.native)
 
 	// (d) the pgbench TPC-B-like mix, a fixed number of transactions on 4
 	// clients while replication runs: from the start to applied.
@@ -249,7 +278,7 @@ func benchApply(ctx context.Context, e *Env, res *Results) error {
 			record(&mix, p, time.Since(t0))
 		}
 	}
-	res.addRatio("apply.pgbench", fmt.Sprintf("PG→PG pgbench mix (4 × %d tx, while running)", perClient), "tx/s", float64(4*perClient), "native logical replication", 1, mix.cdcd, mix.native)
+	res.addRatio("apply.pgbench"+suffix, fmt.Sprintf("PG→PG pgbench mix (4 × %d tx, while running)", perClient)+label, "tx/s", float64(4*perClient), "native logical replication", 1, mix.cdcd, mix.native)
 
 	if err := cd.stopCdcd(); err != nil {
 		return err
@@ -257,7 +286,7 @@ func benchApply(ctx context.Context, e *Env, res *Results) error {
 	if err := sameTables(ctx, cd, nat); err != nil {
 		return err
 	}
-	res.Notes = append(res.Notes, fmt.Sprintf("apply: cdcd peak RSS %.0f MiB across the PG→PG workloads", float64(cd.peak)/(1<<20)))
+	res.Notes = append(res.Notes, fmt.Sprintf("apply (fsync %s): cdcd peak RSS %.0f MiB across the PG→PG workloads", fsync, float64(cd.peak)/(1<<20)))
 	return nil
 }
 

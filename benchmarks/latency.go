@@ -27,7 +27,7 @@ func benchLatency(ctx context.Context, e *Env, res *Results) error {
 	if err != nil {
 		return err
 	}
-	cd, nat, err := startPairs(ctx, e, &srv, func(c *pgtest.Cluster, target bool) error {
+	cd, nat, err := startPairs(ctx, e, &srv, benchConf, func(c *pgtest.Cluster, target bool) error {
 		ddl := `CREATE TABLE lat (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)`
 		if target {
 			ddl = `CREATE TABLE lat (id bigint PRIMARY KEY, ts timestamptz NOT NULL, pad text, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())`

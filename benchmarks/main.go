@@ -39,6 +39,7 @@ func main() {
 		reps   = flag.Int("reps", 0, "repetitions per scenario (default 3 full, 3 ci)")
 		prof   = flag.String("cpuprofile", "", "directory for CPU profiles of every cdcd process")
 		memory = flag.String("memory-rows", "", "override the memory scenario's transaction sizes, e.g. 1000000,5000000")
+		fsync  = flag.String("fsync", "on", "fsync of the apply scenario's servers: on (the headline ratios), off (keys suffixed .fsync-off), or both")
 	)
 	flag.Parse()
 	sz, ok := sizes[*size]
@@ -57,6 +58,14 @@ func main() {
 			}
 			sz.MemoryRows = append(sz.MemoryRows, n)
 		}
+	}
+	switch *fsync {
+	case "on", "off":
+		sz.Fsync = []string{*fsync}
+	case "both":
+		sz.Fsync = []string{"on", "off"}
+	default:
+		log.Fatalf("-fsync %q: use on, off or both", *fsync)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -185,6 +194,9 @@ type Sizes struct {
 	// trigger.cost: pgbench -c 2 -j 2 -T TriggerPgbenchTime on this scale.
 	TriggerPgbenchScale int
 	TriggerPgbenchTime  time.Duration
+	// Fsync lists the fsync settings ("on", "off") the apply scenario runs
+	// its servers with, one full pass each (-fsync). Default on.
+	Fsync []string
 }
 
 var sizes = map[string]Sizes{

@@ -6,6 +6,11 @@
 // Position handling, in order of preference:
 //   - a sink.PositionStore writes the batch position in the same target
 //     transaction as the data: exactly-once;
+//   - a sink.AsyncCommitter also does, but its commits become durable only
+//     later: the worker reports (Applied, Stats.Position) only what the sink
+//     calls durable, asking it again on a timer while a commit is pending,
+//     so the trail purge and `capture.ack: applied` never pass a commit a
+//     target crash could take back;
 //   - otherwise the worker stores the position in a checkpoint file after the
 //     sink accepted the batch: at-least-once (a crash between the two
 //     re-delivers the batch).
@@ -105,9 +110,19 @@ func (c Config) defaults() Config {
 // every retriable error.
 type OpenFunc func(ctx context.Context) (sink.Sink, error)
 
+// durablePoll is how often the worker asks an AsyncCommitter sink how far it
+// is durable while a committed position is not yet known durable and no
+// batch comes to tell.
+const durablePoll = 20 * time.Millisecond
+
 // Stats is a snapshot of a worker's progress.
 type Stats struct {
-	Position     sink.Position
+	// Position is the last position applied durably: committed on the sink
+	// and, for an AsyncCommitter, known durable there.
+	Position sink.Position
+	// Committed is the last position committed on the sink (visible there);
+	// ahead of Position while an asynchronous commit is not yet durable.
+	Committed    sink.Position
 	Transactions uint64
 	Rows         uint64
 	Batches      uint64
@@ -131,7 +146,7 @@ type Worker struct {
 	mu     sync.Mutex
 	stats  Stats
 	opened bool          // the sink was opened once in this process
-	pos    atomic.Uint64 // Position.Seq, lock-free for purge
+	pos    atomic.Uint64 // Position.Seq (durable), lock-free for purge
 
 	holdMu sync.Mutex
 	hold   *Hold // see Hold; nil when none
@@ -157,8 +172,8 @@ func New(cfg Config, open OpenFunc) (*Worker, error) {
 // Name is the sink's name.
 func (w *Worker) Name() string { return w.cfg.Name }
 
-// Applied is the trail sequence number of the last record applied (0 before
-// the first); records up to it may be purged as far as this sink goes.
+// Applied is the trail sequence number of the last record applied durably (0
+// before the first); records up to it may be purged as far as this sink goes.
 func (w *Worker) Applied() uint64 { return w.pos.Load() }
 
 // Stats returns a snapshot of the worker's progress. Safe for concurrent use.
@@ -231,7 +246,12 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	w.setPosition(pos)
+	async, _ := s.(sink.AsyncCommitter)
+	if async != nil {
+		w.setCommitted(pos, async.Durable())
+	} else {
+		w.setCommitted(pos, pos)
+	}
 	w.log.Info("apply starting", "seq", pos.Seq, "end_lsn", pos.EndLSN.String())
 
 	from, skipBelow, err := w.resume(ctx, pos)
@@ -265,7 +285,30 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 	}()
 
 	_, stores := s.(sink.PositionStore)
-	for batch := range queue {
+	// poll fires while a committed position is not yet known durable.
+	poll := time.NewTimer(durablePoll)
+	defer poll.Stop()
+	for {
+		var batch *sink.Batch
+		select {
+		case batch = <-queue:
+		case <-poll.C:
+			if async == nil || !w.pending() {
+				continue
+			}
+			d, err := async.RefreshDurable(ctx)
+			if err != nil {
+				return progressed, err
+			}
+			w.setDurable(d)
+			if w.pending() {
+				poll.Reset(durablePoll)
+			}
+			continue
+		}
+		if batch == nil {
+			return progressed, nil // the reader ended
+		}
 		// Shutdown: finish the batch being applied, never start another,
 		// except to complete a large transaction already begun.
 		if ctx.Err() != nil {
@@ -284,14 +327,20 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 					return progressed, fmt.Errorf("store checkpoint of sink %s: %w", w.cfg.Name, err)
 				}
 			}
-			w.applied(batch)
+			durable := batch.Position
+			if async != nil {
+				durable = async.Durable()
+			}
+			w.applied(batch, durable)
+			if w.pending() {
+				poll.Reset(durablePoll)
+			}
 		} else {
 			w.mu.Lock()
 			w.stats.Rows += uint64(batch.Rows)
 			w.mu.Unlock()
 		}
 	}
-	return progressed, nil
 }
 
 // resume finds where to read the trail for a sink at pos: after pos.Seq in
@@ -341,18 +390,46 @@ func (w *Worker) loadPosition(ctx context.Context, s sink.Sink) (sink.Position, 
 	return sink.Position{Seq: seq}, err
 }
 
-func (w *Worker) setPosition(p sink.Position) {
-	w.pos.Store(p.Seq)
-	w.mu.Lock()
-	w.stats.Position = p
-	w.mu.Unlock()
-}
-
-func (w *Worker) applied(b *sink.Batch) {
-	w.pos.Store(b.Position.Seq)
+// setCommitted records the position a session starts from, committed on the
+// sink, and how far the sink knows it durable. A position that an earlier
+// session knew durable stays so (the sink re-learns it only once its WAL
+// flush passes a newer commit) unless the sink is now behind it.
+func (w *Worker) setCommitted(committed, durable sink.Position) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.stats.Position = b.Position
+	if durable.Seq < w.stats.Position.Seq && w.stats.Position.Seq <= committed.Seq {
+		durable = w.stats.Position
+	}
+	w.stats.Committed, w.stats.Position = committed, durable
+	w.pos.Store(durable.Seq)
+}
+
+// setDurable records that the sink's commits are durable up to d.
+func (w *Worker) setDurable(d sink.Position) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if d.Seq > w.stats.Position.Seq {
+		w.stats.Position = d
+		w.pos.Store(d.Seq)
+	}
+}
+
+// pending reports a committed position not yet known durable.
+func (w *Worker) pending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats.Committed.Seq > w.stats.Position.Seq
+}
+
+// applied records a committed batch and how far the sink is durable.
+func (w *Worker) applied(b *sink.Batch, durable sink.Position) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stats.Committed = b.Position
+	if durable.Seq > w.stats.Position.Seq {
+		w.stats.Position = durable
+		w.pos.Store(durable.Seq)
+	}
 	w.stats.Batches++
 	w.stats.Rows += uint64(b.Rows)
 	for _, tx := range b.Txs {

@@ -396,3 +396,64 @@ func TestPurgedPositionIsRefused(t *testing.T) {
 	require.ErrorIs(t, err, trail.ErrPurged)
 	require.Empty(t, fs.snapshot())
 }
+
+// asyncSink is a storingSink whose commits are durable only up to flushed,
+// which the test moves (a target whose WAL flush lags its commits).
+type asyncSink struct {
+	storingSink
+	flushed *atomic.Uint64 // durable up to this Seq
+	refresh *atomic.Int64  // RefreshDurable calls
+}
+
+func (s asyncSink) Durable() sink.Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.flushed.Load(); f < s.pos.Seq {
+		return sink.Position{Seq: f}
+	}
+	return s.pos
+}
+
+func (s asyncSink) RefreshDurable(context.Context) (sink.Position, error) {
+	s.refresh.Add(1)
+	return s.Durable(), nil
+}
+
+// TestAsyncCommitReportsOnlyDurable: Applied (the trail purge's and
+// `capture.ack: applied`'s limit) and Stats.Position follow what the sink
+// calls durable, not what it committed; once the target flushes, the
+// worker learns it by asking on its own, with no new batch to tell.
+func TestAsyncCommitReportsOnlyDurable(t *testing.T) {
+	dir := t.TempDir()
+	tw := writeTrail(t, dir, 20, 2, false)
+	fs := &fakeSink{}
+	var flushed atomic.Uint64
+	var refresh atomic.Int64
+	w, err := New(Config{Name: "x", TrailDir: dir, MaxRows: 10, Durable: tw.Durable},
+		func(context.Context) (sink.Sink, error) {
+			return asyncSink{storingSink{fs}, &flushed, &refresh}, nil
+		})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	require.Eventually(t, func() bool { return w.Stats().Committed.EndLSN == tw.LastEndLSN() }, 10*time.Second, 5*time.Millisecond)
+	last := w.Stats().Committed.Seq
+	require.Greater(t, last, uint64(5))
+	before := refresh.Load()
+	require.Eventually(t, func() bool { return refresh.Load() > before+2 }, 10*time.Second, 5*time.Millisecond,
+		"while a commit is pending the worker asks the sink")
+	require.Equal(t, uint64(0), w.Applied(), "nothing is flushed: nothing is applied durably")
+	require.Equal(t, sink.Position{}, w.Stats().Position)
+
+	flushed.Store(5)
+	require.Eventually(t, func() bool { return w.Applied() == 5 }, 10*time.Second, 5*time.Millisecond)
+	flushed.Store(last)
+	require.Eventually(t, func() bool { return w.Stats().Position.EndLSN == tw.LastEndLSN() }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, last, w.Applied())
+	settled := refresh.Load()
+	require.Never(t, func() bool { return refresh.Load() > settled+1 }, 200*time.Millisecond, 10*time.Millisecond,
+		"no polling once everything committed is durable")
+	cancel()
+	require.NoError(t, <-errc)
+}

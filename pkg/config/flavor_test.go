@@ -38,6 +38,11 @@ func TestFlavorSettings(t *testing.T) {
 	f, err = Parse([]byte(flavorBase))
 	require.NoError(t, err)
 	require.Equal(t, pgsink.FlavorPostgres, PostgresSinkConfig(f.Sinks[0]).Flavor)
+	require.False(t, PostgresSinkConfig(f.Sinks[0]).SyncCommit, "asynchronous commit by default")
+
+	f, err = Parse([]byte(flavorBase + "    async_commit: false\n"))
+	require.NoError(t, err)
+	require.True(t, PostgresSinkConfig(f.Sinks[0]).SyncCommit)
 }
 
 func TestFlavorErrors(t *testing.T) {
@@ -45,6 +50,7 @@ func TestFlavorErrors(t *testing.T) {
 		{"unknown flavor", "    flavor: cockroach\n", "sinks[pg].flavor", `flavor "cockroach" is not supported: use postgres, aurora-dsql or citus`},
 		{"dsql section without the flavor", "    dsql: {region: us-east-1}\n", "sinks[pg].dsql", "is for flavor aurora-dsql, the sink's flavor is postgres"},
 		{"citus section without the flavor", "    flavor: aurora-dsql\n    citus: {reference: [a.b]}\n", "sinks[pg].citus", "is for flavor citus, the sink's flavor is aurora-dsql"},
+		{"async commit on dsql", "    flavor: aurora-dsql\n    async_commit: true\n", "sinks[pg].async_commit", "is for flavor postgres: aurora-dsql commits synchronously"},
 		{"iam with dsql", "    flavor: aurora-dsql\n    iam: {region: us-east-1}\n", "sinks[pg].iam", "is for Aurora/RDS PostgreSQL"},
 		{"password with dsql", "    flavor: aurora-dsql\n    password: x\n", "sinks[pg].password", "aurora-dsql authenticates with IAM tokens only"},
 		{"rows at the limit", "    flavor: aurora-dsql\n    dsql: {max_tx_rows: 3000}\n", "sinks[pg].dsql.max_tx_rows", "3000: must be below DSQL's 3,000 rows"},
@@ -60,4 +66,11 @@ func TestFlavorErrors(t *testing.T) {
 			require.NotContains(t, err.Error(), "\n", "one line")
 		})
 	}
+}
+
+func TestAsyncCommitIsForPostgresSinks(t *testing.T) {
+	_, err := Parse([]byte("source: {dsn: x}\ntrail: {dir: /t}\nsinks:\n  - name: k\n    kind: kafka\n    brokers: [b:9092]\n    async_commit: false\n"))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "sinks[k].async_commit (line ")
+	require.Contains(t, err.Error(), "is for postgres sinks, this one is kafka")
 }

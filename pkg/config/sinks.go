@@ -46,6 +46,10 @@ type SinkSpec struct {
 	DSQL DSQL `yaml:"dsql"`
 	// Citus tunes flavor citus.
 	Citus Citus `yaml:"citus"`
+	// AsyncCommit applies with synchronous_commit = off and reports a
+	// position applied only once the target's WAL is flushed past its
+	// commit (postgres, flavor postgres). Default true.
+	AsyncCommit *bool `yaml:"async_commit"`
 	// Batch bounds apply batches.
 	Batch Batch `yaml:"batch"`
 
@@ -358,6 +362,9 @@ func (f *File) validateSink(i int, names map[string]bool) error {
 	default:
 		return f.errAt(key+".kind", fmt.Errorf("%q is not supported: use postgres, kafka, oracle, dynamodb or stdout", s.Kind))
 	}
+	if s.Kind != "postgres" && s.AsyncCommit != nil {
+		return f.errAt(key+".async_commit", fmt.Errorf("is for postgres sinks, this one is %s", s.Kind))
+	}
 	if s.Kind != "oracle" && s.Oracle != (OracleSettings{}) {
 		return f.errAt(key+".oracle", fmt.Errorf("is for oracle sinks, this one is %s", s.Kind))
 	}
@@ -440,6 +447,7 @@ func PostgresSinkConfig(s SinkSpec) pgsink.Config {
 		CheckpointTable: s.CheckpointTable,
 		IAM:             pgsink.IAMConfig{Region: s.IAM.Region},
 		Flavor:          flavor,
+		SyncCommit:      s.AsyncCommit != nil && !*s.AsyncCommit,
 		DSQL: pgsink.DSQLConfig{
 			Region: s.DSQL.Region, MaxTxRows: s.DSQL.MaxTxRows, MaxTxBytes: int(s.DSQL.MaxTxBytes),
 			MaxTxDuration: time.Duration(s.DSQL.MaxTxDuration), ConnMaxAge: time.Duration(s.DSQL.ConnMaxAge),
@@ -466,6 +474,8 @@ func (f *File) validateFlavor(key string, s *SinkSpec) error {
 		return f.errAt(key+".dsql", fmt.Errorf("is for flavor aurora-dsql, the sink's flavor is %s", flavor))
 	case flavor != pgsink.FlavorCitus && !zeroCitus:
 		return f.errAt(key+".citus", fmt.Errorf("is for flavor citus, the sink's flavor is %s", flavor))
+	case flavor != pgsink.FlavorPostgres && s.AsyncCommit != nil && *s.AsyncCommit:
+		return f.errAt(key+".async_commit", fmt.Errorf("is for flavor postgres: %s commits synchronously", flavor))
 	}
 	if flavor != pgsink.FlavorDSQL {
 		return nil

@@ -5,6 +5,8 @@
 //   - PositionStore: the sink stores the batch position atomically with the
 //     data (exactly-once); otherwise apply keeps a checkpoint file and
 //     delivery is at-least-once.
+//   - AsyncCommitter: a PositionStore whose commits become durable after
+//     they are visible; apply reports only durable positions.
 //
 // Implementations live in sub-packages named after the technology
 // (sink/postgres, sink/stdout, …).
@@ -73,6 +75,23 @@ type PositionStore interface {
 	// Position returns the last position stored by a committed batch; the
 	// zero Position when the sink has none yet.
 	Position(ctx context.Context) (Position, error)
+}
+
+// AsyncCommitter is a PositionStore whose commits become durable some time
+// after they are visible (PostgreSQL's asynchronous commit): a target crash
+// may lose the last committed batches, position included, and apply then
+// re-applies them from the trail. Apply reports, purges the trail below and
+// acknowledges the source only up to the position the sink calls durable.
+type AsyncCommitter interface {
+	PositionStore
+	// Durable returns the last committed position known to be durable on
+	// the target, as learned by the last Apply or Position without another
+	// round trip; the zero Position while none is known.
+	Durable() Position
+	// RefreshDurable asks the target how far it is durable (one round
+	// trip when a committed position is not yet known durable) and returns
+	// Durable.
+	RefreshDurable(ctx context.Context) (Position, error)
 }
 
 // RetriableError marks an error that a retry (after backoff, from the last

@@ -26,13 +26,21 @@
 // The first Apply begins a target transaction. A batch that is not Partial
 // ends with an upsert of the sink's row in the checkpoint table (name, seq,
 // end_lsn, updated_at) and COMMIT; a Partial batch leaves the transaction
-// open for the next Apply. An error rolls everything uncommitted back.
-// Position reads the checkpoint row, so after a crash apply resumes right
-// after the last committed batch. The upsert only updates the row when it
-// is still what this sink read or wrote last: a process killed just after
-// it sent COMMIT leaves that commit running on the server, which may land
-// after the next process read the row; that process then rolls back
-// instead of applying the batch twice, and resumes from the new row.
+// open for the next Apply. The upsert, COMMIT and (with asynchronous
+// commit) the read of the target's WAL insert and flush positions share one
+// round trip. An error rolls everything uncommitted back. Position reads the
+// checkpoint row, so after a crash apply resumes right after the last
+// committed batch. The upsert only updates the row when it is still what
+// this sink read or wrote last: a process killed just after it sent COMMIT
+// leaves that commit running on the server, which may land after the next
+// process read the row; that process then rolls back instead of applying
+// the batch twice, and resumes from the new row.
+//
+// On FlavorPostgres a batch's transaction commits asynchronously
+// (synchronous_commit = off; Config.SyncCommit turns it off) and Durable
+// reports a position only once the target's WAL flush position has passed
+// the WAL insert position read after its commit, so a target crash takes
+// back only commits never reported durable (commit.go).
 //
 // # Errors
 //

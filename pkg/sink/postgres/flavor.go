@@ -117,7 +117,7 @@ func dsqlRegion(host string) string {
 // chunk marks).
 func (s *Sink) checkCheckpointTable(ctx context.Context) error {
 	if !s.dsqlMode() {
-		_, err := s.loadPosition(ctx)
+		_, err := s.readPosition(ctx)
 		return err
 	}
 	var n int

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +56,13 @@ type Config struct {
 	DSQL DSQLConfig
 	// Citus tunes FlavorCitus (citus.go).
 	Citus CitusConfig
+	// SyncCommit commits every batch synchronously (the target's own
+	// synchronous_commit). Default false: on FlavorPostgres, batches commit
+	// with synchronous_commit = off, like a logical replication
+	// subscriber's apply worker, and a position counts as durable (Durable:
+	// reported applied, trail purge, source acknowledgement) only once the
+	// target's WAL is flushed past its commit (commit.go).
+	SyncCommit bool
 
 	now       func() time.Time                                       // tests: the clock; default time.Now
 	tokenFunc func(context.Context, *pgx.ConnConfig) (string, error) // tests: DSQL token source
@@ -106,12 +112,19 @@ type Sink struct {
 	// statements counts data statements (DML, COPY, TRUNCATE), for tests.
 	statements int
 
+	// async: batches commit asynchronously (commit.go); waits are the
+	// committed positions not yet known durable, oldest first; durable is
+	// the last position known durable.
+	async   bool
+	waits   []commitWait
+	durable sink.Position
+
 	pcfg        *pgx.ConnConfig // the parsed DSN, without any IAM token
 	connectedAt time.Time       // when conn was opened
 	dsql        *dsqlState      // FlavorDSQL's chunk progress; nil otherwise
 	// stored is the checkpoint row as this sink last read or committed it;
 	// every write of the row first checks that it still is (see
-	// storePosition).
+	// positionSQL).
 	stored checkpointRow
 }
 
@@ -136,8 +149,9 @@ type checkpointRow struct {
 var errCheckpointMoved = errors.New("the checkpoint row changed since this session read it (a transaction of an earlier process committed late): resuming from the stored position")
 
 var (
-	_ sink.Sink          = (*Sink)(nil)
-	_ sink.PositionStore = (*Sink)(nil)
+	_ sink.Sink           = (*Sink)(nil)
+	_ sink.PositionStore  = (*Sink)(nil)
+	_ sink.AsyncCommitter = (*Sink)(nil)
 )
 
 // New connects to the target, makes the session a replica session
@@ -198,7 +212,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 		s.conn.Close(context.WithoutCancel(ctx))
 		return nil, classify(s.errorf("%w", err), s.conn.IsClosed())
 	}
-	s.log.Info("postgres sink connected", "target", s.desc, "checkpoint_table", cfg.CheckpointTable)
+	s.setupAsync(ctx)
+	s.log.Info("postgres sink connected", "target", s.desc, "checkpoint_table", cfg.CheckpointTable,
+		"async_commit", s.async)
 	return s, nil
 }
 
@@ -267,14 +283,20 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 		}
 	}()
 	if s.dsqlMode() {
-		return s.applyDSQL(ctx, b)
+		if err := s.applyDSQL(ctx, b); err != nil {
+			return err
+		}
+		if !b.Partial {
+			s.committed(b.Position, 0, 0) // synchronous: durable now
+		}
+		return nil
 	}
 	steps, err := buildPlan(b.Txs)
 	if err != nil {
 		return err
 	}
 	if s.tx == nil {
-		if s.tx, err = s.conn.Begin(ctx); err != nil {
+		if s.tx, err = s.conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: s.beginSQL()}); err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
 	}
@@ -289,16 +311,7 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 	// Crash safety: the position is written in the transaction that holds
 	// the batch's rows, so after a crash at any instant the target has
 	// either both or neither, and apply resumes after exactly what it has.
-	if err := s.storePosition(ctx, b.Position); err != nil {
-		return err
-	}
-	err = s.tx.Commit(ctx)
-	s.tx, s.ddl = nil, false
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	s.stored = checkpointRow{exists: true, pos: b.Position}
-	return nil
+	return s.commit(ctx, b.Position)
 }
 
 // rollback ends the open transaction after an error, if the connection still
@@ -320,70 +333,24 @@ func (s *Sink) rollback(ctx context.Context) {
 	}
 }
 
-// storePosition upserts the sink's checkpoint row in the open transaction,
-// provided the row is still as s.stored says: otherwise (errCheckpointMoved)
-// another process wrote it since this one read it, and this transaction
-// must not commit. On PostgreSQL the upsert waits for a transaction that
-// holds the row and compares with what it committed; on DSQL
-// (optimistic) the later of two such writers fails with 40001 at commit
-// and its retry sees the new row.
-func (s *Sink) storePosition(ctx context.Context, p sink.Position) error {
-	if p.Seq > math.MaxInt64 {
-		return fmt.Errorf("position seq %d does not fit the checkpoint table's bigint", p.Seq)
-	}
-	old := s.stored
-	tag, err := s.tx.Exec(ctx, "INSERT INTO "+s.checkpoint+` AS c (name, seq, end_lsn, updated_at)
-VALUES ($1, $2, $3::text::pg_lsn, now())
-ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn, updated_at = EXCLUDED.updated_at
-WHERE $4::boolean AND c.seq = $5 AND c.end_lsn = $6::text::pg_lsn`,
-		s.cfg.Name, int64(p.Seq), p.EndLSN.String(), old.exists, int64(old.pos.Seq), old.pos.EndLSN.String())
-	if err != nil {
-		return fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return sink.Retriable(fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, errCheckpointMoved))
-	}
-	return nil
-}
-
 // Position returns the position of the last committed batch, the zero
 // Position when the sink has not committed one yet.
 func (s *Sink) Position(ctx context.Context) (sink.Position, error) {
 	if s.conn == nil || s.conn.IsClosed() {
 		return sink.Position{}, sink.Retriable(s.errorf("the connection is closed: recreate the sink"))
 	}
-	load := s.loadPosition
 	if s.dsqlMode() {
-		load = s.loadMarks
-	}
-	p, err := load(ctx)
-	if err != nil {
-		return p, classify(s.errorf("%w", err), s.conn.IsClosed())
-	}
-	return p, nil
-}
-
-// loadPosition reads the checkpoint row of the plain and citus flavors
-// into s.stored.
-func (s *Sink) loadPosition(ctx context.Context) (sink.Position, error) {
-	var (
-		seq int64
-		lsn string
-		p   sink.Position
-	)
-	err := s.conn.QueryRow(ctx, "SELECT seq, end_lsn::text FROM "+s.checkpoint+" WHERE name = $1", s.cfg.Name).Scan(&seq, &lsn)
-	if errors.Is(err, pgx.ErrNoRows) {
-		s.stored = checkpointRow{}
+		p, err := s.loadMarks(ctx)
+		if err != nil {
+			return p, classify(s.errorf("%w", err), s.conn.IsClosed())
+		}
+		s.committed(p, 0, 0)
 		return p, nil
 	}
+	p, err := s.readPosition(ctx)
 	if err != nil {
-		return p, fmt.Errorf("reading position from %s: %w", s.cfg.CheckpointTable, err)
+		return p, classify(s.errorf("reading position from %s: %w", s.cfg.CheckpointTable, err), s.conn.IsClosed())
 	}
-	if p.EndLSN, err = change.ParseLSN(lsn); err != nil {
-		return p, fmt.Errorf("reading position from %s: %w", s.cfg.CheckpointTable, err)
-	}
-	p.Seq = uint64(seq)
-	s.stored = checkpointRow{exists: true, pos: p}
 	return p, nil
 }
 
