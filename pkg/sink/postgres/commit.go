@@ -143,7 +143,7 @@ func (s *Sink) commit(ctx context.Context, p sink.Position) error {
 	}
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if len(res) == 1 && errors.As(err, &pgErr) && pgErr.Code == "22012" /* division_by_zero */ {
+		if !committedIn(res) && errors.As(err, &pgErr) && pgErr.Code == "22012" /* division_by_zero */ {
 			return sink.Retriable(fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, errCheckpointMoved))
 		}
 		return fmt.Errorf("storing position %d (%s) in %s and committing: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
@@ -167,6 +167,16 @@ func (s *Sink) commit(ctx context.Context, p sink.Position) error {
 	}
 	s.committed(p, insert, flush)
 	return nil
+}
+
+// committedIn reports whether a round trip's results include a COMMIT.
+func committedIn(res []*pgconn.Result) bool {
+	for _, r := range res {
+		if r.CommandTag.String() == "COMMIT" {
+			return true
+		}
+	}
+	return false
 }
 
 // positionSQL upserts the sink's checkpoint row, its values inlined so that

@@ -208,11 +208,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 	if s.conn, err = s.connect(ctx); err != nil {
 		return nil, classify(s.errorf("%w", err), false)
 	}
+	s.setupAsync(ctx) // before setup reads the checkpoint row: durable only once flushed
 	if err := s.setup(ctx, ckSchema, ckTable); err != nil {
 		s.conn.Close(context.WithoutCancel(ctx))
 		return nil, classify(s.errorf("%w", err), s.conn.IsClosed())
 	}
-	s.setupAsync(ctx)
 	s.log.Info("postgres sink connected", "target", s.desc, "checkpoint_table", cfg.CheckpointTable,
 		"async_commit", s.async)
 	return s, nil
