@@ -227,7 +227,7 @@ func (r *Runner) plan(ctx context.Context, q *pgx.Conn, first sink.Sink, lsn cha
 	_, bulk := first.(sink.BulkLoader)
 	for _, t := range tables {
 		// Page ranges only where a restart can empty the table first.
-		ch, err := chunks(ctx, q, t, r.cfg.ChunkRows, bulk)
+		ch, err := chunks(ctx, q, t, r.cfg.chunkRows(t.Rows), bulk)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot: %w", err)
 		}
