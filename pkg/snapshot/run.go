@@ -262,6 +262,11 @@ func (r *Runner) plan(ctx context.Context, q *pgx.Conn, first sink.Sink, lsn cha
 		r.log.Info("snapshot: schema.create does not apply to this sink kind")
 	}
 	for _, t := range st.Tables {
+		// A restart empties a page-split table: only one the snapshot
+		// created, or truncates anyway, may hold rows of its own.
+		if t.pageSplit() && !t.DeferredKey && !t.Truncate {
+			t.Chunks = []Chunk{{}}
+		}
 		r.log.Info("snapshot: table planned", "source", t.Table.Source.String(), "target", t.Table.Target.String(),
 			"rows_estimate", t.Table.Rows, "chunks", len(t.Chunks), "binary", t.Binary)
 	}
