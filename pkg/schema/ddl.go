@@ -193,8 +193,9 @@ func AddPrimaryKey(ctx context.Context, conn *pgx.Conn, t *Table) error {
 
 // keySortKB is the maintenance_work_mem, in kB, that sorts t's primary key
 // in memory: per row a SortTuple (24 bytes), an index tuple (8-byte header
-// and the key, 8-aligned) and its allocation header (16), plus a quarter;
-// at least 256MB, at most 1GB (several tables may build keys at once).
+// and the key, 8-aligned) and its allocation header (16), doubled (the
+// SortTuple array grows by doubling); at least 256MB, at most 1GB (several
+// tables may build keys at once).
 func keySortKB(t *Table) int64 {
 	key := int64(0)
 	for _, k := range t.PrimaryKey {
@@ -217,7 +218,7 @@ func keySortKB(t *Table) int64 {
 		}
 	}
 	perRow := 24 + 8 + (key+7)/8*8 + 16
-	kb := max(t.Rows, 0) * perRow * 5 / 4 / 1024
+	kb := max(t.Rows, 0) * perRow * 2 / 1024
 	return min(max(kb, 256<<10), 1<<20)
 }
 

@@ -21,8 +21,8 @@ func TestKeySortKB(t *testing.T) {
 	}{
 		{"small table: the floor", table(1000, 23), 256 << 10},
 		{"unknown size: the floor", table(-1, 23), 256 << 10},
-		{"5M-row int4 key", table(5_000_000, 23), 5_000_000 * 56 * 5 / 4 / 1024},
-		{"5M-row (text, int8) key", table(5_000_000, 25, 20), 5_000_000 * 88 * 5 / 4 / 1024},
+		{"5M-row int4 key", table(5_000_000, 23), 5_000_000 * 56 * 2 / 1024},
+		{"5M-row (text, int8) key", table(5_000_000, 25, 20), 5_000_000 * 88 * 2 / 1024},
 		{"100M rows: the cap", table(100_000_000, 20), 1 << 20},
 	} {
 		if got := keySortKB(c.t); got != c.want {
