@@ -43,8 +43,12 @@ func (s *servers) start(ctx context.Context, name string, conf map[string]string
 	return c, nil
 }
 
-func (s servers) stop() {
-	for _, c := range s {
+// stop stops the servers and removes their data directories. A pointer
+// receiver: `defer srv.stop()` evaluates its receiver when the
+// defer statement runs, before any server is started, so a value receiver
+// stopped none (their data directories stayed in /tmp and filled the disk).
+func (s *servers) stop() {
+	for _, c := range *s {
 		_ = c.Stop()
 	}
 }

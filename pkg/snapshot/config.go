@@ -36,7 +36,9 @@ type Config struct {
 	Parallelism int
 	// ChunkRows is the target size of a chunk: tables with a primary key
 	// and at least twice as many rows are split into key ranges of about
-	// this many rows. Default 250000.
+	// this many rows. Default 250000, or less (not under 50000) so that a
+	// table gives each worker at least 4 chunks: workers that finish
+	// together leave no tail copied by one worker alone.
 	ChunkRows int64
 	// CreateSchema creates missing target schemas, types and tables
 	// (schema.create). Default false: they must exist.
@@ -67,6 +69,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Bar receives per-table progress bars; nil: logs every LogInterval.
 	Bar io.Writer
+
+	autoChunkRows bool // ChunkRows is the default: see chunkRows
+}
+
+// minAutoChunkRows is the smallest chunk the default ChunkRows shrinks to.
+const minAutoChunkRows = 50000
+
+// chunkRows is the chunk size for a table of rows rows.
+func (c Config) chunkRows(rows int64) int64 {
+	if !c.autoChunkRows {
+		return c.ChunkRows
+	}
+	return min(c.ChunkRows, max(rows/int64(4*c.Parallelism), minAutoChunkRows))
 }
 
 func (c Config) defaults() (Config, error) {
@@ -83,6 +98,7 @@ func (c Config) defaults() (Config, error) {
 	}
 	if c.ChunkRows <= 0 {
 		c.ChunkRows = 250000
+		c.autoChunkRows = true
 	}
 	if c.BatchRows <= 0 {
 		c.BatchRows = 5000

@@ -25,7 +25,7 @@ type job struct {
 // then finishes the tables.
 // With a bulk loader, sinks holds one sink per worker; otherwise sinks[0]
 // takes every row.
-func (r *Runner) copy(ctx context.Context, st *State, conns []*pgx.Conn, sinks []sink.Sink, pos sink.Position) error {
+func (r *Runner) copy(ctx context.Context, st *State, conns []*pgx.Conn, sinks []sink.Sink, pos sink.Position, lsn change.LSN) error {
 	first := sinks[0]
 	loader, bulk := first.(sink.BulkLoader)
 	var loaded map[string]bool
@@ -40,6 +40,11 @@ func (r *Runner) copy(ctx context.Context, st *State, conns []*pgx.Conn, sinks [
 			return loaded[chunkID(t, i)]
 		}
 		return t.done(i)
+	}
+	if r.restartTables(st, isDone, lsn) {
+		if err := r.store(); err != nil {
+			return err
+		}
 	}
 	var jobs []job
 	pending := map[*TableState]int{}
@@ -147,6 +152,45 @@ func (r *Runner) copy(ctx context.Context, st *State, conns []*pgx.Conn, sinks [
 		})
 	}
 	return g.Wait()
+}
+
+// restartTables makes every keyless table not wholly loaded copy again
+// under the current snapshot (consistent point lsn), which it then takes as
+// its own: the rows of such a table cannot be matched with the stream's
+// changes by key, so they must all come from one snapshot. A table with
+// chunks loaded under an earlier one is emptied first, in a new round of
+// chunk IDs. It reports whether any table changed; the state must then be
+// stored before the first chunk is loaded.
+func (r *Runner) restartTables(st *State, isDone func(*TableState, int) bool, lsn change.LSN) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed := false
+	for _, t := range st.Tables {
+		if len(t.Table.PrimaryKey) > 0 || t.Finished {
+			continue
+		}
+		done := 0
+		for i := range t.Chunks {
+			if isDone(t, i) {
+				done++
+			}
+		}
+		if done == len(t.Chunks) {
+			continue // loaded under the snapshot its Skip names
+		}
+		if done > 0 {
+			t.Round++
+			t.Truncate = true
+			t.Done = nil
+			r.log.Info("snapshot: keyless table partly loaded under an earlier snapshot; emptied and copied again",
+				"table", t.Table.Target.String(), "chunks_done", done, "chunks", len(t.Chunks))
+		}
+		if t.Skip != lsn.String() || done > 0 {
+			t.Skip = lsn.String()
+			changed = true
+		}
+	}
+	return changed
 }
 
 // bulkChunk copies one chunk from the source straight into the sink's bulk

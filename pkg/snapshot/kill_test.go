@@ -34,6 +34,11 @@ func TestSnapshotKill9Resume(t *testing.T) {
 		`CREATE TABLE big (id bigint PRIMARY KEY, v int NOT NULL, pad text)`,
 		`INSERT INTO big SELECT g, g % 1000, repeat('p', 50) FROM generate_series(1, 1000000) g`,
 		`ANALYZE big`,
+		// Keyless and large enough to be split into page ranges (TID
+		// range scans); copied after big, so whole under the new snapshot.
+		`CREATE TABLE nokey (a int, b text)`,
+		`INSERT INTO nokey SELECT g, 'k' || g FROM generate_series(1, 120000) g`,
+		`ANALYZE nokey`,
 	)
 	dir := t.TempDir()
 	trailDir := filepath.Join(dir, "trail")
@@ -53,6 +58,19 @@ schema: { create: true }
 		return n, rows
 	}
 	w := startWriter(t, src, "big", 1000000)
+	stopNokey := make(chan struct{})
+	nokeyDone := make(chan struct{})
+	go func() { // inserts only: a keyless table cannot take updates
+		defer close(nokeyDone)
+		for {
+			select {
+			case <-stopNokey:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			_ = src.Exec(t.Context(), "postgres", "INSERT INTO nokey VALUES (-1, 'stream')")
+		}
+	}()
 
 	var log1 lockedBuffer
 	cmd := start(&log1)
@@ -63,7 +81,7 @@ schema: { create: true }
 	_ = cmd.Wait()
 	before, _ := chunks()
 	require.Less(t, before, int64(20), "killed before the snapshot finished")
-	t.Logf("killed with %d of 20 chunks loaded", before)
+	t.Logf("killed with %d of 23 chunks loaded", before)
 
 	var log2 lockedBuffer
 	cmd = start(&log2)
@@ -83,6 +101,8 @@ schema: { create: true }
 	}
 	require.NoError(t, stateErr)
 	n := w.stop(t)
+	close(stopNokey)
+	<-nokeyDone
 	mark := src.MarkerT(t)
 	if !assert.Eventually(t, func() bool {
 		var lsn string
@@ -98,10 +118,14 @@ schema: { create: true }
 	require.NoError(t, cmd.Wait(), "a clean stop exits 0: %s", log2.String())
 
 	total, rows := chunks()
-	require.Equal(t, int64(20), total, "every chunk recorded exactly once")
+	require.Equal(t, int64(23), total, "every chunk recorded exactly once (big's 20 key ranges, nokey's 3 page ranges)")
+	var pageChunks int64
+	require.NoError(t, dst.QueryRow(`SELECT count(*) FROM cdcd.snapshot_chunks WHERE chunk LIKE 'public.nokey#%'`, &pageChunks))
+	require.Equal(t, int64(3), pageChunks, "nokey split into page ranges")
 	require.Contains(t, log2.String(), "chunks copied before are not copied again")
 	require.Contains(t, log2.String(), "snapshot: resuming")
 	requireSame(t, src, dst, "big", "id")
+	requireSame(t, src, dst, "nokey", "a, b")
 	t.Logf("resumed: %d chunks loaded before the kill were skipped; %d rows copied in all; %d writes during the test; target equals source", before, rows, n)
 }
 

@@ -106,9 +106,17 @@ func sourceKey(t *schema.Table) (names, types []string) {
 
 // chunks splits a table with a primary key into key ranges of about
 // chunkRows rows: arithmetic over min..max for a single integer key, else
-// quantiles of a row sample. Small and keyless tables are one chunk.
-func chunks(ctx context.Context, q *pgx.Conn, t *schema.Table, chunkRows int64) ([]Chunk, error) {
-	if len(t.PrimaryKey) == 0 || t.Rows < 2*chunkRows {
+// quantiles of a row sample. A keyless table is split into ranges of heap
+// pages when pageRanges is set (see pageChunks), else it is one chunk, as
+// are small tables.
+func chunks(ctx context.Context, q *pgx.Conn, t *schema.Table, chunkRows int64, pageRanges bool) ([]Chunk, error) {
+	if t.Rows < 2*chunkRows {
+		return []Chunk{{}}, nil
+	}
+	if len(t.PrimaryKey) == 0 {
+		if pageRanges {
+			return pageChunks(ctx, q, t, chunkRows)
+		}
 		return []Chunk{{}}, nil
 	}
 	n := (t.Rows + chunkRows - 1) / chunkRows
@@ -186,6 +194,36 @@ func chunks(ctx context.Context, q *pgx.Conn, t *schema.Table, chunkRows int64) 
 	return append(out, Chunk{Lo: prev}), nil
 }
 
+// pageChunks splits t into ranges of heap pages holding about chunkRows
+// rows each, read with TID range scans (PostgreSQL 14+; older servers get
+// one chunk). The last range is open-ended. Rows do not keep their pages
+// across snapshots (an update writes a new version elsewhere), so such
+// chunks are exact only under the snapshot they were planned in: a table
+// split so is copied again whole when a copy resumes under a new one
+// (Runner.restartTables). Only keyless tables, which resume so anyway,
+// are split this way.
+func pageChunks(ctx context.Context, q *pgx.Conn, t *schema.Table, chunkRows int64) ([]Chunk, error) {
+	var version, pages int64
+	if err := q.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, pg_relation_size($1::regclass) / current_setting('block_size')::int",
+		sourceName(t)).Scan(&version, &pages); err != nil {
+		return nil, fmt.Errorf("size of %s: %w", t.Source, err)
+	}
+	n := (t.Rows + chunkRows - 1) / chunkRows
+	if version < 140000 || pages < 2*n {
+		return []Chunk{{}}, nil
+	}
+	per := (pages + n - 1) / n
+	var out []Chunk
+	for from := int64(0); from < pages; from += per {
+		c := Chunk{FromPage: from, ToPage: from + per, Pages: true}
+		if c.ToPage >= pages {
+			c.ToPage = 0 // to the end: pages added since are the last chunk's
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
 func slicesEqual(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
@@ -206,6 +244,14 @@ func copySQL(t *TableState, c Chunk, where string) string {
 		cols[i] = pgx.Identifier{col.Source}.Sanitize()
 	}
 	var conds []string
+	if c.Pages {
+		if c.FromPage > 0 {
+			conds = append(conds, fmt.Sprintf("ctid >= '(%d,0)'::tid", c.FromPage))
+		}
+		if c.ToPage > 0 {
+			conds = append(conds, fmt.Sprintf("ctid < '(%d,0)'::tid", c.ToPage))
+		}
+	}
 	if c.Lo != nil || c.Hi != nil {
 		names, types := sourceKey(tbl)
 		key := make([]string, len(names))

@@ -9,7 +9,8 @@
 // before it (mapping.Wrap). Apply starts only once the snapshot is complete.
 //
 // Parallelism: tables with a primary key and at least 2×ChunkRows rows are
-// split into key ranges; Parallelism workers, each holding a source
+// split into key ranges, keyless ones (for bulk-loading sinks) into ranges
+// of heap pages; Parallelism workers, each holding a source
 // transaction on the same snapshot, COPY chunks (binary where the types
 // allow) and load them through the sink's bulk path — for PostgreSQL, COPY
 // into the target — or, for other sinks, as batches of snapshot rows
@@ -24,8 +25,13 @@
 // consistent point re-applied over it converges, since every change is
 // applied idempotently by key and rows never move between key ranges
 // (unless their key changes, which the stream replays as delete + insert);
-// a table without a key is a single chunk and takes the new snapshot's
-// consistent point as its own.
+// a table without a key (where a row's copy cannot be told from the
+// stream's) is copied again whole under the new snapshot, emptied first
+// when some of it was loaded, and takes that snapshot's consistent point
+// as its own. Large keyless tables are split into ranges of heap pages
+// (TID range scans) for the parallel copy; rows move between pages when
+// updated, so such ranges hold only under one snapshot — which is all a
+// keyless table needs.
 package snapshot
 
 import (
@@ -152,14 +158,6 @@ func (r *Runner) Run(ctx context.Context) error {
 		if st, err = r.plan(ctx, conns[0], first, exp.LSN); err != nil {
 			return err
 		}
-	} else {
-		for _, t := range st.Tables {
-			if len(t.Table.PrimaryKey) == 0 && !t.Finished {
-				// A keyless table is one chunk: if it is not loaded, it is
-				// copied whole under the new snapshot and takes its point.
-				t.Skip = exp.LSN.String()
-			}
-		}
 	}
 	r.mu.Lock()
 	r.state = st
@@ -172,7 +170,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	if err := r.copy(ctx, st, conns, sinks, pos); err != nil {
+	if err := r.copy(ctx, st, conns, sinks, pos, exp.LSN); err != nil {
 		return err
 	}
 	r.mu.Lock() // Progress reads it concurrently (the status endpoint)
@@ -226,14 +224,15 @@ func (r *Runner) plan(ctx context.Context, q *pgx.Conn, first sink.Sink, lsn cha
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	st := &State{ID: fmt.Sprintf("%s@%d", lsn, time.Now().Unix()), LSN: lsn.String()}
+	_, bulk := first.(sink.BulkLoader)
 	for _, t := range tables {
-		ch, err := chunks(ctx, q, t, r.cfg.ChunkRows)
+		// Page ranges only where a restart can empty the table first.
+		ch, err := chunks(ctx, q, t, r.cfg.chunkRows(t.Rows), bulk)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot: %w", err)
 		}
 		st.Tables = append(st.Tables, &TableState{Table: t, Skip: lsn.String(), Chunks: ch, Truncate: r.cfg.Mode == ModeAlways})
 	}
-	_, bulk := first.(sink.BulkLoader)
 	sc, canCreate := first.(sink.SchemaCreator)
 	if canCreate {
 		// A sink without bulk load (Oracle) creates its tables with their
@@ -263,6 +262,11 @@ func (r *Runner) plan(ctx context.Context, q *pgx.Conn, first sink.Sink, lsn cha
 		r.log.Info("snapshot: schema.create does not apply to this sink kind")
 	}
 	for _, t := range st.Tables {
+		// A restart empties a page-split table: only one the snapshot
+		// created, or truncates anyway, may hold rows of its own.
+		if t.pageSplit() && !t.DeferredKey && !t.Truncate {
+			t.Chunks = []Chunk{{}}
+		}
 		r.log.Info("snapshot: table planned", "source", t.Table.Source.String(), "target", t.Table.Target.String(),
 			"rows_estimate", t.Table.Rows, "chunks", len(t.Chunks), "binary", t.Binary)
 	}

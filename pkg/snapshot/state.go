@@ -50,12 +50,27 @@ type TableState struct {
 	Finished bool `json:"finished,omitempty"`
 	// Binary: the chunks are copied in COPY's binary format.
 	Binary bool `json:"binary,omitempty"`
+	// Round counts the restarts of a table split into page ranges: each
+	// copies the whole table again, truncating it first, under new chunk
+	// IDs (see Runner.restartTables).
+	Round int `json:"round,omitempty"`
 }
 
-// Chunk is a primary-key range [Lo, Hi) in text form; nil is unbounded.
+// pageSplit reports a table split into page ranges.
+func (t *TableState) pageSplit() bool {
+	return len(t.Chunks) > 1 && t.Chunks[0].Pages
+}
+
+// Chunk is a primary-key range [Lo, Hi) in text form (nil is unbounded),
+// or, with Pages set, the rows in heap pages [FromPage, ToPage) (ToPage 0
+// is unbounded).
 type Chunk struct {
 	Lo []string `json:"lo,omitempty"`
 	Hi []string `json:"hi,omitempty"`
+	// Pages: the chunk is a range of heap pages (a keyless table's).
+	Pages    bool  `json:"pages,omitempty"`
+	FromPage int64 `json:"from_page,omitempty"`
+	ToPage   int64 `json:"to_page,omitempty"`
 }
 
 func statePath(dir, sinkName string) string {
@@ -117,7 +132,15 @@ func (t *TableState) done(i int) bool {
 }
 
 func chunkID(t *TableState, i int) string {
+	if t.Round > 0 {
+		return fmt.Sprintf("%s#r%d.%d", t.Table.Target, t.Round, i)
+	}
 	return fmt.Sprintf("%s#%d", t.Table.Target, i)
 }
 
-func truncateID(t *TableState) string { return t.Table.Target.String() + "#truncate" }
+func truncateID(t *TableState) string {
+	if t.Round > 0 {
+		return fmt.Sprintf("%s#r%d.truncate", t.Table.Target, t.Round)
+	}
+	return t.Table.Target.String() + "#truncate"
+}

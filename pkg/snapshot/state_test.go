@@ -1,11 +1,14 @@
 package snapshot
 
 import (
+	"context"
 	"os"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 // TestStateOwnerOnly: the state file in the trail directory is 0600 whatever
@@ -24,4 +27,17 @@ func TestStateOwnerOnly(t *testing.T) {
 	got, err := LoadState(dir, "s")
 	require.NoError(t, err)
 	require.Equal(t, "x", got.ID)
+}
+
+// TestChunkRows: the default chunk size shrinks so that each worker gets at
+// least 4 chunks of a table, down to 50000 rows; a configured one holds.
+func TestChunkRows(t *testing.T) {
+	def, err := Config{StateDir: "d", Sink: "s", Open: func(context.Context) (sink.Sink, error) { return nil, nil }, Parallelism: 2}.defaults()
+	require.NoError(t, err)
+	require.Equal(t, int64(125000), def.chunkRows(1_000_000), "8 chunks for 2 workers")
+	require.Equal(t, int64(250000), def.chunkRows(5_000_000), "the default where it gives enough")
+	require.Equal(t, int64(50000), def.chunkRows(100_000), "not under 50000")
+	set := def
+	set.ChunkRows, set.autoChunkRows = 300000, false
+	require.Equal(t, int64(300000), set.chunkRows(1_000_000))
 }
