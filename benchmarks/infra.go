@@ -43,8 +43,11 @@ func (s *servers) start(ctx context.Context, name string, conf map[string]string
 	return c, nil
 }
 
-func (s servers) stop() {
-	for _, c := range s {
+// stop has a pointer receiver: `defer srv.stop()` runs before any start,
+// and a value receiver would see that empty slice (servers leaked their
+// data directories in /tmp).
+func (s *servers) stop() {
+	for _, c := range *s {
 		_ = c.Stop()
 	}
 }
