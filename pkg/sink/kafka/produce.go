@@ -140,7 +140,7 @@ func (s *Sink) headers(txh []kgo.RecordHeader, seq int, op byte) []kgo.RecordHea
 	h := s.mem.headers(n)
 	copy(h, txh)
 	i := len(txh)
-	h[i] = kgo.RecordHeader{Key: "cdcd.tx_seq", Value: s.mem.copy(strconv.AppendInt(s.mem.scratch[:0], int64(seq), 10))}
+	h[i] = kgo.RecordHeader{Key: "cdcd.tx_seq", Value: s.mem.end(strconv.AppendInt(s.mem.begin(), int64(seq), 10))}
 	if plain {
 		i++
 		h[i] = kgo.RecordHeader{Key: "cdcd.op", Value: opBytes[op]}
@@ -213,10 +213,9 @@ func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
 // acknowledged. Chunks are never reused: a full chunk is dropped and the
 // garbage collector frees it once kgo has released every record in it.
 type arena struct {
-	buf     []byte
-	recs    []kgo.Record
-	hdrs    []kgo.RecordHeader
-	scratch []byte
+	buf  []byte
+	recs []kgo.Record
+	hdrs []kgo.RecordHeader
 }
 
 const arenaChunk = 1 << 20
