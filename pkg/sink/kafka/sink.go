@@ -203,6 +203,7 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) error {
 	if err := s.produceErr(); err != nil {
 		return s.fail(ctx, "produce", err)
 	}
+	s.mem.release() // every record is acknowledged: its memory is free
 	if s.eos {
 		s.inTxn = false
 		if err := s.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
