@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,14 +149,19 @@ func timeEndToEnd(b *testing.B, pg *pgtest.Cluster, k *kafkatest.Cluster, slot, 
 
 // BenchmarkKafkaSink measures the sink alone: an apply worker producing a
 // prepared trail (no PostgreSQL) to kfake with each compression setting,
-// exactly-once. MB/s counts record keys and values.
+// exactly-once. MB/s counts record keys and values. cpu_us/event and
+// allocs/event are the whole process's (worker, sink, kgo and kfake): on a
+// shared machine they move less than the rates do.
 //
-//	CDCD_BENCH_ROWS (default 200000), CDCD_BENCH_TXROWS (default 100)
+//	CDCD_BENCH_ROWS (default 200000), CDCD_BENCH_TXROWS (default 100),
+//	CDCD_BENCH_MAXROWS (rows per batch = Kafka transaction; default 10000;
+//	200 is about what a live pipeline that keeps up with capture sends)
 //
 // go test -run '^$' -bench KafkaSink -benchtime 1x ./pkg/sink/kafka
 func BenchmarkKafkaSink(b *testing.B) {
 	rows := envInt("CDCD_BENCH_ROWS", 200000)
 	txRows := envInt("CDCD_BENCH_TXROWS", 100)
+	maxRows := envInt("CDCD_BENCH_MAXROWS", 10000)
 	dir := b.TempDir()
 	last := prepareTrail(b, dir, rows, txRows)
 	k := kafkatest.Start(b, kafkatest.Options{})
@@ -171,7 +178,7 @@ func BenchmarkKafkaSink(b *testing.B) {
 			}
 			var s *kafka.Sink
 			kc := kafka.Config{Name: name, Brokers: k.Addrs(), Topic: name + ".{table}", Compression: kcomp}
-			w, err := apply.New(apply.Config{Name: name, TrailDir: dir, Logger: testLogger()}, func(ctx context.Context) (sink.Sink, error) {
+			w, err := apply.New(apply.Config{Name: name, TrailDir: dir, MaxRows: maxRows, Logger: testLogger()}, func(ctx context.Context) (sink.Sink, error) {
 				var err error
 				s, err = kafka.New(ctx, kc, testLogger())
 				return s, err
@@ -179,6 +186,9 @@ func BenchmarkKafkaSink(b *testing.B) {
 			require.NoError(b, err)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			cpu0 := processCPU()
 			start := time.Now()
 			go func() { done <- w.Run(ctx) }()
 			for w.Applied() < last {
@@ -189,6 +199,8 @@ func BenchmarkKafkaSink(b *testing.B) {
 				}
 			}
 			d := time.Since(start)
+			cpu := processCPU() - cpu0
+			runtime.ReadMemStats(&m1)
 			st := s.Stats()
 			cancel()
 			require.NoError(b, <-done)
@@ -199,8 +211,13 @@ func BenchmarkKafkaSink(b *testing.B) {
 			mbs := float64(st.Bytes) / d.Seconds() / 1e6
 			b.ReportMetric(evs, comp+"_events/s")
 			b.ReportMetric(mbs, comp+"_MB/s")
-			b.Logf("sink alone, compression %-6s: %d events in %v: %.0f events/s, %.1f MB/s (%d records, %d bytes, %d transactions)",
-				comp, rows, d.Round(time.Millisecond), evs, mbs, st.Records, st.Bytes, st.Transactions)
+			cpuEv := float64(cpu.Microseconds()) / float64(rows)
+			allocsEv := float64(m1.Mallocs-m0.Mallocs) / float64(rows)
+			b.ReportMetric(cpuEv, comp+"_cpu_us/event")
+			b.ReportMetric(allocsEv, comp+"_allocs/event")
+			b.Logf("sink alone, compression %-6s: %d events in %v: %.0f events/s, %.1f MB/s, %.2f µs CPU and %.1f allocs (%.0f B) per event (%d records, %d bytes, %d transactions)",
+				comp, rows, d.Round(time.Millisecond), evs, mbs, cpuEv, allocsEv, float64(m1.TotalAlloc-m0.TotalAlloc)/float64(rows),
+				st.Records, st.Bytes, st.Transactions)
 		}
 	}
 }
@@ -238,6 +255,15 @@ func prepareTrail(b *testing.B, dir string, rows, txRows int) uint64 {
 	last := w.NextSeq() - 1
 	require.NoError(b, w.Close())
 	return last
+}
+
+// processCPU is the user + system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func median(ds []time.Duration) time.Duration {

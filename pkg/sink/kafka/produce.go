@@ -140,7 +140,7 @@ func (s *Sink) headers(txh []kgo.RecordHeader, seq int, op byte) []kgo.RecordHea
 	h := s.mem.headers(n)
 	copy(h, txh)
 	i := len(txh)
-	h[i] = kgo.RecordHeader{Key: "cdcd.tx_seq", Value: s.mem.copy(strconv.AppendInt(s.mem.scratch[:0], int64(seq), 10))}
+	h[i] = kgo.RecordHeader{Key: "cdcd.tx_seq", Value: s.mem.end(strconv.AppendInt(s.mem.begin(), int64(seq), 10))}
 	if plain {
 		i++
 		h[i] = kgo.RecordHeader{Key: "cdcd.op", Value: opBytes[op]}
@@ -210,23 +210,46 @@ func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
 }
 
 // arena hands out memory for records that kgo holds until they are
-// acknowledged. Chunks are never reused: a full chunk is dropped and the
-// garbage collector frees it once kgo has released every record in it.
+// acknowledged. Its chunks are reused only after release, which the sink
+// calls once a Flush has returned: kgo calls every record's promise before
+// Flush sees the record done, and touches no record after its promise.
 type arena struct {
-	buf     []byte
-	recs    []kgo.Record
-	hdrs    []kgo.RecordHeader
-	scratch []byte
+	buf  []byte
+	recs []kgo.Record
+	hdrs []kgo.RecordHeader
+	// Chunks filled since the last release, and chunks free for reuse.
+	fullBufs, freeBufs [][]byte
+	fullRecs, freeRecs [][]kgo.Record
+	fullHdrs, freeHdrs [][]kgo.RecordHeader
 }
 
-const arenaChunk = 1 << 20
+const (
+	arenaChunk = 1 << 20
+	// arenaKeep bounds the free chunks of each kind kept for reuse (about
+	// 16 MiB of values: a default-sized batch); the rest is left to the
+	// garbage collector.
+	arenaKeep = 16
+)
 
 // begin returns an empty slice to append one value to; end claims it.
 func (a *arena) begin() []byte {
 	if cap(a.buf)-len(a.buf) < 4096 {
-		a.buf = make([]byte, 0, arenaChunk)
+		a.buf = nextChunk(&a.fullBufs, &a.freeBufs, a.buf, arenaChunk)
 	}
 	return a.buf[len(a.buf):len(a.buf)]
+}
+
+// nextChunk retires cur to full and returns a reused or new empty chunk.
+func nextChunk[T any](full, free *[][]T, cur []T, size int) []T {
+	if cap(cur) > 0 {
+		*full = append(*full, cur)
+	}
+	if n := len(*free); n > 0 {
+		c := (*free)[n-1]
+		*free = (*free)[:n-1]
+		return c[:0]
+	}
+	return make([]T, 0, size)
 }
 
 // end claims b, built by appending to begin's slice. If append had to move
@@ -248,19 +271,45 @@ func (a *arena) copy(b []byte) []byte {
 
 func (a *arena) record() *kgo.Record {
 	if len(a.recs) == cap(a.recs) {
-		a.recs = make([]kgo.Record, 0, 1024)
+		a.recs = nextChunk(&a.fullRecs, &a.freeRecs, a.recs, 1024)
 	}
 	a.recs = a.recs[:len(a.recs)+1]
-	return &a.recs[len(a.recs)-1]
+	r := &a.recs[len(a.recs)-1]
+	*r = kgo.Record{} // a reused one holds kgo's fields of its last use
+	return r
 }
 
 func (a *arena) headers(n int) []kgo.RecordHeader {
 	if cap(a.hdrs)-len(a.hdrs) < n {
-		a.hdrs = make([]kgo.RecordHeader, 0, max(4096, n))
+		if n > 4096 {
+			return make([]kgo.RecordHeader, n)
+		}
+		a.hdrs = nextChunk(&a.fullHdrs, &a.freeHdrs, a.hdrs, 4096)
 	}
 	h := a.hdrs[len(a.hdrs) : len(a.hdrs)+n : len(a.hdrs)+n]
 	a.hdrs = a.hdrs[:len(a.hdrs)+n]
 	return h
+}
+
+// release makes every chunk reusable. Call it only when kgo holds no record
+// from the arena: after a successful Flush, before producing anything else.
+func (a *arena) release() {
+	a.buf, a.recs, a.hdrs = a.buf[:0], a.recs[:0], a.hdrs[:0]
+	a.freeBufs = keep(a.freeBufs, a.fullBufs)
+	a.freeRecs = keep(a.freeRecs, a.fullRecs)
+	a.freeHdrs = keep(a.freeHdrs, a.fullHdrs)
+	a.fullBufs, a.fullRecs, a.fullHdrs = a.fullBufs[:0], a.fullRecs[:0], a.fullHdrs[:0]
+}
+
+func keep[T any](free, full [][]T) [][]T {
+	for _, c := range full {
+		if len(free) >= arenaKeep {
+			break
+		}
+		free = append(free, c)
+	}
+	clear(full) // the dropped ones go to the garbage collector
+	return free
 }
 
 // kgoLogger sends franz-go's logs to slog: warnings and errors always,

@@ -203,6 +203,7 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) error {
 	if err := s.produceErr(); err != nil {
 		return s.fail(ctx, "produce", err)
 	}
+	s.mem.release() // every record is acknowledged: its memory is free
 	if s.eos {
 		s.inTxn = false
 		if err := s.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
@@ -286,7 +287,7 @@ func (s *Sink) txHeaders(tx *change.Tx) []kgo.RecordHeader {
 		commit = tx.FinalLSN // a Partial batch has the BEGIN's announcement
 	}
 	h := s.mem.headers(2)
-	h[0] = kgo.RecordHeader{Key: "cdcd.txid", Value: s.mem.copy(strconv.AppendUint(s.mem.scratch[:0], uint64(tx.XID), 10))}
+	h[0] = kgo.RecordHeader{Key: "cdcd.txid", Value: s.mem.end(strconv.AppendUint(s.mem.begin(), uint64(tx.XID), 10))}
 	h[1] = kgo.RecordHeader{Key: "cdcd.commit_lsn", Value: s.mem.copy([]byte(commit.String()))}
 	return h
 }

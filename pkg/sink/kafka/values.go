@@ -168,6 +168,15 @@ func (e *values) appendText(dst []byte, oid uint32, k valueKind, elem uint32, s 
 // appendTime writes date/time values the way Debezium's default
 // (adaptive_time_microseconds) mode does, except that infinities are strings.
 func (e *values) appendTime(dst []byte, oid uint32, k valueKind, s []byte) ([]byte, error) {
+	if out, ok := appendTimeFast(dst, k, s); ok {
+		return out, nil
+	}
+	return e.appendTimeDecoded(dst, oid, k, s)
+}
+
+// appendTimeDecoded is appendTime through pgtype's decoder: every input
+// PostgreSQL can print, at the cost of an interface value per call.
+func (e *values) appendTimeDecoded(dst []byte, oid uint32, k valueKind, s []byte) ([]byte, error) {
 	switch string(s) {
 	case "infinity", "-infinity":
 		return appendString(dst, s), nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/sink"
@@ -131,6 +132,28 @@ func TestArena(t *testing.T) {
 	require.Equal(t, "hello", string(x))
 	require.Equal(t, "!", string(z))
 	require.Nil(t, a.end(nil))
+
+	// After release the chunks are reused, records zeroed.
+	r := a.record()
+	r.Topic, r.Partition = "t", 3
+	h := a.headers(2)
+	a.release()
+	w := a.copy([]byte("again"))
+	require.Equal(t, "again", string(w))
+	require.Same(t, &x[0], &w[0], "the first chunk is reused")
+	r2 := a.record()
+	require.Same(t, r, r2)
+	require.Equal(t, kgo.Record{}, *r2)
+	require.Same(t, &h[0], &a.headers(1)[0])
+	for range 3 * arenaChunk / 4000 { // fill several chunks
+		a.copy(make([]byte, 4000))
+	}
+	n := len(a.fullBufs)
+	require.Greater(t, n, 1)
+	a.release()
+	require.Empty(t, a.fullBufs)
+	require.Len(t, a.freeBufs, n)
+	require.Len(t, a.headers(5000), 5000, "more headers than a chunk holds")
 }
 
 func TestConfigValidate(t *testing.T) {
