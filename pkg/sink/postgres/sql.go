@@ -170,36 +170,6 @@ func updateSQL(t *table, set []int) string {
 	return b.String()
 }
 
-// stagedUpdateSQL sets columns set of the rows found by key from the staged
-// full rows (columns c0… in relation order), emptying the stage.
-func stagedUpdateSQL(t *table, set []int, stage string) string {
-	var b strings.Builder
-	b.WriteString("WITH u AS (DELETE FROM ")
-	b.WriteString(stage)
-	b.WriteString(" RETURNING *) UPDATE ")
-	b.WriteString(t.target.sql())
-	b.WriteString(" AS t SET ")
-	for i, col := range set {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(t.cols[col].name)
-		b.WriteString(" = ")
-		cast(&b, col, t.cols[col].typ)
-	}
-	b.WriteString(" FROM u WHERE ")
-	for i, k := range t.keys {
-		if i > 0 {
-			b.WriteString(" AND ")
-		}
-		b.WriteString("t.")
-		b.WriteString(t.cols[k].name)
-		b.WriteString(" = ")
-		cast(&b, k, t.cols[k].typ)
-	}
-	return b.String()
-}
-
 // truncateSQL truncates tables with the source's flags.
 func truncateSQL(tables []*table, tr *change.Truncate) string {
 	var b strings.Builder
