@@ -396,38 +396,3 @@ func TestPurgedPositionIsRefused(t *testing.T) {
 	require.ErrorIs(t, err, trail.ErrPurged)
 	require.Empty(t, fs.snapshot())
 }
-
-// TestIdleAddsToTheBatchWhileOneWaits: while a batch waits for the sink,
-// transactions read meanwhile are added to the next batch instead of
-// being sent as batches of their own; once the sink has taken the waiting
-// one, the next idle sends them all as one.
-func TestIdleAddsToTheBatchWhileOneWaits(t *testing.T) {
-	out := make(chan *sink.Batch, 2)
-	b := &batcher{cfg: Config{MaxRows: 100, MaxBytes: 1 << 20, MaxDelay: time.Hour}, out: out, ctx: context.Background()}
-	commit := func(xid uint32, seq uint64) {
-		tx := &change.Tx{XID: xid, EndLSN: change.LSN(seq * 0x100)}
-		for _, r := range []trail.Record{
-			{Type: trail.RecordBegin, Seq: seq - 2, Tx: tx},
-			{Type: trail.RecordChange, Seq: seq - 1, Change: &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(xid))}}},
-			{Type: trail.RecordCommit, Seq: seq, Tx: tx},
-		} {
-			require.NoError(t, b.add(r))
-		}
-	}
-	commit(1, 3)
-	b.idle()
-	require.Len(t, out, 1, "the sink is idle: sent at once")
-	for i := range 5 {
-		commit(uint32(2+i), uint64(6+3*i))
-		b.idle()
-		require.Len(t, out, 1, "a batch waits: the next one grows")
-	}
-	first := <-out
-	require.Len(t, first.Txs, 1)
-	b.idle()
-	require.Len(t, out, 1)
-	second := <-out
-	require.Len(t, second.Txs, 5)
-	require.Equal(t, 5, second.Rows)
-	require.Equal(t, sink.Position{Seq: 18, EndLSN: 18 * 0x100}, second.Position)
-}

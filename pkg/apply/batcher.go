@@ -144,16 +144,12 @@ func (b *batcher) sendPartial() error {
 }
 
 // idle is called by the reader when it has caught up: send the complete
-// transactions batched so far, unless a batch already waits for the sink —
-// then keep adding to this one, which the sink could not start on sooner
-// anyway: many small source transactions arriving while the sink is busy
-// become one target transaction instead of many (the reader calls idle
-// again at its next wake or poll). An open transaction — a speculative
-// reader waits at its COMMIT until that is durable — keeps its changes for
-// the next batch; holding the complete ones back for it would add up to
+// transactions batched so far. An open transaction — a speculative reader
+// waits at its COMMIT until that is durable — keeps its changes for the
+// next batch; holding the complete ones back for it would add up to
 // MaxDelay of latency whenever the next transaction is already arriving.
 func (b *batcher) idle() {
-	if b.cur != nil && len(b.cur.Txs) > 0 && len(b.out) == 0 {
+	if b.cur != nil && len(b.cur.Txs) > 0 {
 		_ = b.send()
 	}
 }
