@@ -24,35 +24,6 @@ import (
 // BenchmarkApplyInsert).
 const defaultCopyMinRows = 2000
 
-// copyUpdate is upsert's UPDATE through the staging table: COPY, then one
-// UPDATE … FROM the staged rows (emptying the stage). It returns the number
-// of target rows updated.
-func (s *Sink) copyUpdate(ctx context.Context, t *table, set []int, rows []change.Row) (int64, error) {
-	stage, err := s.stage(ctx, len(t.cols))
-	if err != nil {
-		return 0, err
-	}
-	s.statements++
-	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, copyRows(rows), "COPY "+stage+" FROM STDIN"); err != nil {
-		return 0, err
-	}
-	// The planner, knowing nothing of the staged rows, joins them by
-	// hashing a sequential scan of the target — once per chunk, which for
-	// a large transaction on a large table is quadratic. Probing the key
-	// index per row is what apply wants: hash and merge joins are off for
-	// this one statement (one simple-protocol round trip).
-	s.statements++
-	rs, err := s.tx.Conn().PgConn().Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "+
-		stagedUpdateSQL(t, set, stage)+"; RESET enable_hashjoin; RESET enable_mergejoin").ReadAll()
-	if err != nil {
-		return 0, err
-	}
-	if len(rs) != 5 {
-		return 0, fmt.Errorf("staged update: %d results, want 5", len(rs))
-	}
-	return rs[2].CommandTag.RowsAffected(), nil
-}
-
 // copyInsert loads rows with COPY (text format) into a session staging table
 // of text columns, then moves them into the target with one INSERT … SELECT
 // that casts and upserts like the unnest form. The staging table is

@@ -8,11 +8,16 @@
 // Apply collapses the batch's changes per table and key into one final action
 // per key (delete, upsert of the full row, or update of the columns whose
 // values were sent), then runs, per table, one DELETE … USING unnest(…), one
-// INSERT … SELECT … FROM unnest(…) ON CONFLICT (key) DO UPDATE, and one
+// INSERT … SELECT … FROM unnest(…) ON CONFLICT (key) DO UPDATE for keys first
+// seen as inserts (COPY for large sets), one UPDATE … FROM unnest(…) for the
+// full rows of other keys (upserting the keys it did not find), and one
 // UPDATE … FROM unnest(…) per set of updated columns. Values travel as text
 // arrays and are cast on the server to the target column types read from the
-// catalog. Unchanged TOASTed values are never written: they are merged from
-// an earlier full image of the row in the batch, or left out of the UPDATE.
+// catalog. The session runs with hash and merge joins off, so every join of a
+// batch's keys with a table probes its key index. The statements of a run of
+// collapsed work go to the server in one pipeline (one round trip). Unchanged
+// TOASTed values are never written: they are merged from an earlier full
+// image of the row in the batch, or left out of the UPDATE.
 // A TRUNCATE, a schema change of a table, or a key change that needs a value
 // only the target has ends a run of collapsed work: what was collected runs
 // first. See plan.go for the collapse rules and why the statement order is

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cdcd-io/cdcd/pkg/change"
 )
 
@@ -13,9 +15,11 @@ func (s *Sink) step(ctx context.Context, st step) error {
 	case st.seg != nil:
 		for _, ops := range st.seg.tables {
 			if err := s.tableOps(ctx, ops); err != nil {
+				s.queued = s.queued[:0]
 				return err
 			}
 		}
+		return s.runQueued(ctx)
 	case st.truncate != nil:
 		return s.truncate(ctx, st.truncate)
 	case st.move != nil:
@@ -41,16 +45,27 @@ func (s *Sink) tableOps(ctx context.Context, ops *tableOps) error {
 	deletes, fresh, upserts, updates := ops.split()
 	if len(deletes) > 0 {
 		args := arrays(nil, deletes, t.keys)
-		if err := s.exec(ctx, deleteSQL(t), args, "delete from", t, len(deletes)); err != nil {
+		if err := s.queue(ctx, statement{sql: deleteSQL(t), args: args, what: "delete from", t: t, rows: len(deletes)}); err != nil {
 			return err
 		}
 	}
-	if s.copyMinRows > 0 && len(fresh) >= s.copyMinRows && fastCopyAllowed(s.fastKey()) {
+	// Fresh keys are not expected on the target: COPY them straight in, or
+	// INSERT … ON CONFLICT them at once rather than after an UPDATE that
+	// finds none (on DSQL one upsert statement takes both sets).
+	switch {
+	case s.copyMinRows > 0 && len(fresh) >= s.copyMinRows && fastCopyAllowed(s.fastKey()):
+		if err := s.runQueued(ctx); err != nil { // COPY does not pipeline: keep the order
+			return err
+		}
 		if err := s.insertFresh(ctx, t, fresh); err != nil {
 			return err
 		}
-	} else {
+	case s.dsqlMode():
 		upserts = append(fresh, upserts...)
+	default:
+		if err := s.insert(ctx, t, fresh, "upsert into"); err != nil {
+			return err
+		}
 	}
 	if err := s.upsert(ctx, t, upserts); err != nil {
 		return err
@@ -58,7 +73,7 @@ func (s *Sink) tableOps(ctx context.Context, ops *tableOps) error {
 	for _, g := range updates {
 		args := arrays(nil, g.rows, t.keys)
 		args = arrays(args, g.rows, g.cols)
-		if err := s.exec(ctx, updateSQL(t, g.cols), args, "update", t, len(g.rows)); err != nil {
+		if err := s.queue(ctx, statement{sql: updateSQL(t, g.cols), args: args, what: "update", t: t, rows: len(g.rows)}); err != nil {
 			return err
 		}
 	}
@@ -72,13 +87,16 @@ func (s *Sink) insert(ctx context.Context, t *table, rows []change.Row, what str
 		return nil
 	}
 	if s.copyMinRows > 0 && len(rows) >= s.copyMinRows {
+		if err := s.runQueued(ctx); err != nil { // COPY does not pipeline: keep the order
+			return err
+		}
 		if err := s.copyInsert(ctx, t, rows); err != nil {
 			return fmt.Errorf("%s %s (%d rows, through COPY): %w", what, t.target, len(rows), err)
 		}
 		return nil
 	}
 	args := arrays(nil, rows, allColumns(len(t.cols)))
-	return s.exec(ctx, unnestInsertSQL(t), args, what, t, len(rows))
+	return s.queue(ctx, statement{sql: unnestInsertSQL(t), args: args, what: what, t: t, rows: len(rows)})
 }
 
 // upsert writes full rows of keys the target probably holds (the final
@@ -97,24 +115,94 @@ func (s *Sink) upsert(ctx context.Context, t *table, rows []change.Row) error {
 		// count modified rows, the upsert modifies each row once.
 		return s.insert(ctx, t, rows, "upsert into")
 	}
-	var (
-		n   int64
-		err error
-	)
-	if s.copyMinRows > 0 && len(rows) >= s.copyMinRows {
-		n, err = s.copyUpdate(ctx, t, set, rows)
-	} else {
-		args := arrays(nil, rows, t.keys)
-		args = arrays(args, rows, set)
-		n, err = s.execCount(ctx, updateSQL(t, set), args)
+	// From unnest arrays at every size: measured on a 200k-row table in
+	// 10,000-row chunks, the target backend spends ~6.5 µs a row on this
+	// against ~9 µs through COPY into a staging table (written, then read
+	// and emptied).
+	args := arrays(nil, rows, t.keys)
+	args = arrays(args, rows, set)
+	return s.queue(ctx, statement{sql: updateSQL(t, set), args: args, what: "update", t: t, rows: len(rows), upsert: rows})
+}
+
+// statement is a data statement of a segment, queued to be sent with the
+// segment's others in one round trip.
+type statement struct {
+	sql  string
+	args []any
+	what string // for errors: "delete from", "update", …
+	t    *table
+	rows int
+	// upsert, for the UPDATE of upsert's full rows: the rows, upserted
+	// after the segment's statements when the UPDATE found fewer.
+	upsert []change.Row
+}
+
+// queue adds a data statement to the segment's pipeline; on flavors other
+// than plain PostgreSQL it runs it at once.
+func (s *Sink) queue(ctx context.Context, st statement) error {
+	s.queued = append(s.queued, st)
+	if s.cfg.Flavor != FlavorPostgres {
+		return s.runQueued(ctx)
 	}
-	if err != nil {
-		return fmt.Errorf("update %s (%d rows): %w", t.target, len(rows), err)
-	}
-	if n == int64(len(rows)) {
+	return nil
+}
+
+// runQueued sends the queued statements in one pipeline (one round trip: the
+// statements of a batch of small transactions are many and each is cheap),
+// in order, then upserts the full rows whose UPDATE missed some keys. The
+// segment's statements touch each key once, so the upserts, which come
+// after the rest of the segment instead of right after their UPDATE, meet
+// the same target state for their keys.
+func (s *Sink) runQueued(ctx context.Context) error {
+	if len(s.queued) == 0 {
 		return nil
 	}
-	return s.insert(ctx, t, rows, "upsert into")
+	queued := s.queued
+	s.queued = s.queued[:0]
+	var missed []statement
+	if len(queued) == 1 {
+		st := queued[0]
+		s.statements++
+		tag, err := s.tx.Exec(ctx, st.sql, st.args...)
+		if err != nil {
+			return st.fail(err)
+		}
+		if st.upsert != nil && tag.RowsAffected() != int64(len(st.upsert)) {
+			missed = append(missed, st)
+		}
+	} else {
+		var b pgx.Batch
+		for _, st := range queued {
+			b.Queue(st.sql, st.args...)
+		}
+		s.statements += len(queued)
+		s.pipelines++
+		br := s.tx.SendBatch(ctx, &b)
+		for _, st := range queued {
+			tag, err := br.Exec()
+			if err != nil {
+				_ = br.Close()
+				return st.fail(err)
+			}
+			if st.upsert != nil && tag.RowsAffected() != int64(len(st.upsert)) {
+				missed = append(missed, st)
+			}
+		}
+		if err := br.Close(); err != nil {
+			return fmt.Errorf("pipelined statements: %w", err)
+		}
+	}
+	clear(queued) // the arguments alias the batch's rows
+	for _, st := range missed {
+		if err := s.insert(ctx, st.t, st.upsert, "upsert into"); err != nil {
+			return err
+		}
+	}
+	return s.runQueued(ctx)
+}
+
+func (st statement) fail(err error) error {
+	return fmt.Errorf("%s %s (%d rows): %w", st.what, st.t.target, st.rows, err)
 }
 
 func nonKeyColumns(t *table) []int {
@@ -125,16 +213,6 @@ func nonKeyColumns(t *table) []int {
 		}
 	}
 	return set
-}
-
-// execCount runs one data statement and returns the rows it affected.
-func (s *Sink) execCount(ctx context.Context, sql string, args []any) (int64, error) {
-	s.statements++
-	tag, err := s.tx.Exec(ctx, sql, args...)
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
 }
 
 // exec runs one data statement in the open transaction.

@@ -103,14 +103,19 @@ type Sink struct {
 	// must forget the tables looked up since.
 	ddl    bool
 	staged map[int]bool // staging tables created, by column count
+	// queued are the data statements of the segment being run, sent
+	// together by runQueued (exec.go).
+	queued []statement
 
-	// copyMinRows is the row count from which an upsert set goes through
-	// COPY into a staging table instead of unnest arrays; 0 never.
+	// copyMinRows is the row count from which a set of rows to insert or
+	// upsert goes through COPY (into the table, or a staging table) instead
+	// of unnest arrays; 0 never.
 	copyMinRows int
 	// chunksReady: the snapshot chunks table exists (bulk.go).
 	chunksReady bool
-	// statements counts data statements (DML, COPY, TRUNCATE), for tests.
-	statements int
+	// statements counts data statements (DML, COPY, TRUNCATE), and
+	// pipelines the pipelines of more than one statement, for tests.
+	statements, pipelines int
 
 	// async: batches commit asynchronously (commit.go); waits are the
 	// committed positions not yet known durable, oldest first; durable is
@@ -225,6 +230,17 @@ func (s *Sink) prepareSession(ctx context.Context, conn *pgx.Conn) error {
 	if !s.dsqlMode() {
 		if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
 			return fmt.Errorf("SET session_replication_role = replica (needs a superuser, rds_superuser or GRANT SET ON PARAMETER): %w", err)
+		}
+	}
+	if s.cfg.Flavor == FlavorPostgres {
+		// Every join the sink runs is a batch of keys (an unnest of at most
+		// a batch of rows) against a target table by its key: probing the
+		// key index per batch row is right whatever the table's size. The
+		// planner, which cannot see inside the arrays, otherwise hashes a
+		// sequential scan of the whole target once per statement — for a
+		// large transaction applied in chunks on a large table, quadratic.
+		if _, err := conn.Exec(ctx, "SET enable_hashjoin = off; SET enable_mergejoin = off"); err != nil {
+			return fmt.Errorf("setting the session's join methods: %w", err)
 		}
 	}
 	if s.cfg.StatementTimeout > 0 {

@@ -170,36 +170,6 @@ func updateSQL(t *table, set []int) string {
 	return b.String()
 }
 
-// stagedUpdateSQL sets columns set of the rows found by key from the staged
-// full rows (columns c0… in relation order), emptying the stage.
-func stagedUpdateSQL(t *table, set []int, stage string) string {
-	var b strings.Builder
-	b.WriteString("WITH u AS (DELETE FROM ")
-	b.WriteString(stage)
-	b.WriteString(" RETURNING *) UPDATE ")
-	b.WriteString(t.target.sql())
-	b.WriteString(" AS t SET ")
-	for i, col := range set {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(t.cols[col].name)
-		b.WriteString(" = ")
-		cast(&b, col, t.cols[col].typ)
-	}
-	b.WriteString(" FROM u WHERE ")
-	for i, k := range t.keys {
-		if i > 0 {
-			b.WriteString(" AND ")
-		}
-		b.WriteString("t.")
-		b.WriteString(t.cols[k].name)
-		b.WriteString(" = ")
-		cast(&b, k, t.cols[k].typ)
-	}
-	return b.String()
-}
-
 // truncateSQL truncates tables with the source's flags.
 func truncateSQL(tables []*table, tr *change.Truncate) string {
 	var b strings.Builder
@@ -219,15 +189,40 @@ func truncateSQL(tables []*table, tr *change.Truncate) string {
 	return b.String()
 }
 
-// textArray returns column col of rows as a text array; NULL is a NULL
-// element. The strings alias the rows' bytes without copying: the batch owns
-// them, does not change them, and outlives the statement.
-func textArray(rows []change.Row, col int) []pgtype.Text {
-	a := make([]pgtype.Text, len(rows))
-	for i, r := range rows {
-		a[i] = textValue(r[col])
+// textColumn is column col of rows as a text[] statement argument, NULL
+// a NULL element. pgx encodes it element by element straight from the
+// rows' bytes: no slice of its own, no value boxed per element (a slice of
+// pgtype.Text went through reflection and an allocation per element). The
+// batch owns the rows, does not change them, and outlives the statement.
+type textColumn struct {
+	rows []change.Row
+	col  int
+}
+
+// Dimensions implements pgtype.ArrayGetter.
+func (c textColumn) Dimensions() []pgtype.ArrayDimension {
+	return []pgtype.ArrayDimension{{Length: int32(len(c.rows)), LowerBound: 1}}
+}
+
+// Index implements pgtype.ArrayGetter: nil for NULL, else a pointer into
+// the row (an interface holds a pointer without allocating).
+func (c textColumn) Index(i int) any {
+	v := &c.rows[i][c.col]
+	if v.Kind != change.ValueText {
+		return nil // NULL; other kinds were rejected by the plan
 	}
-	return a
+	return (*textElem)(v)
+}
+
+// IndexType implements pgtype.ArrayGetter.
+func (c textColumn) IndexType() any { return (*textElem)(nil) }
+
+// textElem is a text value as pgx encodes it.
+type textElem change.Value
+
+// TextValue implements pgtype.TextValuer, aliasing the value's bytes.
+func (e *textElem) TextValue() (pgtype.Text, error) {
+	return textValue(change.Value(*e)), nil
 }
 
 func textValue(v change.Value) pgtype.Text {
@@ -244,7 +239,7 @@ func textValue(v change.Value) pgtype.Text {
 // arguments.
 func arrays(args []any, rows []change.Row, cols []int) []any {
 	for _, c := range cols {
-		args = append(args, textArray(rows, c))
+		args = append(args, textColumn{rows: rows, col: c})
 	}
 	return args
 }
