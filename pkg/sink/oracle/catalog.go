@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 // table is what the sink knows of one relation's target table.
@@ -102,7 +103,7 @@ func newTable(cfg Config, name string, rel *change.Relation, cols map[string]tar
 			missing = append(missing, quote(on))
 			continue
 		}
-		b, err := newBinder(c, tc, isKey(t.shape.keys, i), cfg.EmptyString)
+		b, err := newBinder(c, tc, sink.IsKey(t.shape.keys, i), cfg.EmptyString)
 		if err != nil {
 			bad = append(bad, err.Error())
 			continue

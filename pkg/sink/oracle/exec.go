@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 // step runs one step of a plan in the open transaction.
@@ -241,7 +242,7 @@ func keyText(t *table, r change.Row) string {
 func nonKey(t *table) []int {
 	var set []int
 	for i := range t.shape.cols {
-		if !isKey(t.shape.keys, i) {
+		if !sink.IsKey(t.shape.keys, i) {
 			set = append(set, i)
 		}
 	}

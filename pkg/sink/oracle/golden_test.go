@@ -22,6 +22,7 @@ import (
 	"github.com/cdcd-io/cdcd/internal/typezoo"
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/schema"
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -67,7 +68,7 @@ func statements(b *strings.Builder, title string, sh *tableShape, partial []int)
 		fmt.Fprintf(b, "-- %s: delete\n%s\n", title, deleteSQL(sh))
 		var nonKeys []int
 		for i := range sh.cols {
-			if !isKey(sh.keys, i) {
+			if !sink.IsKey(sh.keys, i) {
 				nonKeys = append(nonKeys, i)
 			}
 		}

@@ -1,9 +1,7 @@
 package oracle
 
 import (
-	"encoding/binary"
 	"fmt"
-	"strconv"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/sink"
@@ -137,7 +135,7 @@ func (p *plan) add(c *change.Change) error {
 	if rel == nil {
 		return fmt.Errorf("%s change without a relation", c.Op)
 	}
-	if err := checkRow(rel, c); err != nil {
+	if err := sink.CheckRow("oracle", rel, c); err != nil {
 		return err
 	}
 	ops := p.table(rel)
@@ -150,7 +148,7 @@ func (p *plan) add(c *change.Change) error {
 	}
 	switch c.Op {
 	case change.OpInsert:
-		k, err := encodeKey(rel, ops.keys, c.New, "new")
+		k, err := sink.KeyString(rel, ops.keys, c.New, "new")
 		if err != nil {
 			return err
 		}
@@ -159,7 +157,7 @@ func (p *plan) add(c *change.Change) error {
 		if c.Old == nil {
 			return fmt.Errorf("delete on %s carries no old key (REPLICA IDENTITY NOTHING?)", rel.QualifiedName())
 		}
-		k, err := encodeKey(rel, ops.keys, c.Old, "old")
+		k, err := sink.KeyString(rel, ops.keys, c.Old, "old")
 		if err != nil {
 			return err
 		}
@@ -172,29 +170,29 @@ func (p *plan) add(c *change.Change) error {
 
 func (p *plan) update(ops *tableOps, c *change.Change) error {
 	rel := c.Relation
-	newKey, err := encodeKey(rel, ops.keys, c.New, "new")
+	newKey, err := sink.KeyString(rel, ops.keys, c.New, "new")
 	if err != nil {
 		return err
 	}
 	oldKey := newKey
 	if c.Old != nil {
-		if oldKey, err = encodeKey(rel, ops.keys, c.Old, "old"); err != nil {
+		if oldKey, err = sink.KeyString(rel, ops.keys, c.Old, "old"); err != nil {
 			return err
 		}
 	}
 	row := c.New
-	if hasUnchanged(row) && c.Old != nil && !c.OldKeyOnly {
-		row = complete(row, c.Old)
+	if sink.HasUnchanged(row) && c.Old != nil && !c.OldKeyOnly {
+		row = sink.CompleteRow(row, c.Old)
 	}
 	prev := ops.actions[oldKey]
 	if oldKey != newKey {
-		if hasUnchanged(row) {
+		if sink.HasUnchanged(row) {
 			if prev == nil || prev.kind != actRow {
 				p.barrier()
 				p.steps = append(p.steps, step{move: &move{rel: rel, old: c.Old, new: row}})
 				return nil
 			}
-			row = complete(row, prev.row)
+			row = sink.CompleteRow(row, prev.row)
 		}
 		ops.set(oldKey, actDelete, c.Old, true)
 		// The new key is not on the target (keys are unique at every
@@ -203,14 +201,14 @@ func (p *plan) update(ops *tableOps, c *change.Change) error {
 		return nil
 	}
 	switch {
-	case !hasUnchanged(row):
+	case !sink.HasUnchanged(row):
 		ops.set(newKey, actRow, row, true)
 	case prev == nil:
 		ops.set(newKey, actUpdate, row, true)
 	case prev.kind == actRow:
-		ops.set(newKey, actRow, complete(row, prev.row), true)
+		ops.set(newKey, actRow, sink.CompleteRow(row, prev.row), true)
 	case prev.kind == actUpdate:
-		ops.set(newKey, actUpdate, complete(row, prev.row), true)
+		ops.set(newKey, actUpdate, sink.CompleteRow(row, prev.row), true)
 	case prev.kind == actDelete:
 		// The row is gone; updating it changes nothing.
 	}
@@ -266,7 +264,7 @@ func (t *tableOps) split() work {
 			if len(cols) == 0 {
 				continue // only unchanged values: nothing to write
 			}
-			sig := signature(cols)
+			sig := sink.ColumnSignature(cols)
 			g := groups[sig]
 			if g == nil {
 				if groups == nil {
@@ -286,87 +284,9 @@ func (t *tableOps) split() work {
 func setColumns(keys []int, row change.Row) []int {
 	var cols []int
 	for i, v := range row {
-		if v.Kind != change.ValueUnchanged && !isKey(keys, i) {
+		if v.Kind != change.ValueUnchanged && !sink.IsKey(keys, i) {
 			cols = append(cols, i)
 		}
 	}
 	return cols
-}
-
-func signature(cols []int) string {
-	var b []byte
-	for _, c := range cols {
-		b = strconv.AppendInt(b, int64(c), 10)
-		b = append(b, ',')
-	}
-	return string(b)
-}
-
-// encodeKey returns the map key of row's key values: each value's length
-// and bytes, so that no two different keys encode alike.
-func encodeKey(rel *change.Relation, keys []int, row change.Row, which string) (string, error) {
-	var b []byte
-	for _, k := range keys {
-		if k >= len(row) {
-			return "", fmt.Errorf("%s row of %s has %d columns, key column %d is missing", which, rel.QualifiedName(), len(row), k)
-		}
-		v := row[k]
-		if v.Kind != change.ValueText {
-			return "", fmt.Errorf("%s key column %s of %s is %s, want a text value", which, rel.Columns[k].Name, rel.QualifiedName(), v.Kind)
-		}
-		b = binary.AppendUvarint(b, uint64(len(v.Data)))
-		b = append(b, v.Data...)
-	}
-	return string(b), nil
-}
-
-// checkRow rejects rows of the wrong width, binary values, absent values in
-// a new row, and unchanged values in an insert.
-func checkRow(rel *change.Relation, c *change.Change) error {
-	if c.Op == change.OpDelete {
-		return nil
-	}
-	if len(c.New) != len(rel.Columns) {
-		return fmt.Errorf("%s on %s: new row has %d columns, the relation %d", c.Op, rel.QualifiedName(), len(c.New), len(rel.Columns))
-	}
-	for i, v := range c.New {
-		switch v.Kind {
-		case change.ValueNull, change.ValueText:
-		case change.ValueUnchanged:
-			if c.Op == change.OpInsert {
-				return fmt.Errorf("insert on %s: column %s is an unchanged TOAST value", rel.QualifiedName(), rel.Columns[i].Name)
-			}
-		default:
-			return fmt.Errorf("%s on %s: column %s is %s in the new row: the oracle sink takes text values (capture must not use the binary option)",
-				c.Op, rel.QualifiedName(), rel.Columns[i].Name, v.Kind)
-		}
-	}
-	if c.Old != nil && len(c.Old) != len(rel.Columns) {
-		return fmt.Errorf("%s on %s: old row has %d columns, the relation %d", c.Op, rel.QualifiedName(), len(c.Old), len(rel.Columns))
-	}
-	return nil
-}
-
-func hasUnchanged(row change.Row) bool {
-	for _, v := range row {
-		if v.Kind == change.ValueUnchanged {
-			return true
-		}
-	}
-	return false
-}
-
-// complete returns a copy of row whose unchanged values are taken from
-// from where it has a value; row itself belongs to the batch and is kept.
-func complete(row, from change.Row) change.Row {
-	out := make(change.Row, len(row))
-	copy(out, row)
-	for i, v := range out {
-		if v.Kind == change.ValueUnchanged && i < len(from) {
-			if f := from[i]; f.Kind == change.ValueText || f.Kind == change.ValueNull {
-				out[i] = f
-			}
-		}
-	}
-	return out
 }

@@ -83,7 +83,7 @@ func TestPlanErrors(t *testing.T) {
 		{&change.Change{Op: change.OpInsert, Relation: rel, New: row("1", "a")}, "new row has 2 columns, the relation 4"},
 		{&change.Change{Op: change.OpInsert, Relation: rel, New: row("1", "a", "1", "<unchanged>")}, "column note is an unchanged TOAST value"},
 		{&change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text("1"), {Kind: change.ValueBinary, Data: []byte{1}}, change.Null, change.Null}},
-			"column customer is binary in the new row"},
+			"column customer is a binary value: the oracle sink takes text values only"},
 		{&change.Change{Op: change.OpDelete, Relation: rel}, "carries no old key"},
 	} {
 		_, err := buildPlan(batch(1, tc.c).Txs)

@@ -3,6 +3,8 @@ package oracle
 import (
 	"strconv"
 	"strings"
+
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 // The SQL the sink runs is built here by pure functions of a table's shape,
@@ -95,7 +97,7 @@ func mergeSQL(t *tableShape) string {
 	b.WriteString(")")
 	first := true
 	for i, c := range t.cols {
-		if isKey(t.keys, i) {
+		if sink.IsKey(t.keys, i) {
 			continue
 		}
 		if first {
@@ -139,15 +141,6 @@ func where(b *strings.Builder, t *tableShape, n int) {
 func bind(b *strings.Builder, n int) {
 	b.WriteByte(':')
 	b.WriteString(strconv.Itoa(n))
-}
-
-func isKey(keys []int, i int) bool {
-	for _, k := range keys {
-		if k == i {
-			return true
-		}
-	}
-	return false
 }
 
 // The checkpoint table: one row per sink name. See doc.go for its format.

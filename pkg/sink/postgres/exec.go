@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 // step runs one step of a plan in the open transaction.
@@ -208,7 +209,7 @@ func (st statement) fail(err error) error {
 func nonKeyColumns(t *table) []int {
 	var set []int
 	for i := range t.cols {
-		if !isKey(t.keys, i) {
+		if !sink.IsKey(t.keys, i) {
 			set = append(set, i)
 		}
 	}

@@ -50,7 +50,7 @@ func describePlan(steps []step) []string {
 						for _, r := range g.rows {
 							rows = append(rows, rowString(r))
 						}
-						parts = append(parts, "upd"+signature(g.cols)+" "+strings.Join(rows, " "))
+						parts = append(parts, "upd"+sink.ColumnSignature(g.cols)+" "+strings.Join(rows, " "))
 					}
 				}
 				out = append(out, ops.rel.Name+": "+strings.Join(parts, "; "))
@@ -178,9 +178,9 @@ func TestPlanErrors(t *testing.T) {
 
 func TestEncodeKeyIsInjective(t *testing.T) {
 	r := rel("app.t", "a pk", "b pk")
-	k1, err := encodeKey(r, r.KeyColumns(), row("ab", "c"), "new")
+	k1, err := sink.KeyString(r, r.KeyColumns(), row("ab", "c"), "new")
 	require.NoError(t, err)
-	k2, err := encodeKey(r, r.KeyColumns(), row("a", "bc"), "new")
+	k2, err := sink.KeyString(r, r.KeyColumns(), row("a", "bc"), "new")
 	require.NoError(t, err)
 	require.NotEqual(t, k1, k2)
 }

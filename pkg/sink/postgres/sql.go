@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
 // Statements take their values as text arrays, one per column, unnested on
@@ -98,7 +99,7 @@ func onConflict(b *strings.Builder, t *table) {
 	b.WriteString(") DO ")
 	first := true
 	for i, c := range t.cols {
-		if isKey(t.keys, i) {
+		if sink.IsKey(t.keys, i) {
 			continue
 		}
 		if first {
