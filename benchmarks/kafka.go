@@ -21,7 +21,12 @@ import (
 // own fresh slot over the same workload. The Kafka run is done when the
 // sink's checkpoint record, committed in the same Kafka transaction as the
 // data, reaches the end of the workload. The broker is kfake (the real
-// Kafka protocol over TCP) in this process.
+// Kafka protocol over TCP) in this process. Each rep logs the CPU time of
+// cdcd, of this process (kfake, mostly) and of the slot's walsender for both
+// sides, and the number of Kafka transactions: on a 2-core machine the
+// PG→Kafka run is CPU-bound where capture alone waits for its walsender, so
+// those explain the ratio better than the wall times of a shared machine.
+// With -cpuprofile this process is profiled too (harness-<slot>.pprof).
 func benchKafka(ctx context.Context, e *Env, res *Results) error {
 	var srv servers
 	defer srv.stop()
@@ -54,27 +59,43 @@ func benchKafka(ctx context.Context, e *Env, res *Results) error {
 		return err
 	}
 	var kafkaRuns, capRuns []float64
+	var kafkaCPU, capCPU []cpuUse
 	for i := range reps {
 		order := []bool{true, false}
 		if i%2 == 1 {
 			order = []bool{false, true}
 		}
 		for _, kafkaTurn := range order {
+			slot := fmt.Sprintf("cap_%d", i)
 			if kafkaTurn {
-				d, err := timeKafka(ctx, e, pg, fmt.Sprintf("kaf_%d", i), end)
-				if err != nil {
-					return err
-				}
-				kafkaRuns = append(kafkaRuns, secs(d))
+				slot = fmt.Sprintf("kaf_%d", i)
+			}
+			var prof string
+			if e.Profile != "" {
+				prof = filepath.Join(e.Profile, "harness-"+slot+".pprof")
+			}
+			m, err := meterCPU(pg, slot, prof)
+			if err != nil {
+				return err
+			}
+			var d time.Duration
+			if kafkaTurn {
+				d, err = timeKafka(ctx, e, pg, slot, end)
 			} else {
-				d, err := timeCdcdCapture(ctx, e, pg, fmt.Sprintf("cap_%d", i), end.String())
-				if err != nil {
-					return err
-				}
-				capRuns = append(capRuns, secs(d))
+				d, err = timeCdcdCapture(ctx, e, pg, slot, end.String())
+			}
+			u := m.stop()
+			if err != nil {
+				return err
+			}
+			if kafkaTurn {
+				kafkaRuns, kafkaCPU = append(kafkaRuns, secs(d)), append(kafkaCPU, u)
+			} else {
+				capRuns, capCPU = append(capRuns, secs(d)), append(capCPU, u)
 			}
 		}
-		log.Printf("kafka rep %d: PG→Kafka %.2fs, capture only %.2fs", i+1, kafkaRuns[i], capRuns[i])
+		log.Printf("kafka rep %d: PG→Kafka %.2fs (%s); capture only %.2fs (%s)",
+			i+1, kafkaRuns[i], kafkaCPU[i], capRuns[i], capCPU[i])
 	}
 	res.addRatio("kafka.rows", fmt.Sprintf("PG→Kafka %s rows, exactly-once (%d-row tx)", human(rows), e.Size.CaptureTx),
 		"rows/s", float64(rows), "cdcd capture only", 0.8, kafkaRuns, capRuns)
@@ -116,10 +137,12 @@ log:
 		return 0, err
 	}
 	defer p.Stop()
-	if err := waitCheckpoint(ctx, brokers, "bench.checkpoints", end, p); err != nil {
+	txns, err := waitCheckpoint(ctx, brokers, "bench.checkpoints", end, p)
+	if err != nil {
 		return 0, err
 	}
 	d := time.Since(t0)
+	log.Printf("kafka %s: %d Kafka transactions, %d rows each on average", slot, txns, e.Size.KafkaRows/max(txns, 1))
 	if err := p.Stop(); err != nil {
 		return 0, err
 	}
@@ -127,14 +150,16 @@ log:
 }
 
 // waitCheckpoint follows the checkpoint topic (read_committed) until a
-// checkpoint at or past end is committed.
-func waitCheckpoint(ctx context.Context, brokers []string, topic string, end change.LSN, p *Proc) error {
+// checkpoint at or past end is committed, and returns how many checkpoints
+// it read: one per Kafka transaction.
+func waitCheckpoint(ctx context.Context, brokers []string, topic string, end change.LSN, p *Proc) (int, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.AllowAutoTopicCreation())
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer cl.Close()
+	n := 0
 	deadline := time.Now().Add(30 * time.Minute)
 	for time.Now().Before(deadline) {
 		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -142,6 +167,7 @@ func waitCheckpoint(ctx context.Context, brokers []string, topic string, end cha
 		cancel()
 		var reached bool
 		fs.EachRecord(func(r *kgo.Record) {
+			n++
 			var v struct {
 				EndLSN string `json:"end_lsn"`
 			}
@@ -152,14 +178,14 @@ func waitCheckpoint(ctx context.Context, brokers []string, topic string, end cha
 			}
 		})
 		if reached {
-			return nil
+			return n, nil
 		}
 		if err := p.alive(); err != nil {
-			return err
+			return n, err
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return n, err
 		}
 	}
-	return fmt.Errorf("kafka sink did not reach %s within 30 minutes", end)
+	return n, fmt.Errorf("kafka sink did not reach %s within 30 minutes", end)
 }

@@ -1,7 +1,8 @@
 // Package apply is cdcd's "replicat": one Worker per sink reads the trail
 // from that sink's own position, groups whole source transactions into
 // batches (closed by rows, bytes or delay, or as soon as the reader has
-// caught up), and hands them to the sink.
+// caught up — for a sink.BatchPacer, once the batch is old enough), and
+// hands them to the sink.
 //
 // Position handling, in order of preference:
 //   - a sink.PositionStore writes the batch position in the same target
@@ -263,6 +264,9 @@ func (w *Worker) session(ctx context.Context) (progressed bool, err error) {
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	b := &batcher{cfg: w.cfg, out: queue, ctx: readCtx, w: w, last: pos, skipBelow: skipBelow}
+	if p, ok := s.(sink.BatchPacer); ok {
+		b.minDelay = min(p.MinBatchDelay(), w.cfg.MaxDelay)
+	}
 	r, err := trail.NewReader(w.cfg.TrailDir, from, trail.ReaderOptions{
 		Follow: true, Limit: w.cfg.Durable, Speculate: w.cfg.Speculate, Wake: w.cfg.Wake, Idle: b.idle,
 	})

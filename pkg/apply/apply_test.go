@@ -457,3 +457,59 @@ func TestAsyncCommitReportsOnlyDurable(t *testing.T) {
 	cancel()
 	require.NoError(t, <-errc)
 }
+
+// TestIdleHoldsABatchForTheSinksMinDelay: for a sink.BatchPacer a caught-up
+// reader leaves a batch younger than the sink's delay open, so later
+// transactions join it; rows still close it, and once old enough idle sends it.
+func TestIdleHoldsABatchForTheSinksMinDelay(t *testing.T) {
+	out := make(chan *sink.Batch, 4)
+	b := &batcher{cfg: Config{MaxRows: 3, MaxBytes: 1 << 20, MaxDelay: time.Hour}, out: out, ctx: context.Background(),
+		minDelay: time.Hour}
+	tx := func(seq uint64, id int) {
+		x := &change.Tx{XID: uint32(id), EndLSN: change.LSN(0x100 * id)}
+		for _, r := range []trail.Record{
+			{Type: trail.RecordBegin, Seq: seq, Tx: x},
+			{Type: trail.RecordChange, Change: &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(id))}}},
+			{Type: trail.RecordCommit, Seq: seq + 2, Tx: x},
+		} {
+			require.NoError(t, b.add(r))
+		}
+		b.idle()
+	}
+	tx(1, 1)
+	tx(4, 2)
+	require.Empty(t, out, "a batch younger than the sink's delay stays open when the reader catches up")
+	tx(7, 3)
+	require.Len(t, out, 1, "max_rows still closes it")
+	require.Len(t, (<-out).Txs, 3)
+
+	tx(10, 4)
+	require.Empty(t, out)
+	b.first = time.Now().Add(-time.Hour) // the batch is now as old as the delay
+	b.idle()
+	require.Len(t, out, 1)
+	last := <-out
+	require.Len(t, last.Txs, 1)
+	require.Equal(t, sink.Position{Seq: 12, EndLSN: 0x400}, last.Position)
+}
+
+type pacingSink struct {
+	storingSink
+	delay time.Duration
+}
+
+func (s pacingSink) MinBatchDelay() time.Duration { return s.delay }
+
+// TestBatchPacerDelayIsCappedByMaxDelay: the worker takes the delay from the
+// sink it opened, at most MaxDelay: an hour-long delay still applies the last
+// transaction within MaxDelay of its arrival.
+func TestBatchPacerDelayIsCappedByMaxDelay(t *testing.T) {
+	dir := t.TempDir()
+	tw := writeTrail(t, dir, 5, 2, false)
+	fs := &fakeSink{}
+	w, err := New(Config{Name: "x", TrailDir: dir, MaxDelay: 50 * time.Millisecond, Durable: tw.Durable},
+		func(context.Context) (sink.Sink, error) { return pacingSink{storingSink{fs}, time.Hour}, nil })
+	require.NoError(t, err)
+	runUntil(t, w, func() bool { return fs.end() == tw.LastEndLSN() })
+	require.Equal(t, want(10), ids(fs.snapshot()))
+}

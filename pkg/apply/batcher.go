@@ -31,6 +31,9 @@ type batcher struct {
 	// those whose commit starts below the position's end LSN.
 	skipBelow change.LSN
 	skipping  bool
+	// minDelay is how old a batch must be before idle closes it: the
+	// sink's BatchPacer delay, at most cfg.MaxDelay; zero: at once.
+	minDelay time.Duration
 }
 
 // run reads until the context ends or the reader fails.
@@ -148,8 +151,10 @@ func (b *batcher) sendPartial() error {
 // waits at its COMMIT until that is durable — keeps its changes for the
 // next batch; holding the complete ones back for it would add up to
 // MaxDelay of latency whenever the next transaction is already arriving.
+// A batch younger than minDelay stays open: the reader calls idle again
+// when the trail grows or after its poll interval.
 func (b *batcher) idle() {
-	if b.cur != nil && len(b.cur.Txs) > 0 {
+	if b.cur != nil && len(b.cur.Txs) > 0 && (b.minDelay <= 0 || time.Since(b.first) >= b.minDelay) {
 		_ = b.send()
 	}
 }

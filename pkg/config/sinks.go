@@ -213,6 +213,10 @@ type KafkaTuning struct {
 	TransactionalID string `yaml:"transactional_id"`
 	// TransactionTimeout of the producer. Default 60s.
 	TransactionTimeout Duration `yaml:"transaction_timeout"`
+	// MinBatchDelay holds a batch (one Kafka transaction) open this long
+	// for more source transactions once apply has caught up, at most
+	// batch.max_delay. Default 50ms; off: commit as soon as apply catches up.
+	MinBatchDelay Duration `yaml:"min_batch_delay"`
 	// Linger of produced batches. Default 5ms.
 	Linger Duration `yaml:"linger"`
 	// BatchMaxBytes caps a produced record batch. Default 1MB.
@@ -239,6 +243,7 @@ func kafkaConfig(s SinkSpec) kafka.Config {
 			ServerName: s.TLS.ServerName, InsecureSkipVerify: s.TLS.InsecureSkipVerify},
 		CheckpointTopic: s.Kafka.CheckpointTopic, TransactionalID: s.Kafka.TransactionalID,
 		TransactionTimeout: time.Duration(s.Kafka.TransactionTimeout), Linger: time.Duration(s.Kafka.Linger),
+		MinBatchDelay: time.Duration(s.Kafka.MinBatchDelay),
 		BatchMaxBytes: int32(s.Kafka.BatchMaxBytes), MaxBufferedRecords: s.Kafka.MaxBufferedRecords,
 		MaxBufferedBytes: int(s.Kafka.MaxBufferedBytes), TopicPartitions: s.Kafka.Partitions,
 		ReplicationFactor: s.Kafka.ReplicationFactor, SkipCreateTopics: s.Kafka.SkipCreateTopics,

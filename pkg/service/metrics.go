@@ -100,7 +100,10 @@ func (m *metrics) wrapOpen(name string, open apply.OpenFunc) apply.OpenFunc {
 		ms := &measured{Sink: s, m: m, name: name, cache: map[*change.Relation]*[opCount]prometheus.Counter{},
 			rows: m.batchRows.WithLabelValues(name), bytes: m.batchBytes.WithLabelValues(name),
 			seconds: m.batchSeconds.WithLabelValues(name), errors: m.sinkErrors.WithLabelValues(name)}
-		// Keep the optional ability visible to apply's type assertion.
+		// Keep the optional abilities visible to apply's type assertions.
+		if ac, ok := s.(sink.AsyncCommitter); ok {
+			return &measuredAsync{measuredStore: &measuredStore{measured: ms, ps: ac}, ac: ac}, nil
+		}
 		if ps, ok := s.(sink.PositionStore); ok {
 			return &measuredStore{measured: ms, ps: ps}, nil
 		}
@@ -144,6 +147,15 @@ func (s *measured) Apply(ctx context.Context, b *sink.Batch) error {
 	return nil
 }
 
+// MinBatchDelay forwards the sink's sink.BatchPacer delay; zero, which
+// means no pacing, for a sink without one.
+func (s *measured) MinBatchDelay() time.Duration {
+	if p, ok := s.Sink.(sink.BatchPacer); ok {
+		return p.MinBatchDelay()
+	}
+	return 0
+}
+
 type measuredStore struct {
 	*measured
 	ps sink.PositionStore
@@ -153,9 +165,22 @@ func (s *measuredStore) Position(ctx context.Context) (sink.Position, error) {
 	return s.ps.Position(ctx)
 }
 
+type measuredAsync struct {
+	*measuredStore
+	ac sink.AsyncCommitter
+}
+
+func (s *measuredAsync) Durable() sink.Position { return s.ac.Durable() }
+
+func (s *measuredAsync) RefreshDurable(ctx context.Context) (sink.Position, error) {
+	return s.ac.RefreshDurable(ctx)
+}
+
 var (
-	_ sink.Sink          = (*measured)(nil)
-	_ sink.PositionStore = (*measuredStore)(nil)
+	_ sink.Sink           = (*measured)(nil)
+	_ sink.BatchPacer     = (*measured)(nil)
+	_ sink.PositionStore  = (*measuredStore)(nil)
+	_ sink.AsyncCommitter = (*measuredAsync)(nil)
 )
 
 // reportCollector turns a status report into gauges and counters at scrape

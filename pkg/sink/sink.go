@@ -7,6 +7,8 @@
 //     delivery is at-least-once.
 //   - AsyncCommitter: a PositionStore whose commits become durable after
 //     they are visible; apply reports only durable positions.
+//   - BatchPacer: the sink's batches have a fixed cost high enough that
+//     apply should not close one the moment its reader catches up.
 //
 // Implementations live in sub-packages named after the technology
 // (sink/postgres, sink/stdout, …).
@@ -15,6 +17,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
 )
@@ -92,6 +95,19 @@ type AsyncCommitter interface {
 	// trip when a committed position is not yet known durable) and returns
 	// Durable.
 	RefreshDurable(ctx context.Context) (Position, error)
+}
+
+// BatchPacer is a sink whose every batch has a fixed cost high enough to
+// matter while changes stream in (a Kafka transaction: its round trips, its
+// checkpoint record and the broker's commit markers). Apply closes a batch
+// as soon as its reader has caught up with the trail; for a BatchPacer it
+// waits until the batch is MinBatchDelay old (at most the worker's
+// MaxDelay), unless rows or bytes fill it first, so a sink that keeps up
+// with capture still gets batches of many source transactions.
+type BatchPacer interface {
+	// MinBatchDelay is how long after its first change a batch may be
+	// held open for more transactions; zero or negative: not at all.
+	MinBatchDelay() time.Duration
 }
 
 // RetriableError marks an error that a retry (after backoff, from the last

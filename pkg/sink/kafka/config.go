@@ -36,6 +36,9 @@ const (
 
 const defaultTopic = "cdc.{schema}.{table}"
 
+// DefaultMinBatchDelay is Config.MinBatchDelay's default.
+const DefaultMinBatchDelay = 50 * time.Millisecond
+
 // Config configures the sink. The zero value of every field means its default.
 type Config struct {
 	// Name is the sink's name: the checkpoint key, source.name in events, and
@@ -71,6 +74,15 @@ type Config struct {
 	// before aborting it (bounds how long a killed cdcd blocks
 	// read_committed consumers if no new cdcd starts). Default 60s.
 	TransactionTimeout time.Duration
+	// MinBatchDelay is how long apply may hold a batch — one Kafka
+	// transaction (exactly-once) or one flush (at-least-once) — open for
+	// more source transactions once it has caught up with the trail
+	// (sink.BatchPacer), capped by the sink's batch max_delay. Each batch
+	// costs round trips, a checkpoint record and, for transactions, commit
+	// markers on every partition written: without the delay a sink that
+	// keeps up with capture commits every few source transactions. Default
+	// 50ms; negative: close batches as soon as apply catches up.
+	MinBatchDelay time.Duration
 	// Linger is how long a partition's batch waits for more records.
 	// Default 5ms.
 	Linger time.Duration
@@ -143,6 +155,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TransactionTimeout <= 0 {
 		c.TransactionTimeout = time.Minute
+	}
+	if c.MinBatchDelay == 0 {
+		c.MinBatchDelay = DefaultMinBatchDelay
 	}
 	if c.Linger <= 0 {
 		c.Linger = 5 * time.Millisecond

@@ -50,6 +50,7 @@ type Sink struct {
 var (
 	_ sink.Sink          = (*Sink)(nil)
 	_ sink.PositionStore = (*Sink)(nil)
+	_ sink.BatchPacer    = (*Sink)(nil)
 )
 
 // Stats counts what the sink produced in this session.
@@ -150,6 +151,9 @@ func (s *Sink) Stats() Stats {
 func (s *Sink) Position(ctx context.Context) (sink.Position, error) {
 	return s.readPosition(ctx)
 }
+
+// MinBatchDelay is Config.MinBatchDelay (sink.BatchPacer).
+func (s *Sink) MinBatchDelay() time.Duration { return s.cfg.MinBatchDelay }
 
 // Apply produces the batch. A complete batch ends with its checkpoint
 // record, a Flush and, for exactly-once, the commit of the Kafka transaction;
