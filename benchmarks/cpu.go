@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -28,10 +26,10 @@ func (u cpuUse) String() string {
 		u.cdcd.Seconds(), u.harness.Seconds(), u.walsender.Seconds())
 }
 
-// cpuMeter measures a cpuUse: start it just before the cdcd process starts
+// runMeter measures a cpuUse: start it just before the cdcd process starts
 // and call stop once that process has exited (and been waited for).
-type cpuMeter struct {
-	self, children syscall.Rusage
+type runMeter struct {
+	self, children float64 // seconds, from rusage
 	prof           *os.File
 	cancel         context.CancelFunc
 	wal            chan time.Duration
@@ -39,8 +37,8 @@ type cpuMeter struct {
 
 // meterCPU starts measuring. With profile set it also writes a CPU profile
 // of this process to that file until stop.
-func meterCPU(pg *pgtest.Cluster, slot, profile string) (*cpuMeter, error) {
-	m := &cpuMeter{wal: make(chan time.Duration, 1)}
+func meterCPU(pg *pgtest.Cluster, slot, profile string) (*runMeter, error) {
+	m := &runMeter{wal: make(chan time.Duration, 1)}
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
@@ -52,33 +50,28 @@ func meterCPU(pg *pgtest.Cluster, slot, profile string) (*cpuMeter, error) {
 		}
 		m.prof = f
 	}
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &m.self)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &m.children)
+	m.self, m.children = rusage(syscall.RUSAGE_SELF), rusage(syscall.RUSAGE_CHILDREN)
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	go func() { m.wal <- walsenderCPU(ctx, pg, slot) }()
 	return m, nil
 }
 
-func (m *cpuMeter) stop() cpuUse {
-	var self, children syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+func (m *runMeter) stop() cpuUse {
+	self, children := rusage(syscall.RUSAGE_SELF), rusage(syscall.RUSAGE_CHILDREN)
 	if m.prof != nil {
 		pprof.StopCPUProfile()
 		m.prof.Close()
 	}
 	m.cancel()
 	return cpuUse{
-		cdcd:      rusageCPU(children) - rusageCPU(m.children),
-		harness:   rusageCPU(self) - rusageCPU(m.self),
+		cdcd:      seconds(children - m.children),
+		harness:   seconds(self - m.self),
 		walsender: <-m.wal,
 	}
 }
 
-func rusageCPU(r syscall.Rusage) time.Duration {
-	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
-}
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // walsenderCPU follows the process serving the slot and returns the CPU
 // time it had used when last seen (sampled every 50ms, so up to 50ms of
@@ -101,8 +94,8 @@ func walsenderCPU(ctx context.Context, pg *pgtest.Cluster, slot string) time.Dur
 			}
 		}
 		if pid != 0 {
-			if t, ok := procCPU(int(pid)); ok {
-				last = t
+			if f, ok := procStat(int(pid)); ok {
+				last = seconds(f.utime + f.stime)
 			}
 		}
 		select {
@@ -111,29 +104,4 @@ func walsenderCPU(ctx context.Context, pg *pgtest.Cluster, slot string) time.Dur
 		case <-tick.C:
 		}
 	}
-}
-
-// procCPU is a process's utime + stime from /proc.
-func procCPU(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, false
-	}
-	// Fields after the name start at state (3rd field of the line):
-	// utime and stime are the 14th and 15th, in clock ticks (100 Hz).
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, true
 }
