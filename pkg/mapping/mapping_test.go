@@ -83,3 +83,30 @@ func TestSinkRewrites(t *testing.T) {
 	require.Equal(t, "hr.employees", tr.Relations[0].QualifiedName())
 	require.Len(t, emp.Columns, 4, "the source relation is not modified")
 }
+
+// asyncRecorder is a recorder that commits asynchronously, as the postgres
+// sink does.
+type asyncRecorder struct{ recorder }
+
+func (*asyncRecorder) Position(context.Context) (sink.Position, error) {
+	return sink.Position{Seq: 3}, nil
+}
+func (*asyncRecorder) Durable() sink.Position { return sink.Position{Seq: 2} }
+func (*asyncRecorder) RefreshDurable(context.Context) (sink.Position, error) {
+	return sink.Position{Seq: 2}, nil
+}
+
+// TestWrapKeepsAsyncCommit: the mapping decorator (used with any mapping
+// or snapshot) must leave the sink an AsyncCommitter, or apply would take
+// its commits as durable before they are flushed.
+func TestWrapKeepsAsyncCommit(t *testing.T) {
+	var rec asyncRecorder
+	s := Wrap(&rec, testMap(t), nil)
+	ac, ok := s.(sink.AsyncCommitter)
+	require.True(t, ok)
+	require.Equal(t, uint64(2), ac.Durable().Seq)
+	require.NoError(t, s.Apply(context.Background(), &sink.Batch{}))
+	require.Len(t, rec.got, 1, "Apply goes through the mapping to the inner sink")
+	_, ok = Wrap(&rec.recorder, testMap(t), nil).(sink.PositionStore)
+	require.False(t, ok)
+}

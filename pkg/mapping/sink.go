@@ -17,24 +17,13 @@ type Sink struct {
 	skip  map[string]change.LSN
 }
 
-// positionSink is a Sink whose inner sink is a sink.PositionStore.
-type positionSink struct{ *Sink }
-
-func (p positionSink) Position(ctx context.Context) (sink.Position, error) {
-	return p.inner.(sink.PositionStore).Position(ctx)
-}
-
 // Wrap decorates inner. skip maps source tables ("schema.table") to the
 // consistent point of the snapshot they were copied under: changes of
 // transactions whose commit record starts before it (so ends at or before
-// it) are in the copy already and are dropped. The result is a
-// sink.PositionStore exactly when inner is.
+// it) are in the copy already and are dropped. The result has inner's
+// optional abilities (sink.Decorate).
 func Wrap(inner sink.Sink, m *Map, skip map[string]change.LSN) sink.Sink {
-	s := &Sink{inner: inner, rel: NewRelations(m), skip: skip}
-	if _, ok := inner.(sink.PositionStore); ok {
-		return positionSink{s}
-	}
-	return s
+	return sink.Decorate(&Sink{inner: inner, rel: NewRelations(m), skip: skip}, inner)
 }
 
 // Apply rewrites b and applies it to the inner sink.

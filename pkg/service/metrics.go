@@ -101,13 +101,7 @@ func (m *metrics) wrapOpen(name string, open apply.OpenFunc) apply.OpenFunc {
 			rows: m.batchRows.WithLabelValues(name), bytes: m.batchBytes.WithLabelValues(name),
 			seconds: m.batchSeconds.WithLabelValues(name), errors: m.sinkErrors.WithLabelValues(name)}
 		// Keep the optional abilities visible to apply's type assertions.
-		if ac, ok := s.(sink.AsyncCommitter); ok {
-			return &measuredAsync{measuredStore: &measuredStore{measured: ms, ps: ac}, ac: ac}, nil
-		}
-		if ps, ok := s.(sink.PositionStore); ok {
-			return &measuredStore{measured: ms, ps: ps}, nil
-		}
-		return ms, nil
+		return sink.Decorate(ms, s), nil
 	}
 }
 
@@ -147,41 +141,7 @@ func (s *measured) Apply(ctx context.Context, b *sink.Batch) error {
 	return nil
 }
 
-// MinBatchDelay forwards the sink's sink.BatchPacer delay; zero, which
-// means no pacing, for a sink without one.
-func (s *measured) MinBatchDelay() time.Duration {
-	if p, ok := s.Sink.(sink.BatchPacer); ok {
-		return p.MinBatchDelay()
-	}
-	return 0
-}
-
-type measuredStore struct {
-	*measured
-	ps sink.PositionStore
-}
-
-func (s *measuredStore) Position(ctx context.Context) (sink.Position, error) {
-	return s.ps.Position(ctx)
-}
-
-type measuredAsync struct {
-	*measuredStore
-	ac sink.AsyncCommitter
-}
-
-func (s *measuredAsync) Durable() sink.Position { return s.ac.Durable() }
-
-func (s *measuredAsync) RefreshDurable(ctx context.Context) (sink.Position, error) {
-	return s.ac.RefreshDurable(ctx)
-}
-
-var (
-	_ sink.Sink           = (*measured)(nil)
-	_ sink.BatchPacer     = (*measured)(nil)
-	_ sink.PositionStore  = (*measuredStore)(nil)
-	_ sink.AsyncCommitter = (*measuredAsync)(nil)
-)
+var _ sink.Sink = (*measured)(nil)
 
 // reportCollector turns a status report into gauges and counters at scrape
 // time, so /metrics and /status never disagree.
