@@ -149,40 +149,46 @@ func writeFileSync(path string, b []byte) error {
 	return f.Close()
 }
 
-// takeCloseState reads and removes the close state, durably, before the
-// Writer can append anything: a state left behind would describe a segment
-// that has since changed. It returns false when there is none or it is
-// unreadable (Open then scans, as after a crash).
-func takeCloseState(dir string) (closeState, bool, error) {
-	path := filepath.Join(dir, closeStateName)
-	_ = os.Remove(path + tmpSuffix) // a Close interrupted by a crash
-	f, err := os.Open(path)
+// readCloseState reads the close state. It returns false when there is
+// none or it is unreadable (Open then scans, as after a crash).
+func readCloseState(dir string) (closeState, bool, error) {
+	f, err := os.Open(filepath.Join(dir, closeStateName))
 	if errors.Is(err, os.ErrNotExist) {
 		return closeState{}, false, nil
 	}
 	if err != nil {
 		return closeState{}, false, err
 	}
-	b, rerr := io.ReadAll(io.LimitReader(f, maxCloseState+1))
-	f.Close()
-	if err := os.Remove(path); err != nil {
-		return closeState{}, false, err
-	}
-	if err := syncDir(dir); err != nil {
-		return closeState{}, false, err
-	}
-	if rerr != nil || len(b) > maxCloseState {
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxCloseState+1))
+	if err != nil || len(b) > maxCloseState {
 		return closeState{}, false, nil
 	}
 	s, err := decodeCloseState(b)
 	return s, err == nil, nil
 }
 
+// dropCloseState removes the close state (and a temporary a crash left),
+// durably, before the Writer can append anything: a state left behind
+// would describe a segment that has since changed.
+func dropCloseState(dir string) error {
+	removed := false
+	for _, name := range []string{closeStateName, closeStateName + tmpSuffix} {
+		err := os.Remove(filepath.Join(dir, name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		removed = removed || err == nil
+	}
+	if removed {
+		return syncDir(dir)
+	}
+	return nil
+}
+
 // adoptCloseState positions the Writer at the end of the active segment as
 // s describes it, when s matches the segment: same segment, same length,
-// same bytes at its end. Nothing but the Writer appends to the segment,
-// and nothing shortens it below what a Close left, so a segment of that
-// length ending in those bytes holds what it held at Close. It returns
+// same bytes at its end, and as many intact frames as s counts. It returns
 // false (and leaves the Writer untouched) otherwise.
 func (w *Writer) adoptCloseState(s closeState, h header) (bool, error) {
 	if s.segFirst != h.firstSeq || s.size < headerSize || s.nextSeq < h.firstSeq {
@@ -203,6 +209,26 @@ func (w *Writer) adoptCloseState(s closeState, h header) (bool, error) {
 		return false, nil
 	}
 	if sum, err := tailCRC(f, s.size); err != nil || sum != s.tailCRC {
+		f.Close()
+		return false, nil
+	}
+	// Every frame's checksum, without decoding a record: a fraction of
+	// the scan's cost, and damage found here leaves the diagnosis (torn
+	// tail or corruption) to the scan.
+	fr := newFrameReader(f, h.firstSeq)
+	off, n := int64(headerSize), uint64(0)
+	for off < s.size {
+		_, next, err := fr.next(off, s.size)
+		if err != nil {
+			f.Close()
+			if errors.Is(err, errEnd) || errors.Is(err, errTorn) {
+				return false, nil
+			}
+			return false, err
+		}
+		off, n = next, n+1
+	}
+	if off != s.size || h.firstSeq+n != s.nextSeq {
 		f.Close()
 		return false, nil
 	}

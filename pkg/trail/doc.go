@@ -147,25 +147,23 @@
 //
 // # Close state
 //
-// The scan reads every record of the active segment (up to SegmentBytes),
+// The scan decodes every record of the active segment (up to SegmentBytes),
 // which made each restart of a large trail take hundreds of milliseconds.
 // A clean Close (synced, no sticky error; an open transaction is dropped
 // first) therefore leaves the file "trail.closed" (written as
 // "trail.closed.tmp", fsynced, renamed): what the scan would learn — the
 // active segment's first seq and length, the next seq, the last EndLSN,
 // the schema map as SCHEMA payloads — and a CRC-32C of the segment's last
-// 4 KiB, all under a CRC-32C of the file. Open reads and removes it, and
-// fsyncs the directory, before anything else can change the segment, so a
-// state is used at most once, by the first Open after the Close that
-// wrote it. Open adopts it only when it is intact, names the active
-// segment, and that segment still has the recorded length and ends in the
-// recorded bytes; otherwise (a crash, which writes no state; a segment
-// changed since) it scans as above. Only the Writer appends to the segment,
-// and nothing shortens it below what a Close left, so a segment of that
-// length ending in those bytes is the one the Close left. After a clean
-// Close the active segment is thus trusted like a sealed one: damage that
-// happened to it since (a disk error, not a crash) is found by the Reader
-// that meets it, not by Open.
+// 4 KiB, all under a CRC-32C of the file. Open adopts it only when it is
+// intact, names the active segment, the segment still has the recorded
+// length and ends in the recorded bytes, and a walk over the segment's
+// frames (checksums only, no record decoded: a fraction of the scan's
+// cost) finds every frame intact and as many as the state counts.
+// Otherwise it scans as above, which tells a torn tail from corruption, so
+// damage is found exactly as without the state. A successful Open removes
+// the state and fsyncs the directory before anything can be appended, so
+// a state is used at most once, by the first Open after the Close that
+// wrote it; a failed Open leaves every file as it was.
 //
 // # Torn tail or corruption
 //

@@ -83,7 +83,7 @@ func Open(dir string, opts Options) (*Writer, error) {
 			dir, opts.SystemID, w.systemID, ErrSystemIDMismatch)
 	}
 	w.segments = seqs
-	cs, ok, err := takeCloseState(dir)
+	cs, ok, err := readCloseState(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open trail: %w", err)
 	}
@@ -99,6 +99,10 @@ func Open(dir string, opts Options) (*Writer, error) {
 			}
 			return nil, fmt.Errorf("open trail: %w", err)
 		}
+	}
+	if err := dropCloseState(dir); err != nil {
+		w.f.Close()
+		return nil, fmt.Errorf("open trail: %w", err)
 	}
 	w.publish()
 	w.log.Info("trail opened", "segments", len(seqs), "next_seq", w.nextSeq, "last_end_lsn", w.lastEndLSN, "scanned", !ok)

@@ -11,9 +11,7 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/change"
 )
 
-// committedTrail writes n synced transactions and returns them. It then
-// stops as a crash would, without Close (so without a close state): the
-// next Open recovers by scanning the active segment.
+// committedTrail writes n synced transactions and returns them.
 func committedTrail(t *testing.T, dir string, n int) []*change.Tx {
 	t.Helper()
 	w := openW(t, dir, Options{})
@@ -23,7 +21,7 @@ func committedTrail(t *testing.T, dir string, n int) []*change.Tx {
 		_, err := w.Sync()
 		require.NoError(t, err)
 	}
-	require.NoError(t, w.f.Close())
+	require.NoError(t, w.Close())
 	return txs
 }
 
