@@ -473,3 +473,40 @@ func snapshotDir(t *testing.T, dir string) map[string][]byte {
 	}
 	return m
 }
+
+// TestCaptureCatchUpGroupCommit: transactions committed while capture was
+// stopped (below the source's WAL end at connect) wait CatchUpDelay for
+// their fsync, so the whole backlog shares one group commit here; the
+// first commit after the backlog pulls that fsync back in to
+// GroupCommitDelay, so it is not kept waiting.
+func TestCaptureCatchUpGroupCommit(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{})
+	pg.ExecT(t, "postgres", `CREATE TABLE t (id int PRIMARY KEY)`, `CREATE PUBLICATION cdcd FOR ALL TABLES`,
+		`CREATE PROCEDURE fill(n int) LANGUAGE plpgsql AS $$
+		 BEGIN FOR i IN 1..n LOOP INSERT INTO t VALUES (i); COMMIT; END LOOP; END $$`)
+	dir := t.TempDir()
+	cfg := testConfig(pg, dir)
+	cfg.Source.Heartbeat = -1
+	r := startCapture(t, cfg)
+	waitSlot(t, pg)
+	r.stop(t)
+
+	pg.ExecT(t, "postgres", `CALL fill(1000)`) // the backlog
+	cfg.CatchUpDelay = time.Hour
+	c, err := capture.New(cfg)
+	require.NoError(t, err)
+	connected := make(chan struct{}, 1)
+	c.OnConnected = func() { connected <- struct{}{} }
+	r2 := run(c)
+	t.Cleanup(func() { r2.cancel(); <-r2.done })
+	select {
+	case <-connected:
+	case <-time.After(time.Minute):
+		t.Fatal("capture did not connect")
+	}
+	live := marker(t, pg) // committed after the session connected
+	r2.waitPast(t, live, 30*time.Second)
+	require.EqualValues(t, 1, r2.syncs.Load(), "the backlog and the live commit share one fsync")
+	r2.stop(t)
+	require.Len(t, userChanges(readTrail(t, dir)), 1000)
+}
