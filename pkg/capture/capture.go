@@ -56,14 +56,6 @@ type Config struct {
 	// share its fsync when no fsync is running. Fsyncs run beside the stream,
 	// so commits arriving during one already share the next. Default 1ms.
 	GroupCommitDelay time.Duration
-	// CatchUpDelay replaces GroupCommitDelay while capture works through a
-	// backlog: transactions that ended before the session connected
-	// (source.Identity.WALEnd), which no one can be waiting on with a
-	// latency shorter than the backlog's. Fewer, larger group commits then
-	// cost fewer fsyncs and wake-ups, and give apply larger batches. A
-	// commit past the backlog pulls a pending fsync back in to
-	// GroupCommitDelay. Default 10ms.
-	CatchUpDelay time.Duration
 	// GroupCommitBytes forces an fsync once this many bytes of committed
 	// transactions are unsynced. Default 8 MiB.
 	GroupCommitBytes int64
@@ -93,9 +85,6 @@ func (c Config) defaults() Config {
 	c.Source = c.Source.Defaults()
 	if c.GroupCommitDelay <= 0 {
 		c.GroupCommitDelay = time.Millisecond
-	}
-	if c.CatchUpDelay <= 0 {
-		c.CatchUpDelay = 10 * time.Millisecond
 	}
 	if c.GroupCommitBytes <= 0 {
 		c.GroupCommitBytes = 8 << 20
@@ -307,7 +296,7 @@ func (c *Capture) session(ctx context.Context) (connected bool, err error) {
 	if c.OnConnected != nil {
 		c.OnConnected()
 	}
-	l := newLoop(c, src, start, id.WALEnd)
+	l := newLoop(c, src, start)
 	defer c.loopNanos.Store(0)
 	return true, l.run(ctx)
 }

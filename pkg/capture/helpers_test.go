@@ -23,7 +23,6 @@ import (
 type runner struct {
 	c       *capture.Capture
 	durable atomic.Uint64
-	syncs   atomic.Int64  // group commits (OnDurable calls)
 	moved   chan struct{} // signalled (without blocking) when durable moves
 	cancel  context.CancelFunc
 	done    chan error
@@ -63,7 +62,6 @@ func startCapture(t testing.TB, cfg capture.Config) *runner {
 func run(c *capture.Capture) *runner {
 	r := &runner{c: c, moved: make(chan struct{}, 1), done: make(chan error, 1)}
 	c.OnDurable = func(l change.LSN) {
-		r.syncs.Add(1)
 		r.durable.Store(uint64(l))
 		select {
 		case r.moved <- struct{}{}:

@@ -25,13 +25,10 @@ type loop struct {
 	// serverWALEnd is the latest WAL end reported by a keepalive.
 	serverWALEnd change.LSN
 
-	inTx        bool      // a transaction is open (Begin seen, no Commit yet)
-	skipping    bool      // the open transaction is a re-delivery
-	pendingSync bool      // committed records written but not yet handed to the syncer
-	syncDue     time.Time // when pending records must be handed to the syncer
-	// catchUpTo is the source's WAL end when the session connected: commits
-	// below it are a backlog, synced after CatchUpDelay.
-	catchUpTo     change.LSN
+	inTx          bool      // a transaction is open (Begin seen, no Commit yet)
+	skipping      bool      // the open transaction is a re-delivery
+	pendingSync   bool      // committed records written but not yet handed to the syncer
+	syncDue       time.Time // when pending records must be handed to the syncer
 	unsyncedBytes int64
 	// The syncer goroutine fsyncs flushed trail data while this loop keeps
 	// receiving: an inline fsync would stall the stream for milliseconds
@@ -51,9 +48,8 @@ type syncResult struct {
 	err     error
 }
 
-func newLoop(c *Capture, src source.Source, start, catchUpTo change.LSN) *loop {
+func newLoop(c *Capture, src source.Source, start change.LSN) *loop {
 	return &loop{
-		catchUpTo:  catchUpTo,
 		syncReq:    make(chan trail.FlushMark, 1),
 		syncRes:    make(chan syncResult, 1),
 		c:          c,
@@ -145,7 +141,7 @@ func (l *loop) handle(ev source.Event) error {
 			l.c.OnChange(ev.Change)
 		}
 		if !l.inTx {
-			l.markPending(ev.Change.LSN)
+			l.markPending()
 		}
 		return nil
 	case source.Commit:
@@ -161,7 +157,7 @@ func (l *loop) handle(ev source.Event) error {
 			return trailErr(err)
 		}
 		l.txs++
-		l.markPending(ev.Tx.EndLSN)
+		l.markPending()
 		if l.unsyncedBytes >= l.c.cfg.GroupCommitBytes {
 			return l.startSync()
 		}
@@ -169,21 +165,10 @@ func (l *loop) handle(ev source.Event) error {
 	return nil
 }
 
-// markPending notes committed records to sync: within GroupCommitDelay,
-// or CatchUpDelay for a backlog's (ending at end, below catchUpTo).
-func (l *loop) markPending(end change.LSN) {
-	backlog := end < l.catchUpTo
-	if l.pendingSync && backlog {
-		return
-	}
-	delay := l.c.cfg.GroupCommitDelay
-	if backlog {
-		delay = l.c.cfg.CatchUpDelay
-	}
-	// Past the backlog, a pending sync is pulled in: this commit must not
-	// wait CatchUpDelay.
-	if due := l.now().Add(delay); !l.pendingSync || due.Before(l.syncDue) {
-		l.pendingSync, l.syncDue = true, due
+func (l *loop) markPending() {
+	if !l.pendingSync {
+		l.pendingSync = true
+		l.syncDue = l.now().Add(l.c.cfg.GroupCommitDelay)
 	}
 }
 

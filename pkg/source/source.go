@@ -90,10 +90,6 @@ type Identity struct {
 	// SystemID identifies the source database (pgoutput: the cluster's
 	// system identifier); 0 when unknown.
 	SystemID uint64
-	// WALEnd is how far the source's WAL reached when the session connected
-	// (pgoutput: IDENTIFY_SYSTEM's position); 0 when unknown. Transactions
-	// ending below it were committed before capture connected: a backlog.
-	WALEnd change.LSN
 }
 
 // Opener opens a session with a source and says which source it is.

@@ -79,7 +79,7 @@ func NewOpener(cfg Config, log *slog.Logger) source.Opener {
 		}
 		st := &Stream{src: src, dec: decode.NewBorrowing(), log: log, spool: newSpool(src.cfg.SpoolDir),
 			lastTimeline: lastTimeline, timelineFile: timelineFile}
-		return st, source.Identity{Kind: "postgres", SystemID: src.SystemID, WALEnd: src.XLogPos}, nil
+		return st, source.Identity{Kind: "postgres", SystemID: src.SystemID}, nil
 	}
 }
 
