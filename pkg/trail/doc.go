@@ -18,7 +18,7 @@
 // Sequence numbers start at 1 and are contiguous across segments: a segment
 // holds the records [its first seq, the next segment's first seq). Only the
 // newest segment is written to ("active"); older ones are sealed and never
-// change until purged. Two more kinds of file may appear:
+// change until purged. More kinds of file may appear:
 //
 //   - "<segment>.tmp": a segment being created. It is written completely,
 //     fsynced, then renamed into place and the directory fsynced, so a crash
@@ -27,6 +27,8 @@
 //   - "<segment>.broken" (or ".broken.N"): bytes cut off the tail of the
 //     active segment by recovery, kept for forensics (as etcd's repair.go
 //     does). Nothing reads them.
+//   - "trail.closed": the state a clean Close left for the next Open
+//     (below, "Close state").
 //
 // The trail holds every captured row, so Open creates the directory 0700 and
 // every file in it 0600, with explicit modes that a umask can only narrow
@@ -142,6 +144,26 @@
 // Sealed segments are only header-checked on Open, to keep startup fast. A
 // Reader that meets damage in a sealed segment, or below its Limit, returns a
 // *CorruptError naming the file and byte offset (errors.Is(err, ErrCorrupt)).
+//
+// # Close state
+//
+// The scan decodes every record of the active segment (up to SegmentBytes),
+// which made each restart of a large trail take hundreds of milliseconds.
+// A clean Close (synced, no sticky error; an open transaction is dropped
+// first) therefore leaves the file "trail.closed" (written as
+// "trail.closed.tmp", fsynced, renamed): what the scan would learn — the
+// active segment's first seq and length, the next seq, the last EndLSN,
+// the schema map as SCHEMA payloads — and a CRC-32C of the segment's last
+// 4 KiB, all under a CRC-32C of the file. Open adopts it only when it is
+// intact, names the active segment, the segment still has the recorded
+// length and ends in the recorded bytes, and a walk over the segment's
+// frames (checksums only, no record decoded: a fraction of the scan's
+// cost) finds every frame intact and as many as the state counts.
+// Otherwise it scans as above, which tells a torn tail from corruption, so
+// damage is found exactly as without the state. A successful Open removes
+// the state and fsyncs the directory before anything can be appended, so
+// a state is used at most once, by the first Open after the Close that
+// wrote it; a failed Open leaves every file as it was.
 //
 // # Torn tail or corruption
 //

@@ -83,14 +83,29 @@ func Open(dir string, opts Options) (*Writer, error) {
 			dir, opts.SystemID, w.systemID, ErrSystemIDMismatch)
 	}
 	w.segments = seqs
-	if err := w.recoverTail(last); err != nil {
-		if w.f != nil {
-			w.f.Close()
+	cs, ok, err := readCloseState(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open trail: %w", err)
+	}
+	if ok {
+		if ok, err = w.adoptCloseState(cs, last); err != nil {
+			return nil, fmt.Errorf("open trail: %w", err)
 		}
+	}
+	if !ok {
+		if err := w.recoverTail(last); err != nil {
+			if w.f != nil {
+				w.f.Close()
+			}
+			return nil, fmt.Errorf("open trail: %w", err)
+		}
+	}
+	if err := dropCloseState(dir); err != nil {
+		w.f.Close()
 		return nil, fmt.Errorf("open trail: %w", err)
 	}
 	w.publish()
-	w.log.Info("trail opened", "segments", len(seqs), "next_seq", w.nextSeq, "last_end_lsn", w.lastEndLSN)
+	w.log.Info("trail opened", "segments", len(seqs), "next_seq", w.nextSeq, "last_end_lsn", w.lastEndLSN, "scanned", !ok)
 	return w, nil
 }
 

@@ -364,6 +364,9 @@ func (w *Writer) Close() error {
 	if err == nil {
 		err = w.syncActive()
 	}
+	if err == nil {
+		w.writeCloseState()
+	}
 	if cerr := w.f.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("trail close: %w", cerr)
 	}
