@@ -513,3 +513,44 @@ func TestBatchPacerDelayIsCappedByMaxDelay(t *testing.T) {
 	runUntil(t, w, func() bool { return fs.end() == tw.LastEndLSN() })
 	require.Equal(t, want(10), ids(fs.snapshot()))
 }
+
+// TestIdleGrowsTheBatchWhileTheApplierIsBehind: while a batch waits in the
+// queue, a caught-up reader keeps adding transactions to the next one
+// instead of queueing a batch per catch-up; the first commit read once the
+// queue has emptied sends it, and so does idle with the queue empty.
+func TestIdleGrowsTheBatchWhileTheApplierIsBehind(t *testing.T) {
+	out := make(chan *sink.Batch, 2)
+	b := &batcher{cfg: Config{MaxRows: 100, MaxBytes: 1 << 20, MaxDelay: time.Hour}, out: out, ctx: context.Background()}
+	seq := uint64(1)
+	tx := func(id int, idle bool) {
+		x := &change.Tx{XID: uint32(id), EndLSN: change.LSN(0x100 * id)}
+		for _, r := range []trail.Record{
+			{Type: trail.RecordBegin, Seq: seq, Tx: x},
+			{Type: trail.RecordChange, Change: &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(id))}}},
+			{Type: trail.RecordCommit, Seq: seq + 2, Tx: x},
+		} {
+			require.NoError(t, b.add(r))
+		}
+		seq += 3
+		if idle {
+			b.idle()
+		}
+	}
+	tx(1, true)
+	require.Len(t, out, 1, "an empty queue: idle sends at once")
+	for id := 2; id <= 5; id++ {
+		tx(id, true)
+	}
+	require.Len(t, out, 1, "the applier has not taken the first batch: the next one grows")
+	require.Len(t, (<-out).Txs, 1)
+	tx(6, false)
+	require.Len(t, out, 1, "the first commit read once the queue is empty sends the grown batch")
+	second := <-out
+	require.Len(t, second.Txs, 5)
+	require.Equal(t, sink.Position{Seq: 18, EndLSN: 0x600}, second.Position)
+
+	tx(7, false)
+	require.Empty(t, out, "not due: a commit alone does not close the batch")
+	b.idle()
+	require.Len(t, (<-out).Txs, 1)
+}

@@ -34,6 +34,9 @@ type batcher struct {
 	// minDelay is how old a batch must be before idle closes it: the
 	// sink's BatchPacer delay, at most cfg.MaxDelay; zero: at once.
 	minDelay time.Duration
+	// due: idle found cur ready while the applier still had a batch
+	// waiting; cur goes at the first commit read once the queue is empty.
+	due bool
 }
 
 // run reads until the context ends or the reader fails.
@@ -124,7 +127,8 @@ func (b *batcher) add(rec trail.Record) error {
 		b.last = sink.Position{Seq: rec.Seq, EndLSN: rec.Tx.EndLSN}
 		cur.Position = b.last
 		b.tx = nil
-		if cur.Rows >= b.cfg.MaxRows || cur.Bytes >= b.cfg.MaxBytes || time.Since(b.first) >= b.cfg.MaxDelay {
+		if cur.Rows >= b.cfg.MaxRows || cur.Bytes >= b.cfg.MaxBytes || time.Since(b.first) >= b.cfg.MaxDelay ||
+			b.due && len(b.out) == 0 {
 			return b.send()
 		}
 	}
@@ -153,15 +157,27 @@ func (b *batcher) sendPartial() error {
 // MaxDelay of latency whenever the next transaction is already arriving.
 // A batch younger than minDelay stays open: the reader calls idle again
 // when the trail grows or after its poll interval.
+//
+// Nor is it sent while the applier still has a batch waiting in the queue:
+// it could not start on this one sooner, so later transactions join it
+// (up to MaxRows, MaxBytes, MaxDelay) and a sink that falls behind — a
+// backlog of small transactions — gets fewer, larger target transactions
+// instead of one per trail group commit. It goes at the first commit read
+// once the queue is empty, or at the next idle.
 func (b *batcher) idle() {
-	if b.cur != nil && len(b.cur.Txs) > 0 && (b.minDelay <= 0 || time.Since(b.first) >= b.minDelay) {
-		_ = b.send()
+	if b.cur == nil || len(b.cur.Txs) == 0 || b.minDelay > 0 && time.Since(b.first) < b.minDelay {
+		return
 	}
+	if len(b.out) > 0 {
+		b.due = true
+		return
+	}
+	_ = b.send()
 }
 
 func (b *batcher) send() error {
 	cur := b.cur
-	b.cur = nil
+	b.cur, b.due = nil, false
 	if b.tx != nil {
 		// The open transaction's changes so far are not in cur; the next
 		// batch starts now, with them.
