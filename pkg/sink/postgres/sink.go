@@ -93,6 +93,9 @@ type Sink struct {
 	desc string // the target without its password: host:port/db user=…
 	conn *pgx.Conn
 	tx   pgx.Tx // the open target transaction, nil when none
+	// begin: a batch's transaction is due but not yet begun; the first
+	// statements sent begin it in their round trip (begin.go).
+	begin bool
 
 	checkpoint string                      // quoted checkpoint table
 	tables     map[*change.Relation]*table // target tables by source relation
@@ -114,8 +117,9 @@ type Sink struct {
 	// chunksReady: the snapshot chunks table exists (bulk.go).
 	chunksReady bool
 	// statements counts data statements (DML, COPY, TRUNCATE), and
-	// pipelines the pipelines of more than one statement, for tests.
-	statements, pipelines int
+	// pipelines the pipelines of more than one statement, and begins the
+	// BEGINs sent in a round trip of their own (begin.go), for tests.
+	statements, pipelines, begins int
 
 	// async: batches commit asynchronously (commit.go); waits are the
 	// committed positions not yet known durable, oldest first; durable is
@@ -312,9 +316,7 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 		return err
 	}
 	if s.tx == nil {
-		if s.tx, err = s.conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: s.beginSQL()}); err != nil {
-			return fmt.Errorf("begin: %w", err)
-		}
+		s.begin = true // with the first statements (begin.go)
 	}
 	for _, st := range steps {
 		if err := s.step(ctx, st); err != nil {
@@ -333,12 +335,14 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 // rollback ends the open transaction after an error, if the connection still
 // has one. Staging tables created in it are gone with it.
 func (s *Sink) rollback(ctx context.Context) {
+	s.begin = false
 	if s.tx == nil {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := s.tx.Rollback(rctx); err != nil && !s.conn.IsClosed() {
+	// ErrTxClosed: a round trip that was to begin it failed first.
+	if err := s.tx.Rollback(rctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) && !s.conn.IsClosed() {
 		s.log.Warn("postgres sink rollback failed", "error", err)
 	}
 	s.tx = nil
