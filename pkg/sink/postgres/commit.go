@@ -202,6 +202,22 @@ WHERE ` + cond + ` RETURNING 1)
 SELECT 1 / count(*) FROM up`, nil
 }
 
+// positionArgsSQL is positionSQL with parameters, for a pipeline, where
+// it is prepared once rather than once per position.
+func (s *Sink) positionArgsSQL(p sink.Position) (string, []any) {
+	old := s.stored
+	cond, args := "false", []any{s.cfg.Name, int64(p.Seq), p.EndLSN.String()}
+	if old.exists {
+		cond = "c.seq = $4::bigint AND c.end_lsn = $5::text::pg_lsn"
+		args = append(args, int64(old.pos.Seq), old.pos.EndLSN.String())
+	}
+	return "WITH up AS (INSERT INTO " + s.checkpoint + ` AS c (name, seq, end_lsn, updated_at)
+VALUES ($1::text, $2::bigint, $3::text::pg_lsn, now())
+ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn, updated_at = EXCLUDED.updated_at
+WHERE ` + cond + ` RETURNING 1)
+SELECT 1 / count(*) FROM up`, args
+}
+
 // quoteLiteral quotes s as an SQL string literal whatever
 // standard_conforming_strings says (an E” literal, quotes and backslashes
 // doubled).

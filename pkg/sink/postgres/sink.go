@@ -96,6 +96,9 @@ type Sink struct {
 	// begin: a batch's transaction is due but not yet begun; the first
 	// statements sent begin it in their round trip (begin.go).
 	begin bool
+	// foldOff counts down the batches that are not applied in one round
+	// trip after one that tried missed keys (fold.go).
+	foldOff int
 
 	checkpoint string                      // quoted checkpoint table
 	tables     map[*change.Relation]*table // target tables by source relation
@@ -118,8 +121,9 @@ type Sink struct {
 	chunksReady bool
 	// statements counts data statements (DML, COPY, TRUNCATE), and
 	// pipelines the pipelines of more than one statement, and begins the
-	// BEGINs sent in a round trip of their own (begin.go), for tests.
-	statements, pipelines, begins int
+	// BEGINs sent in a round trip of their own (begin.go), and folded the
+	// commits sent with their batch's statements (fold.go), for tests.
+	statements, pipelines, begins, folded int
 
 	// async: batches commit asynchronously (commit.go); waits are the
 	// committed positions not yet known durable, oldest first; durable is
@@ -315,10 +319,30 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 	if err != nil {
 		return err
 	}
+	if s.foldable(b, steps) {
+		err := s.apply(ctx, b, steps, true)
+		if !errors.Is(err, errFoldMissed) {
+			return err
+		}
+		// Nothing was committed: again, upserting the missed keys.
+		s.rollback(ctx)
+		s.foldOff = foldPause
+	}
+	return s.apply(ctx, b, steps, false)
+}
+
+// apply runs b's steps in the open transaction, or in one it begins, and
+// unless b is Partial commits it with b's position: with fold, in the
+// round trip of its last segment (fold.go).
+func (s *Sink) apply(ctx context.Context, b *sink.Batch, steps []step, fold bool) error {
 	if s.tx == nil {
 		s.begin = true // with the first statements (begin.go)
 	}
-	for _, st := range steps {
+	for i, st := range steps {
+		if fold && i == len(steps)-1 {
+			// Crash safety as below: rows and position in one transaction.
+			return s.foldedSegment(ctx, st.seg, b.Position)
+		}
 		if err := s.step(ctx, st); err != nil {
 			return err
 		}
