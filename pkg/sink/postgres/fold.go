@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -45,7 +46,7 @@ func (s *Sink) foldable(b *sink.Batch, steps []step) bool {
 
 // guardSQL makes an UPDATE fail unless it updates $n rows.
 func guardSQL(update string, n int) string {
-	return "WITH u AS (" + update + " RETURNING 1) SELECT 1 / (count(*) = $" + fmt.Sprint(n) + "::int)::int FROM u"
+	return "WITH u AS (" + update + " RETURNING 1) SELECT 1 / (count(*) = $" + strconv.Itoa(n) + "::int)::int FROM u"
 }
 
 // foldedSegment runs the last segment of a batch and commits p in the same
