@@ -167,3 +167,24 @@ func BenchmarkEncodeTextColumn(b *testing.B) {
 		require.NoError(b, err)
 	}
 }
+
+// BenchmarkApplySmallTx: one small transaction per batch (a full-row
+// update of an existing key and an insert, like a pgbench TPC-B
+// transaction), as apply sends them when it keeps up with a live source:
+// the cost per batch is mostly round trips (begin.go, fold.go).
+func BenchmarkApplySmallTx(b *testing.B) {
+	_, s := benchSink(b, 0)
+	r := benchRel()
+	ctx := context.Background()
+	apply(b, s, 1, benchBatchN(0, 100, func(id int) *change.Change { return benchInsert(r, id) })...)
+	round := 0
+	for b.Loop() {
+		round++
+		q, k := strconv.Itoa(round), strconv.Itoa(round%100)
+		require.NoError(b, s.Apply(ctx, batch(uint64(round+1), tx(
+			upd(r, k, "name-"+k+" updated", q, "2024-05-06 07:08:09.123456+00", k+".50"),
+			benchInsert(r, 100+round),
+		))))
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "batches/s")
+}

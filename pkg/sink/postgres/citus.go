@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/schema"
 )
@@ -88,7 +86,7 @@ func (s *Sink) citusPlacement(t *schema.Table) schema.CitusPlacement {
 // citusOps runs one keyed table's collapsed work as single-key statements.
 func (s *Sink) citusOps(ctx context.Context, t *table, ops *tableOps) error {
 	deletes, fresh, upserts, updates := ops.split()
-	var b pgx.Batch
+	b, begins := s.newBatch()
 	for _, r := range deletes {
 		b.Queue(citusDeleteSQL(t), rowArgs(nil, r, t.keys)...)
 	}
@@ -101,12 +99,17 @@ func (s *Sink) citusOps(ctx context.Context, t *table, ops *tableOps) error {
 			b.Queue(citusUpdateSQL(t, g.cols), rowArgs(rowArgs(nil, r, t.keys), r, g.cols)...)
 		}
 	}
-	if b.Len() == 0 {
+	n := b.Len() - begins
+	if n == 0 {
 		return nil
 	}
-	s.statements += b.Len()
-	if err := s.tx.SendBatch(ctx, &b).Close(); err != nil {
-		return fmt.Errorf("apply to %s (%d statements): %w", t.target, b.Len(), err)
+	s.statements += n
+	br, err := s.sendBatch(ctx, b, begins)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("apply to %s (%d statements): %w", t.target, n, err)
 	}
 	return nil
 }

@@ -111,18 +111,11 @@ func (s *Sink) setupAsync(ctx context.Context) {
 	s.async = true
 }
 
-// beginSQL begins a batch's transaction, with asynchronous commit when on.
-func (s *Sink) beginSQL() string {
-	if s.async {
-		return "BEGIN; SET LOCAL synchronous_commit = off"
-	}
-	return "BEGIN"
-}
-
 // commit stores p in the checkpoint table and commits the open transaction,
 // in one round trip; with asynchronous commit the same round trip reads the
-// WAL positions that tell when the commit is durable. On error the
-// transaction is left for rollback unless it is over.
+// WAL positions that tell when the commit is durable; when no statement
+// began the batch's transaction, the same round trip begins it too. On
+// error the transaction is left for rollback unless it is over.
 //
 // The checkpoint write is checked (see errCheckpointMoved): it updates the
 // row only if it is still what this sink read or wrote last, and otherwise
@@ -137,6 +130,10 @@ func (s *Sink) commit(ctx context.Context, p sink.Position) error {
 	if s.async {
 		q += ";\n" + walPositionsSQL
 	}
+	if s.begin {
+		q = s.beginSQL() + ";\n" + q
+		s.begin = false
+	}
 	res, err := s.conn.PgConn().Exec(ctx, q).ReadAll()
 	if s.conn.PgConn().TxStatus() == 'I' {
 		s.tx, s.ddl = nil, false // committed, or rolled back by the server
@@ -148,16 +145,17 @@ func (s *Sink) commit(ctx context.Context, p sink.Position) error {
 		}
 		return fmt.Errorf("storing position %d (%s) in %s and committing: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
 	}
-	if len(res) < 2 || res[1].CommandTag.String() != "COMMIT" {
+	c := commitIndex(res)
+	if c < 0 {
 		return errors.New("commit: the transaction was rolled back")
 	}
 	s.stored = checkpointRow{exists: true, pos: p}
 	var insert, flush change.LSN
 	if s.async {
-		if len(res) != 3 || len(res[2].Rows) != 1 || len(res[2].Rows[0]) != 2 {
+		if len(res) != c+2 || len(res[c+1].Rows) != 1 || len(res[c+1].Rows[0]) != 2 {
 			return errors.New("commit: reading the WAL positions: unexpected result")
 		}
-		row := res[2].Rows[0]
+		row := res[c+1].Rows[0]
 		if insert, err = change.ParseLSN(string(row[0])); err == nil {
 			flush, err = change.ParseLSN(string(row[1]))
 		}
@@ -170,13 +168,17 @@ func (s *Sink) commit(ctx context.Context, p sink.Position) error {
 }
 
 // committedIn reports whether a round trip's results include a COMMIT.
-func committedIn(res []*pgconn.Result) bool {
-	for _, r := range res {
+func committedIn(res []*pgconn.Result) bool { return commitIndex(res) >= 0 }
+
+// commitIndex is the index of a round trip's COMMIT result, -1 when none
+// (a COMMIT of an aborted transaction reports ROLLBACK).
+func commitIndex(res []*pgconn.Result) int {
+	for i, r := range res {
 		if r.CommandTag.String() == "COMMIT" {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
 // positionSQL upserts the sink's checkpoint row, its values inlined so that
@@ -198,6 +200,22 @@ VALUES (` + quoteLiteral(s.cfg.Name) + ", " + strconv.FormatUint(p.Seq, 10) + ",
 ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn, updated_at = EXCLUDED.updated_at
 WHERE ` + cond + ` RETURNING 1)
 SELECT 1 / count(*) FROM up`, nil
+}
+
+// positionArgsSQL is positionSQL with parameters, for a pipeline, where
+// it is prepared once rather than once per position.
+func (s *Sink) positionArgsSQL(p sink.Position) (string, []any) {
+	old := s.stored
+	cond, args := "false", []any{s.cfg.Name, int64(p.Seq), p.EndLSN.String()}
+	if old.exists {
+		cond = "c.seq = $4::bigint AND c.end_lsn = $5::text::pg_lsn"
+		args = append(args, int64(old.pos.Seq), old.pos.EndLSN.String())
+	}
+	return "WITH up AS (INSERT INTO " + s.checkpoint + ` AS c (name, seq, end_lsn, updated_at)
+VALUES ($1::text, $2::bigint, $3::text::pg_lsn, now())
+ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, end_lsn = EXCLUDED.end_lsn, updated_at = EXCLUDED.updated_at
+WHERE ` + cond + ` RETURNING 1)
+SELECT 1 / count(*) FROM up`, args
 }
 
 // quoteLiteral quotes s as an SQL string literal whatever

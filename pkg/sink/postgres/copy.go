@@ -30,6 +30,9 @@ const defaultCopyMinRows = 2000
 // temporary, ON COMMIT DELETE ROWS, and emptied by the INSERT itself (a
 // DELETE … RETURNING feeds it), so a Partial transaction can use it again.
 func (s *Sink) copyInsert(ctx context.Context, t *table, rows []change.Row) error {
+	if err := s.inTx(ctx); err != nil {
+		return err
+	}
 	stage, err := s.stage(ctx, len(t.cols))
 	if err != nil {
 		return err
@@ -77,6 +80,9 @@ func (s *Sink) stage(ctx context.Context, n int) (string, error) {
 // the upserting path (the whole target transaction rolls back, the
 // position with it, so nothing is applied twice).
 func (s *Sink) insertFresh(ctx context.Context, t *table, rows []change.Row) error {
+	if err := s.inTx(ctx); err != nil {
+		return err
+	}
 	var b strings.Builder
 	b.WriteString("COPY ")
 	b.WriteString(t.target.sql())

@@ -28,12 +28,15 @@
 //
 // # Transactions and position
 //
-// The first Apply begins a target transaction. A batch that is not Partial
-// ends with an upsert of the sink's row in the checkpoint table (name, seq,
-// end_lsn, updated_at) and COMMIT; a Partial batch leaves the transaction
-// open for the next Apply. The upsert, COMMIT and (with asynchronous
-// commit) the read of the target's WAL insert and flush positions share one
-// round trip. An error rolls everything uncommitted back. Position reads the
+// The first Apply begins a target transaction, in the round trip of its
+// first statements (begin.go). A batch that is not Partial ends with an
+// upsert of the sink's row in the checkpoint table (name, seq, end_lsn,
+// updated_at) and COMMIT; a Partial batch leaves the transaction open for
+// the next Apply. The upsert, COMMIT and (with asynchronous commit) the
+// read of the target's WAL insert and flush positions share one round
+// trip — the round trip of the batch's last statements when the batch
+// begins and ends its transaction (fold.go): a batch of small transactions
+// then costs one round trip. An error rolls everything uncommitted back. Position reads the
 // checkpoint row, so after a crash apply resumes right after the last
 // committed batch. The upsert only updates the row when it is still what
 // this sink read or wrote last: a process killed just after it sent COMMIT

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/sink"
 )
@@ -33,7 +31,7 @@ func (s *Sink) step(ctx context.Context, st step) error {
 // (one per column set for partial updates), deletes first; see plan for why
 // the order is safe.
 func (s *Sink) tableOps(ctx context.Context, ops *tableOps) error {
-	t, err := s.table(ctx, s.tx, ops.rel)
+	t, err := s.txTable(ctx, ops.rel)
 	if err != nil {
 		return err
 	}
@@ -161,7 +159,7 @@ func (s *Sink) runQueued(ctx context.Context) error {
 	queued := s.queued
 	s.queued = s.queued[:0]
 	var missed []statement
-	if len(queued) == 1 {
+	if len(queued) == 1 && !s.begin {
 		st := queued[0]
 		s.statements++
 		tag, err := s.tx.Exec(ctx, st.sql, st.args...)
@@ -172,13 +170,19 @@ func (s *Sink) runQueued(ctx context.Context) error {
 			missed = append(missed, st)
 		}
 	} else {
-		var b pgx.Batch
+		b, begins := s.newBatch()
 		for _, st := range queued {
 			b.Queue(st.sql, st.args...)
 		}
 		s.statements += len(queued)
-		s.pipelines++
-		br := s.tx.SendBatch(ctx, &b)
+		if len(queued) > 1 {
+			s.pipelines++
+		}
+		br, err := s.sendBatch(ctx, b, begins)
+		if err != nil {
+			_ = br.Close()
+			return err
+		}
 		for _, st := range queued {
 			tag, err := br.Exec()
 			if err != nil {
@@ -206,6 +210,18 @@ func (st statement) fail(err error) error {
 	return fmt.Errorf("%s %s (%d rows): %w", st.what, st.t.target, st.rows, err)
 }
 
+// txTable is s.table in the open transaction: a lookup not yet cached
+// begins it first.
+func (s *Sink) txTable(ctx context.Context, rel *change.Relation) (*table, error) {
+	if t := s.tables[rel]; t != nil {
+		return t, nil
+	}
+	if err := s.inTx(ctx); err != nil {
+		return nil, err
+	}
+	return s.table(ctx, s.tx, rel)
+}
+
 func nonKeyColumns(t *table) []int {
 	var set []int
 	for i := range t.cols {
@@ -218,6 +234,9 @@ func nonKeyColumns(t *table) []int {
 
 // exec runs one data statement in the open transaction.
 func (s *Sink) exec(ctx context.Context, sql string, args []any, what string, t *table, rows int) error {
+	if err := s.inTx(ctx); err != nil {
+		return err
+	}
 	s.statements++
 	if _, err := s.tx.Exec(ctx, sql, args...); err != nil {
 		return fmt.Errorf("%s %s (%d rows): %w", what, t.target, rows, err)
@@ -228,6 +247,9 @@ func (s *Sink) exec(ctx context.Context, sql string, args []any, what string, t 
 // truncate runs a source TRUNCATE on the target tables.
 func (s *Sink) truncate(ctx context.Context, tr *change.Truncate) error {
 	tables := make([]*table, 0, len(tr.Relations))
+	if err := s.inTx(ctx); err != nil {
+		return err
+	}
 	for _, rel := range tr.Relations {
 		t, err := s.table(ctx, s.tx, rel)
 		if err != nil {
@@ -245,7 +267,7 @@ func (s *Sink) truncate(ctx context.Context, tr *change.Truncate) error {
 // move changes the key of one row on the target with an UPDATE, which
 // leaves its unchanged TOASTed columns as they are.
 func (s *Sink) move(ctx context.Context, m *move) error {
-	t, err := s.table(ctx, s.tx, m.rel)
+	t, err := s.txTable(ctx, m.rel)
 	if err != nil {
 		return err
 	}

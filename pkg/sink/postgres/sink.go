@@ -93,6 +93,12 @@ type Sink struct {
 	desc string // the target without its password: host:port/db user=…
 	conn *pgx.Conn
 	tx   pgx.Tx // the open target transaction, nil when none
+	// begin: a batch's transaction is due but not yet begun; the first
+	// statements sent begin it in their round trip (begin.go).
+	begin bool
+	// foldOff counts down the batches that are not applied in one round
+	// trip after one that tried missed keys (fold.go).
+	foldOff int
 
 	checkpoint string                      // quoted checkpoint table
 	tables     map[*change.Relation]*table // target tables by source relation
@@ -114,8 +120,10 @@ type Sink struct {
 	// chunksReady: the snapshot chunks table exists (bulk.go).
 	chunksReady bool
 	// statements counts data statements (DML, COPY, TRUNCATE), and
-	// pipelines the pipelines of more than one statement, for tests.
-	statements, pipelines int
+	// pipelines the pipelines of more than one statement, and begins the
+	// BEGINs sent in a round trip of their own (begin.go), and folded the
+	// commits sent with their batch's statements (fold.go), for tests.
+	statements, pipelines, begins, folded int
 
 	// async: batches commit asynchronously (commit.go); waits are the
 	// committed positions not yet known durable, oldest first; durable is
@@ -311,12 +319,30 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 	if err != nil {
 		return err
 	}
-	if s.tx == nil {
-		if s.tx, err = s.conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: s.beginSQL()}); err != nil {
-			return fmt.Errorf("begin: %w", err)
+	if s.foldable(b, steps) {
+		err := s.apply(ctx, b, steps, true)
+		if !errors.Is(err, errFoldMissed) {
+			return err
 		}
+		// Nothing was committed: again, upserting the missed keys.
+		s.rollback(ctx)
+		s.foldOff = foldPause
 	}
-	for _, st := range steps {
+	return s.apply(ctx, b, steps, false)
+}
+
+// apply runs b's steps in the open transaction, or in one it begins, and
+// unless b is Partial commits it with b's position: with fold, in the
+// round trip of its last segment (fold.go).
+func (s *Sink) apply(ctx context.Context, b *sink.Batch, steps []step, fold bool) error {
+	if s.tx == nil {
+		s.begin = true // with the first statements (begin.go)
+	}
+	for i, st := range steps {
+		if fold && i == len(steps)-1 {
+			// Crash safety as below: rows and position in one transaction.
+			return s.foldedSegment(ctx, st.seg, b.Position)
+		}
 		if err := s.step(ctx, st); err != nil {
 			return err
 		}
@@ -333,12 +359,14 @@ func (s *Sink) Apply(ctx context.Context, b *sink.Batch) (err error) {
 // rollback ends the open transaction after an error, if the connection still
 // has one. Staging tables created in it are gone with it.
 func (s *Sink) rollback(ctx context.Context) {
+	s.begin = false
 	if s.tx == nil {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := s.tx.Rollback(rctx); err != nil && !s.conn.IsClosed() {
+	// ErrTxClosed: a round trip that was to begin it failed first.
+	if err := s.tx.Rollback(rctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) && !s.conn.IsClosed() {
 		s.log.Warn("postgres sink rollback failed", "error", err)
 	}
 	s.tx = nil
