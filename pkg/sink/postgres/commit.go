@@ -141,7 +141,7 @@ func (s *Sink) commit(ctx context.Context, p sink.Position) error {
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if !committedIn(res) && errors.As(err, &pgErr) && pgErr.Code == "22012" /* division_by_zero */ {
-			return sink.Retriable(fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, errCheckpointMoved))
+			return s.checkpointMoved(p)
 		}
 		return fmt.Errorf("storing position %d (%s) in %s and committing: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
 	}
@@ -156,15 +156,29 @@ func (s *Sink) commit(ctx context.Context, p sink.Position) error {
 			return errors.New("commit: reading the WAL positions: unexpected result")
 		}
 		row := res[c+1].Rows[0]
-		if insert, err = change.ParseLSN(string(row[0])); err == nil {
-			flush, err = change.ParseLSN(string(row[1]))
-		}
-		if err != nil {
-			return fmt.Errorf("commit: reading the WAL positions: %w", err)
+		if insert, flush, err = parseWALPositions(string(row[0]), string(row[1])); err != nil {
+			return err
 		}
 	}
 	s.committed(p, insert, flush)
 	return nil
+}
+
+// checkpointMoved is the retriable error of a checked checkpoint write that
+// found the row moved.
+func (s *Sink) checkpointMoved(p sink.Position) error {
+	return sink.Retriable(fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, errCheckpointMoved))
+}
+
+// parseWALPositions parses walPositionsSQL's insert and flush positions.
+func parseWALPositions(insert, flush string) (il, fl change.LSN, err error) {
+	if il, err = change.ParseLSN(insert); err == nil {
+		fl, err = change.ParseLSN(flush)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("commit: reading the WAL positions: %w", err)
+	}
+	return il, fl, nil
 }
 
 // committedIn reports whether a round trip's results include a COMMIT.

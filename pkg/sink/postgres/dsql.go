@@ -469,7 +469,7 @@ WHERE $8::boolean AND c.seq = $9 AND c.end_lsn = $10 AND c.applied_lsn = $11 AND
 		return fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return sink.Retriable(fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, errCheckpointMoved))
+		return s.checkpointMoved(p)
 	}
 	return nil
 }

@@ -111,7 +111,7 @@ func (s *Sink) foldedSegment(ctx context.Context, seg *segment, p sink.Position)
 		_ = br.Close()
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "22012" /* division_by_zero */ {
-			return sink.Retriable(fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, errCheckpointMoved))
+			return s.checkpointMoved(p)
 		}
 		return fmt.Errorf("storing position %d (%s) in %s: %w", p.Seq, p.EndLSN, s.cfg.CheckpointTable, err)
 	}
@@ -132,12 +132,9 @@ func (s *Sink) foldedSegment(ctx context.Context, seg *segment, p sink.Position)
 			_ = br.Close()
 			return fmt.Errorf("commit: reading the WAL positions: %w", err)
 		}
-		if insert, err = change.ParseLSN(il); err == nil {
-			flush, err = change.ParseLSN(fl)
-		}
-		if err != nil {
+		if insert, flush, err = parseWALPositions(il, fl); err != nil {
 			_ = br.Close()
-			return fmt.Errorf("commit: reading the WAL positions: %w", err)
+			return err
 		}
 	}
 	if err := br.Close(); err != nil {
