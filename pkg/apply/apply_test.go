@@ -458,6 +458,20 @@ func TestAsyncCommitReportsOnlyDurable(t *testing.T) {
 	require.NoError(t, <-errc)
 }
 
+// addTx feeds b a one-row transaction: BEGIN at seq, the insert of id,
+// COMMIT at seq+2, ending at LSN 0x100 × id.
+func addTx(t *testing.T, b *batcher, seq uint64, id int) {
+	t.Helper()
+	x := &change.Tx{XID: uint32(id), EndLSN: change.LSN(0x100 * id)}
+	for _, r := range []trail.Record{
+		{Type: trail.RecordBegin, Seq: seq, Tx: x},
+		{Type: trail.RecordChange, Change: &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(id))}}},
+		{Type: trail.RecordCommit, Seq: seq + 2, Tx: x},
+	} {
+		require.NoError(t, b.add(r))
+	}
+}
+
 // TestIdleHoldsABatchForTheSinksMinDelay: for a sink.BatchPacer a caught-up
 // reader leaves a batch younger than the sink's delay open, so later
 // transactions join it; rows still close it, and once old enough idle sends it.
@@ -466,14 +480,7 @@ func TestIdleHoldsABatchForTheSinksMinDelay(t *testing.T) {
 	b := &batcher{cfg: Config{MaxRows: 3, MaxBytes: 1 << 20, MaxDelay: time.Hour}, out: out, ctx: context.Background(),
 		minDelay: time.Hour}
 	tx := func(seq uint64, id int) {
-		x := &change.Tx{XID: uint32(id), EndLSN: change.LSN(0x100 * id)}
-		for _, r := range []trail.Record{
-			{Type: trail.RecordBegin, Seq: seq, Tx: x},
-			{Type: trail.RecordChange, Change: &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(id))}}},
-			{Type: trail.RecordCommit, Seq: seq + 2, Tx: x},
-		} {
-			require.NoError(t, b.add(r))
-		}
+		addTx(t, b, seq, id)
 		b.idle()
 	}
 	tx(1, 1)
@@ -523,14 +530,7 @@ func TestIdleGrowsTheBatchWhileTheApplierIsBehind(t *testing.T) {
 	b := &batcher{cfg: Config{MaxRows: 100, MaxBytes: 1 << 20, MaxDelay: time.Hour}, out: out, ctx: context.Background()}
 	seq := uint64(1)
 	tx := func(id int, idle bool) {
-		x := &change.Tx{XID: uint32(id), EndLSN: change.LSN(0x100 * id)}
-		for _, r := range []trail.Record{
-			{Type: trail.RecordBegin, Seq: seq, Tx: x},
-			{Type: trail.RecordChange, Change: &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(id))}}},
-			{Type: trail.RecordCommit, Seq: seq + 2, Tx: x},
-		} {
-			require.NoError(t, b.add(r))
-		}
+		addTx(t, b, seq, id)
 		seq += 3
 		if idle {
 			b.idle()
