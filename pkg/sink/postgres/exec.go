@@ -12,17 +12,26 @@ import (
 func (s *Sink) step(ctx context.Context, st step) error {
 	switch {
 	case st.seg != nil:
-		for _, ops := range st.seg.tables {
-			if err := s.tableOps(ctx, ops); err != nil {
-				s.queued = s.queued[:0]
-				return err
-			}
+		if err := s.queueSegment(ctx, st.seg); err != nil {
+			return err
 		}
 		return s.runQueued(ctx)
 	case st.truncate != nil:
 		return s.truncate(ctx, st.truncate)
 	case st.move != nil:
 		return s.move(ctx, st.move)
+	}
+	return nil
+}
+
+// queueSegment runs or queues the statements of a segment's tables; on
+// error nothing stays queued.
+func (s *Sink) queueSegment(ctx context.Context, seg *segment) error {
+	for _, ops := range seg.tables {
+		if err := s.tableOps(ctx, ops); err != nil {
+			s.queued = s.queued[:0]
+			return err
+		}
 	}
 	return nil
 }

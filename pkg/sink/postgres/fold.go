@@ -54,11 +54,8 @@ func guardSQL(update string, n int) string {
 // before it as usual; with nothing left to pipeline it commits as commit
 // does.
 func (s *Sink) foldedSegment(ctx context.Context, seg *segment, p sink.Position) error {
-	for _, ops := range seg.tables {
-		if err := s.tableOps(ctx, ops); err != nil {
-			s.queued = s.queued[:0]
-			return err
-		}
+	if err := s.queueSegment(ctx, seg); err != nil {
+		return err
 	}
 	if len(s.queued) == 0 {
 		return s.commit(ctx, p)
