@@ -56,6 +56,14 @@ type Config struct {
 	// share its fsync when no fsync is running. Fsyncs run beside the stream,
 	// so commits arriving during one already share the next. Default 1ms.
 	GroupCommitDelay time.Duration
+	// GroupCommitInterval is the shortest time between the starts of two
+	// trail fsyncs. Under a steady stream of small transactions fsyncs
+	// otherwise run back to back, a hundred or more a second, and compete
+	// for the disk with the source's own WAL flushes when both share it
+	// (measured on the pgbench mix: the source's transaction rate fell by
+	// ~8%). Idle, the first commit still waits only GroupCommitDelay.
+	// It bounds what it adds to a commit's latency. Default 20ms.
+	GroupCommitInterval time.Duration
 	// GroupCommitBytes forces an fsync once this many bytes of committed
 	// transactions are unsynced. Default 8 MiB.
 	GroupCommitBytes int64
@@ -85,6 +93,9 @@ func (c Config) defaults() Config {
 	c.Source = c.Source.Defaults()
 	if c.GroupCommitDelay <= 0 {
 		c.GroupCommitDelay = time.Millisecond
+	}
+	if c.GroupCommitInterval <= 0 {
+		c.GroupCommitInterval = 20 * time.Millisecond
 	}
 	if c.GroupCommitBytes <= 0 {
 		c.GroupCommitBytes = 8 << 20

@@ -2,6 +2,7 @@ package capture_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdcd-io/cdcd/internal/pgtest"
+	"github.com/cdcd-io/cdcd/pkg/capture"
 	"github.com/cdcd-io/cdcd/pkg/change"
 )
 
@@ -201,4 +203,60 @@ func checkWorkload(t *testing.T, dir string, body string) {
 	c = next(change.OpInsert, "public.zoo")
 	require.Equal(t, change.ValueNull, col(c, c.New, "num").Kind)
 	require.Empty(t, cs, "no unexpected changes")
+}
+
+// TestGroupCommitInterval: under a steady stream of small transactions the
+// trail's fsyncs start at most once per GroupCommitInterval, instead of
+// back to back (hundreds a second), and every transaction still arrives.
+func TestGroupCommitInterval(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{Version: pgtest.V15})
+	pg.ExecT(t, "postgres", `CREATE TABLE ticks (id int PRIMARY KEY)`,
+		`CREATE PROCEDURE tick(seconds float8) LANGUAGE plpgsql AS $$
+		DECLARE stop timestamptz := clock_timestamp() + seconds * interval '1 second'; i int := 0;
+		BEGIN WHILE clock_timestamp() < stop LOOP i := i + 1; INSERT INTO ticks VALUES (i); COMMIT; END LOOP; END $$`)
+	const interval = 100 * time.Millisecond
+	cfg := testConfig(pg, t.TempDir())
+	cfg.GroupCommitInterval = interval
+	c, err := capture.New(cfg)
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var syncs []time.Time
+	c.OnDurable = func(change.LSN) {
+		mu.Lock()
+		syncs = append(syncs, time.Now())
+		mu.Unlock()
+	}
+	r := run(c)
+	t.Cleanup(func() { r.cancel(); <-r.done })
+	waitSlot(t, pg)
+	r.waitPast(t, marker(t, pg), 30*time.Second)
+
+	mu.Lock()
+	before := len(syncs)
+	mu.Unlock()
+	pg.ExecT(t, "postgres", `SET synchronous_commit = off`, `CALL tick(2)`)
+	r.waitPast(t, marker(t, pg), 30*time.Second)
+	var n int
+	require.NoError(t, query(pg, `SELECT count(*) FROM ticks`, &n))
+	require.Greater(t, n, 1000, "the workload committed too few transactions to tell")
+
+	mu.Lock()
+	during := syncs[before:]
+	mu.Unlock()
+	require.GreaterOrEqual(t, len(during), 3)
+	// Sync k starts at least (k-1) intervals after the first; completions
+	// may bunch by at most one fsync's duration (allow 300ms).
+	span := during[len(during)-1].Sub(during[0])
+	limit := int((span+300*time.Millisecond)/interval) + 1
+	require.LessOrEqual(t, len(during), limit, "%d fsyncs in %v for %d transactions", len(during), span, n)
+
+	r.stop(t)
+	txs := readTrail(t, cfg.TrailDir)
+	got := 0
+	for _, c := range userChanges(txs) {
+		if c.Op == change.OpInsert && c.Relation.Name == "ticks" {
+			got++
+		}
+	}
+	require.Equal(t, n, got, "every committed row is in the trail")
 }

@@ -29,6 +29,7 @@ type loop struct {
 	skipping      bool      // the open transaction is a re-delivery
 	pendingSync   bool      // committed records written but not yet handed to the syncer
 	syncDue       time.Time // when pending records must be handed to the syncer
+	lastSync      time.Time // when the last fsync was started
 	unsyncedBytes int64
 	// The syncer goroutine fsyncs flushed trail data while this loop keeps
 	// receiving: an inline fsync would stall the stream for milliseconds
@@ -168,7 +169,11 @@ func (l *loop) handle(ev source.Event) error {
 func (l *loop) markPending() {
 	if !l.pendingSync {
 		l.pendingSync = true
-		l.syncDue = l.now().Add(l.c.cfg.GroupCommitDelay)
+		now := l.now()
+		l.syncDue = now.Add(l.c.cfg.GroupCommitDelay)
+		if next := l.lastSync.Add(l.c.cfg.GroupCommitInterval); next.After(l.syncDue) {
+			l.syncDue = next
+		}
 	}
 }
 
@@ -194,6 +199,7 @@ func (l *loop) startSync() error {
 	l.pendingSync = false
 	l.unsyncedBytes = 0
 	l.syncInFlight = true
+	l.lastSync = l.now()
 	l.syncReq <- m
 	return nil
 }
