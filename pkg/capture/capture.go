@@ -56,13 +56,12 @@ type Config struct {
 	// share its fsync when no fsync is running. Fsyncs run beside the stream,
 	// so commits arriving during one already share the next. Default 1ms.
 	GroupCommitDelay time.Duration
-	// GroupCommitInterval is the shortest time between the starts of two
-	// trail fsyncs. Under a steady stream of small transactions fsyncs
-	// otherwise run back to back, a hundred or more a second, and compete
-	// for the disk with the source's own WAL flushes when both share it
-	// (measured on the pgbench mix: the source's transaction rate fell by
-	// ~8%). Idle, the first commit still waits only GroupCommitDelay.
-	// It bounds what it adds to a commit's latency. Default 20ms.
+	// GroupCommitInterval caps the pause capture leaves between two trail
+	// fsyncs: twice the duration of the last one. Under a steady stream of
+	// small transactions fsyncs otherwise run back to back, a hundred or
+	// more a second, and compete for the disk with the source's WAL flushes
+	// when both share it. It bounds what the pause adds to a commit's
+	// latency. Default 20ms.
 	GroupCommitInterval time.Duration
 	// GroupCommitBytes forces an fsync once this many bytes of committed
 	// transactions are unsynced. Default 8 MiB.
@@ -135,6 +134,11 @@ type Stats struct {
 	Transactions, Changes uint64
 	// Reconnects counts reconnections after retriable errors.
 	Reconnects uint64
+	// Syncs counts trail group commits (fsyncs), and SyncTime is the time
+	// they took: SyncTime / Syncs is the disk's commit latency as the trail
+	// sees it.
+	Syncs    uint64
+	SyncTime time.Duration
 }
 
 // Capture is one running extract. Create it with New and call Run.

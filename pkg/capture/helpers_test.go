@@ -61,11 +61,7 @@ func startCapture(t testing.TB, cfg capture.Config) *runner {
 // run starts c in the background, tracking its durable position.
 func run(c *capture.Capture) *runner {
 	r := &runner{c: c, moved: make(chan struct{}, 1), done: make(chan error, 1)}
-	also := c.OnDurable
 	c.OnDurable = func(l change.LSN) {
-		if also != nil {
-			also(l)
-		}
 		r.durable.Store(uint64(l))
 		select {
 		case r.moved <- struct{}{}:

@@ -25,12 +25,14 @@ type loop struct {
 	// serverWALEnd is the latest WAL end reported by a keepalive.
 	serverWALEnd change.LSN
 
-	inTx          bool      // a transaction is open (Begin seen, no Commit yet)
-	skipping      bool      // the open transaction is a re-delivery
-	pendingSync   bool      // committed records written but not yet handed to the syncer
-	syncDue       time.Time // when pending records must be handed to the syncer
-	lastSync      time.Time // when the last fsync was started
-	unsyncedBytes int64
+	inTx        bool      // a transaction is open (Begin seen, no Commit yet)
+	skipping    bool      // the open transaction is a re-delivery
+	pendingSync bool      // committed records written but not yet handed to the syncer
+	syncDue     time.Time // when pending records must be handed to the syncer
+	// nextSync is when the next fsync may start: after the last one ended,
+	// twice its duration, at most GroupCommitInterval (see syncGap).
+	syncStart, nextSync time.Time
+	unsyncedBytes       int64
 	// The syncer goroutine fsyncs flushed trail data while this loop keeps
 	// receiving: an inline fsync would stall the stream for milliseconds
 	// per group commit. One sync is in flight at a time; commits arriving
@@ -169,12 +171,26 @@ func (l *loop) handle(ev source.Event) error {
 func (l *loop) markPending() {
 	if !l.pendingSync {
 		l.pendingSync = true
-		now := l.now()
-		l.syncDue = now.Add(l.c.cfg.GroupCommitDelay)
-		if next := l.lastSync.Add(l.c.cfg.GroupCommitInterval); next.After(l.syncDue) {
-			l.syncDue = next
-		}
+		l.syncDue = l.now().Add(l.c.cfg.GroupCommitDelay)
 	}
+}
+
+// syncGap is how long capture waits after an fsync that took `took` before
+// starting the next: twice its duration, at most limit. Back-to-back
+// fsyncs of a steady stream of small transactions (a hundred or more a
+// second) compete for the disk with the source's own WAL flushes when both
+// share it; a gap proportional to the last fsync keeps the trail's share of
+// the disk at a third or less, so a fast disk still syncs within a
+// millisecond or two while a busy one gets fewer, larger fsyncs.
+func syncGap(took, limit time.Duration) time.Duration {
+	return min(2*took, limit)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // syncer fsyncs the marks the loop hands it, one at a time.
@@ -199,7 +215,7 @@ func (l *loop) startSync() error {
 	l.pendingSync = false
 	l.unsyncedBytes = 0
 	l.syncInFlight = true
-	l.lastSync = l.now()
+	l.syncStart = l.now()
 	l.syncReq <- m
 	return nil
 }
@@ -220,6 +236,10 @@ func (l *loop) pollSync() error {
 // syncCompleted records a finished fsync: its commits may now be acked.
 func (l *loop) syncCompleted(r syncResult) error {
 	l.syncInFlight = false
+	now := l.now()
+	took := now.Sub(l.syncStart)
+	l.nextSync = now.Add(syncGap(took, l.c.cfg.GroupCommitInterval))
+	l.c.updateStats(func(s *Stats) { s.Syncs++; s.SyncTime += took })
 	if r.err != nil {
 		return trailErr(r.err)
 	}
@@ -266,7 +286,7 @@ func (l *loop) timedWork(ctx context.Context) error {
 	}
 	now := l.now()
 	l.c.loopNanos.Store(now.UnixNano())
-	if l.pendingSync && !now.Before(l.syncDue) {
+	if l.pendingSync && !now.Before(l.syncDue) && !now.Before(l.nextSync) {
 		if err := l.startSync(); err != nil {
 			return err
 		}
@@ -321,8 +341,8 @@ func (l *loop) ackable() change.LSN {
 // deadline is when the next timed work is due: the receive waits no longer.
 func (l *loop) deadline() time.Time {
 	d := l.nextStatus
-	if l.pendingSync && !l.syncInFlight && l.syncDue.Before(d) {
-		d = l.syncDue
+	if due := later(l.syncDue, l.nextSync); l.pendingSync && !l.syncInFlight && due.Before(d) {
+		d = due
 	}
 	if l.syncInFlight {
 		// Poll for the fsync's end; when data flows, every message does.

@@ -117,8 +117,9 @@ type Trail struct {
 type Capture struct {
 	// GroupCommitDelay bounds how long a commit waits for its fsync. Default 1ms.
 	GroupCommitDelay Duration `yaml:"group_commit_delay"`
-	// GroupCommitInterval is the shortest time between two trail fsyncs
-	// under load (at most what it adds to a commit's latency). Default 20ms.
+	// GroupCommitInterval caps the pause between two trail fsyncs (twice
+	// the last fsync's duration): what it adds to a commit's latency at
+	// most. Default 20ms.
 	GroupCommitInterval Duration `yaml:"group_commit_interval"`
 	// GroupCommitBytes forces an fsync after this many unsynced bytes. Default 8MiB.
 	GroupCommitBytes ByteSize `yaml:"group_commit_bytes"`

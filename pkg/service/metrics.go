@@ -155,6 +155,8 @@ var (
 	descCaptureTx        = prometheus.NewDesc("cdcd_capture_transactions_total", "Transactions written to the trail by this process.", nil, nil)
 	descCaptureChanges   = prometheus.NewDesc("cdcd_capture_changes_total", "Changes written to the trail by this process.", nil, nil)
 	descCaptureReconn    = prometheus.NewDesc("cdcd_capture_reconnects_total", "Source sessions that ended in an error and were retried.", nil, nil)
+	descCaptureFsyncs    = prometheus.NewDesc("cdcd_capture_trail_fsyncs_total", "Trail group commits (fsyncs) by this process.", nil, nil)
+	descCaptureFsyncSec  = prometheus.NewDesc("cdcd_capture_trail_fsync_seconds_total", "Time the trail's group commits took.", nil, nil)
 	descCaptureLagBytes  = prometheus.NewDesc("cdcd_capture_lag_bytes", "Source WAL position minus what the trail holds durably.", nil, nil)
 	descCaptureLagSec    = prometheus.NewDesc("cdcd_capture_lag_seconds", "How long ago the source's WAL passed capture's position.", nil, nil)
 	descCapturePos       = prometheus.NewDesc("cdcd_capture_position_lsn", "Source LSN the trail holds durably, as a number.", nil, nil)
@@ -178,6 +180,7 @@ var (
 
 func (c *reportCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReady, descCaptureConnected, descCaptureTx, descCaptureChanges, descCaptureReconn,
+		descCaptureFsyncs, descCaptureFsyncSec,
 		descCaptureLagBytes, descCaptureLagSec, descCapturePos, descSourceLSN, descRetained, descSafe, descSlotActive, descWALStatus,
 		descGuard, descTrailBytes, descTrailSegments, descSinkLagBytes, descSinkLagSec, descSinkLagTx, descSinkTx, descSinkRows,
 		descSinkRetries, descSinkStopped, descSinkPos} {
@@ -198,6 +201,8 @@ func (c *reportCollector) Collect(ch chan<- prometheus.Metric) {
 	n(descCaptureTx, r.Capture.Transactions)
 	n(descCaptureChanges, r.Capture.Changes)
 	n(descCaptureReconn, r.Capture.Reconnects)
+	n(descCaptureFsyncs, r.Capture.Fsyncs)
+	ch <- prometheus.MustNewConstMetric(descCaptureFsyncSec, prometheus.CounterValue, r.Capture.FsyncSeconds)
 	g(descCaptureLagBytes, float64(r.Capture.LagBytes))
 	g(descCaptureLagSec, r.Capture.LagSeconds)
 	g(descCapturePos, lsnf(r.Capture.Position))

@@ -277,6 +277,7 @@ func (s *Service) Report() *status.Report {
 	r.Capture = status.Capture{
 		Connected: !c.LastLoop().IsZero(), Position: capPos.String(), Acked: cs.Acked.String(),
 		Transactions: cs.Transactions, Changes: cs.Changes, Reconnects: cs.Reconnects,
+		Fsyncs: cs.Syncs, FsyncSeconds: cs.SyncTime.Seconds(),
 	}
 	if slot.Server > capPos {
 		r.Capture.LagBytes = int64(slot.Server - capPos)

@@ -83,6 +83,10 @@ type Capture struct {
 	Transactions uint64 `json:"transactions,omitempty"`
 	Changes      uint64 `json:"changes,omitempty"`
 	Reconnects   uint64 `json:"reconnects,omitempty"`
+	// Fsyncs and FsyncSeconds count the trail's group commits and the time
+	// they took (only when Running).
+	Fsyncs       uint64  `json:"fsyncs,omitempty"`
+	FsyncSeconds float64 `json:"fsync_seconds,omitempty"`
 }
 
 // Trail is the local trail directory.
