@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -121,27 +120,18 @@ func chunks(ctx context.Context, q *pgx.Conn, t *schema.Table, chunkRows int64, 
 	}
 	n := (t.Rows + chunkRows - 1) / chunkRows
 	names, types := sourceKey(t)
-	if len(names) == 1 {
-		switch t.Columns[t.Column(t.PrimaryKey[0])].TypeOID {
-		case 20, 21, 23: // int8, int2, int4
-			var lo, hi *int64
-			col := pgx.Identifier{names[0]}.Sanitize()
-			if err := q.QueryRow(ctx, "SELECT min("+col+")::int8, max("+col+")::int8 FROM ONLY "+sourceName(t)).Scan(&lo, &hi); err != nil {
-				return nil, fmt.Errorf("key range of %s: %w", t.Source, err)
-			}
-			if lo == nil || *hi-*lo < n {
-				return []Chunk{{}}, nil
-			}
-			step := (*hi - *lo) / n
-			var out []Chunk
-			var prev []string
-			for i := int64(1); i < n; i++ {
-				b := []string{strconv.FormatInt(*lo+i*step, 10)}
-				out = append(out, Chunk{Lo: prev, Hi: b})
-				prev = b
-			}
-			return append(out, Chunk{Lo: prev}), nil
+	bounds, ok, err := schema.IntKeyBounds(ctx, q, t, sourceName(t), pgx.Identifier{names[0]}.Sanitize(), n)
+	if err != nil {
+		return nil, fmt.Errorf("key range of %s: %w", t.Source, err)
+	}
+	if ok {
+		out := make([]Chunk, 0, len(bounds)+1)
+		var prev []string
+		for _, b := range bounds {
+			out = append(out, Chunk{Lo: prev, Hi: b})
+			prev = b
 		}
+		return append(out, Chunk{Lo: prev}), nil
 	}
 	// A Bernoulli sample of about 100 rows per chunk, sorted by the key.
 	pct := min(100, float64(100*n)*100/float64(t.Rows))

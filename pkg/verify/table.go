@@ -228,27 +228,11 @@ func (t *table) ranges(ctx context.Context, q *pgx.Conn, rangeRows int64) ([]kra
 	}
 	s := t.src()
 	s.where = "" // ranges partition the key space, filtered or not
-	if len(t.PrimaryKey) == 1 {
-		switch t.Columns[t.Column(t.PrimaryKey[0])].TypeOID {
-		case 20, 21, 23:
-			var lo, hi *int64
-			if err := q.QueryRow(ctx, "SELECT min("+s.key[0]+")::int8, max("+s.key[0]+")::int8 FROM ONLY "+s.name).Scan(&lo, &hi); err != nil {
-				return nil, fmt.Errorf("key range of %s: %w", t.Source, err)
-			}
-			n := (t.Rows + rangeRows - 1) / rangeRows
-			if lo == nil || *hi-*lo < n {
-				return []krange{{}}, nil
-			}
-			step := (*hi - *lo) / n
-			var out []krange
-			var prev []string
-			for i := int64(1); i < n; i++ {
-				b := []string{strconv.FormatInt(*lo+i*step, 10)}
-				out = append(out, krange{Lo: prev, Hi: b})
-				prev = b
-			}
-			return append(out, krange{Lo: prev}), nil
-		}
+	n := (t.Rows + rangeRows - 1) / rangeRows
+	if bounds, ok, err := schema.IntKeyBounds(ctx, q, t.Table, s.name, s.key[0], n); err != nil {
+		return nil, fmt.Errorf("key range of %s: %w", t.Source, err)
+	} else if ok {
+		return splitAt(krange{}, bounds), nil
 	}
 	bounds, err := t.bounds(ctx, q, s, krange{}, rangeRows)
 	if err != nil {
