@@ -265,6 +265,8 @@ wal_guard: { interval: 100ms }
 		{`cdcd_sink_events_total{op="insert",sink="target",table="public.items"}`, 500},
 		{`cdcd_sink_events_total{op="delete",sink="target",table="public.items"}`, 50},
 		{`cdcd_capture_transactions_total`, 3},
+		{`cdcd_capture_trail_fsyncs_total`, 1},
+		{`cdcd_capture_trail_fsync_seconds_total`, 0.000001},
 		{`cdcd_sink_rows_total{sink="target"}`, 650},
 		{`cdcd_sink_batch_rows_count{sink="target"}`, 1},
 		{`cdcd_sink_batch_duration_seconds_count{sink="target"}`, 1},
