@@ -99,10 +99,13 @@ func TestKillRestart(t *testing.T) {
 
 func TestStartFailureReportsLog(t *testing.T) {
 	t.Parallel()
-	_, err := Start(testCtx(t), Options{Name: "bad", Conf: map[string]string{"shared_buffers": "nonsense"}})
+	// A name of this process's own: another test run on the machine (a
+	// second checkout) fails the same start at the same time.
+	name := fmt.Sprintf("bad%d", os.Getpid())
+	_, err := Start(testCtx(t), Options{Name: name, Conf: map[string]string{"shared_buffers": "nonsense"}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "shared_buffers")
-	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "cdcd-pg15-bad-*"))
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "cdcd-pg15-"+name+"-*"))
 	assert.Empty(t, matches, "temporary directory left behind")
 }
 
