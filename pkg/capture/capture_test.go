@@ -215,7 +215,7 @@ func TestGroupCommitPause(t *testing.T) {
 		DECLARE stop timestamptz := clock_timestamp() + seconds * interval '1 second'; i int := 0;
 		BEGIN WHILE clock_timestamp() < stop LOOP i := i + 1; INSERT INTO ticks VALUES (i); COMMIT; END LOOP; END $$`)
 	cfg := testConfig(pg, t.TempDir())
-	cfg.GroupCommitInterval = time.Second // the cap: let the pause be twice the fsync
+	cfg.GroupCommitInterval = 10 * time.Second // the cap: let the pause be twice the fsync
 	r := startCapture(t, cfg)
 	waitSlot(t, pg)
 	r.waitPast(t, marker(t, pg), 30*time.Second)
@@ -230,8 +230,12 @@ func TestGroupCommitPause(t *testing.T) {
 	syncs, busy := after.Syncs-before.Syncs, after.SyncTime-before.SyncTime
 	require.GreaterOrEqual(t, syncs, uint64(3))
 	// Each fsync is followed by a pause of twice its length before the
-	// next starts: at most a third of the span, plus the last fsync.
-	require.LessOrEqual(t, busy, span/3+100*time.Millisecond,
+	// next starts: fsyncs take about a third of the span (the last one
+	// and one that began before it can add more when the disk stalls).
+	// Back to back they take most of it (0.93 measured alone, 0.68 with
+	// two other test runs on the machine); with the pause 0.27.
+	t.Logf("%d fsyncs took %v of %v for %d transactions", syncs, busy, span, n)
+	require.LessOrEqual(t, busy.Seconds(), 0.5*span.Seconds(),
 		"%d fsyncs took %v of %v for %d transactions", syncs, busy, span, n)
 
 	r.stop(t)
