@@ -94,13 +94,13 @@ func BenchmarkBinds(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		w := steps[0].seg.tables[0].split()
+		w := split(steps[0].Segment.Tables[0])
 		all := allColumns(len(t.shape.cols))
 		set := nonKey(t)
 		for _, part := range []struct {
 			rows       []change.Row
 			set, where []int
-		}{{w.deletes, nil, t.shape.keys}, {w.inserts, all, nil}, {w.updates, set, t.shape.keys}, {w.partial[0].rows, w.partial[0].cols, t.shape.keys}} {
+		}{{w.deletes, nil, t.shape.keys}, {w.inserts, all, nil}, {w.updates, set, t.shape.keys}, {w.partial[0].Rows, w.partial[0].Cols, t.shape.keys}} {
 			if _, err := s.binds(t, part.rows, part.set, part.where, false); err != nil {
 				b.Fatal(err)
 			}

@@ -13,14 +13,14 @@ import (
 // step runs one step of a plan in the open transaction.
 func (s *Sink) step(ctx context.Context, st step, snapshot bool) error {
 	switch {
-	case st.seg != nil:
-		for _, ops := range st.seg.tables {
+	case st.Segment != nil:
+		for _, ops := range st.Segment.Tables {
 			if err := s.tableOps(ctx, ops, snapshot); err != nil {
 				return err
 			}
 		}
-	case st.truncate != nil:
-		for _, rel := range st.truncate {
+	case st.Truncate != nil:
+		for _, rel := range st.Truncate.Relations {
 			t, err := s.table(ctx, rel)
 			if err != nil {
 				return err
@@ -30,8 +30,8 @@ func (s *Sink) step(ctx context.Context, st step, snapshot bool) error {
 				return fmt.Errorf("truncate (as DELETE) %s: %w", t.display, err)
 			}
 		}
-	case st.move != nil:
-		return s.move(ctx, st.move)
+	case st.Move != nil:
+		return s.move(ctx, st.Move)
 	}
 	return nil
 }
@@ -40,11 +40,11 @@ func (s *Sink) step(ctx context.Context, st step, snapshot bool) error {
 // statement: DELETE, INSERT, UPDATE of full rows, UPDATE per set of sent
 // columns. Snapshot rows are MERGEd.
 func (s *Sink) tableOps(ctx context.Context, ops *tableOps, snapshot bool) error {
-	t, err := s.table(ctx, ops.rel)
+	t, err := s.table(ctx, ops.Rel)
 	if err != nil {
 		return err
 	}
-	w := ops.split()
+	w := split(ops)
 	if len(w.deletes) > 0 {
 		if _, err := s.run(ctx, t, "delete from", deleteSQL(&t.shape), w.deletes, nil, t.shape.keys); err != nil {
 			return err
@@ -75,7 +75,7 @@ func (s *Sink) tableOps(ctx context.Context, ops *tableOps, snapshot bool) error
 		}
 	}
 	for _, g := range w.partial {
-		if _, err := s.run(ctx, t, "update", updateSQL(&t.shape, g.cols), g.rows, g.cols, t.shape.keys); err != nil {
+		if _, err := s.run(ctx, t, "update", updateSQL(&t.shape, g.Cols), g.Rows, g.Cols, t.shape.keys); err != nil {
 			return err
 		}
 	}
@@ -104,32 +104,32 @@ func (s *Sink) merge(ctx context.Context, t *table, rows []change.Row) error {
 // move changes one row's key with an UPDATE, leaving its unchanged TOASTed
 // columns as they are.
 func (s *Sink) move(ctx context.Context, m *move) error {
-	t, err := s.table(ctx, m.rel)
+	t, err := s.table(ctx, m.Rel)
 	if err != nil {
 		return err
 	}
 	var set []int
-	for i, v := range m.new {
+	for i, v := range m.New {
 		if v.Kind != change.ValueUnchanged {
 			set = append(set, i)
 		}
 	}
 	// The SET binds come from the new row, the WHERE binds from the old.
-	args, err := s.binds(t, []change.Row{m.new}, set, nil, false)
+	args, err := s.binds(t, []change.Row{m.New}, set, nil, false)
 	if err != nil {
 		return err
 	}
-	old, err := s.binds(t, []change.Row{m.old}, nil, t.shape.keys, false)
+	old, err := s.binds(t, []change.Row{m.Old}, nil, t.shape.keys, false)
 	if err != nil {
 		return err
 	}
 	s.statements++
 	res, err := s.tx.ExecContext(ctx, updateSQL(&t.shape, set), append(args, old...)...)
 	if err != nil {
-		return fmt.Errorf("update (key change) %s, row with key %s: %w", t.display, keyText(t, m.old), err)
+		return fmt.Errorf("update (key change) %s, row with key %s: %w", t.display, keyText(t, m.Old), err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n != 1 {
-		return fmt.Errorf("update (key change) %s: no row with key %s on the target, and its unchanged TOASTed values exist only there", t.display, keyText(t, m.old))
+		return fmt.Errorf("update (key change) %s: no row with key %s on the target, and its unchanged TOASTed values exist only there", t.display, keyText(t, m.Old))
 	}
 	return nil
 }

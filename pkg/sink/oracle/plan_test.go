@@ -53,15 +53,15 @@ func TestPlan(t *testing.T) {
 			require.NoError(t, err)
 			require.Len(t, steps, tc.steps)
 			last := steps[len(steps)-1]
-			require.NotNil(t, last.seg)
-			w := last.seg.tables[0].split()
+			require.NotNil(t, last.Segment)
+			w := split(last.Segment.Tables[0])
 			require.Equal(t, tc.deletes, keysOf(w.deletes), "deletes")
 			require.Equal(t, tc.inserts, keysOf(w.inserts), "inserts")
 			require.Equal(t, tc.updates, keysOf(w.updates), "full updates")
 			var partly []change.Row
 			for _, g := range w.partial {
-				partly = append(partly, g.rows...)
-				require.Equal(t, []int{1, 2}, g.cols, "the unchanged note is left out")
+				partly = append(partly, g.Rows...)
+				require.Equal(t, []int{1, 2}, g.Cols, "the unchanged note is left out")
 			}
 			require.Equal(t, tc.partly, keysOf(partly), "partial updates")
 		})
@@ -69,7 +69,7 @@ func TestPlan(t *testing.T) {
 	// The completed key change carries the note from the insert.
 	steps, err := buildPlan(batch(1, ins(rel, "1", "a", "1", "n"), keyChange("1", "2", "<unchanged>")).Txs)
 	require.NoError(t, err)
-	require.Equal(t, "n", steps[0].seg.tables[0].split().inserts[0][3].String())
+	require.Equal(t, "n", split(steps[0].Segment.Tables[0]).inserts[0][3].String())
 }
 
 func TestPlanErrors(t *testing.T) {

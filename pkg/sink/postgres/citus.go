@@ -85,7 +85,7 @@ func (s *Sink) citusPlacement(t *schema.Table) schema.CitusPlacement {
 
 // citusOps runs one keyed table's collapsed work as single-key statements.
 func (s *Sink) citusOps(ctx context.Context, t *table, ops *tableOps) error {
-	deletes, fresh, upserts, updates := ops.split()
+	deletes, fresh, upserts, updates := split(ops)
 	b, begins := s.newBatch()
 	for _, r := range deletes {
 		b.Queue(citusDeleteSQL(t), rowArgs(nil, r, t.keys)...)
@@ -95,8 +95,8 @@ func (s *Sink) citusOps(ctx context.Context, t *table, ops *tableOps) error {
 		b.Queue(citusUpsertSQL(t), rowArgs(nil, r, all)...)
 	}
 	for _, g := range updates {
-		for _, r := range g.rows {
-			b.Queue(citusUpdateSQL(t, g.cols), rowArgs(rowArgs(nil, r, t.keys), r, g.cols)...)
+		for _, r := range g.Rows {
+			b.Queue(citusUpdateSQL(t, g.Cols), rowArgs(rowArgs(nil, r, t.keys), r, g.Cols)...)
 		}
 	}
 	n := b.Len() - begins

@@ -11,15 +11,15 @@ import (
 // step runs one step of a plan in the open transaction.
 func (s *Sink) step(ctx context.Context, st step) error {
 	switch {
-	case st.seg != nil:
-		if err := s.queueSegment(ctx, st.seg); err != nil {
+	case st.Segment != nil:
+		if err := s.queueSegment(ctx, st.Segment); err != nil {
 			return err
 		}
 		return s.runQueued(ctx)
-	case st.truncate != nil:
-		return s.truncate(ctx, st.truncate)
-	case st.move != nil:
-		return s.move(ctx, st.move)
+	case st.Truncate != nil:
+		return s.truncate(ctx, st.Truncate)
+	case st.Move != nil:
+		return s.move(ctx, st.Move)
 	}
 	return nil
 }
@@ -27,7 +27,7 @@ func (s *Sink) step(ctx context.Context, st step) error {
 // queueSegment runs or queues the statements of a segment's tables; on
 // error nothing stays queued.
 func (s *Sink) queueSegment(ctx context.Context, seg *segment) error {
-	for _, ops := range seg.tables {
+	for _, ops := range seg.Tables {
 		if err := s.tableOps(ctx, ops); err != nil {
 			s.queued = s.queued[:0]
 			return err
@@ -40,17 +40,17 @@ func (s *Sink) queueSegment(ctx context.Context, seg *segment) error {
 // (one per column set for partial updates), deletes first; see plan for why
 // the order is safe.
 func (s *Sink) tableOps(ctx context.Context, ops *tableOps) error {
-	t, err := s.txTable(ctx, ops.rel)
+	t, err := s.txTable(ctx, ops.Rel)
 	if err != nil {
 		return err
 	}
-	if len(ops.keys) == 0 {
-		return s.insert(ctx, t, ops.inserts, "insert into")
+	if len(ops.Keys) == 0 {
+		return s.insert(ctx, t, ops.Inserts, "insert into")
 	}
 	if s.citusMode() {
 		return s.citusOps(ctx, t, ops)
 	}
-	deletes, fresh, upserts, updates := ops.split()
+	deletes, fresh, upserts, updates := split(ops)
 	if len(deletes) > 0 {
 		args := arrays(nil, deletes, t.keys)
 		if err := s.queue(ctx, statement{sql: deleteSQL(t), args: args, what: "delete from", t: t, rows: len(deletes)}); err != nil {
@@ -79,9 +79,9 @@ func (s *Sink) tableOps(ctx context.Context, ops *tableOps) error {
 		return err
 	}
 	for _, g := range updates {
-		args := arrays(nil, g.rows, t.keys)
-		args = arrays(args, g.rows, g.cols)
-		if err := s.queue(ctx, statement{sql: updateSQL(t, g.cols), args: args, what: "update", t: t, rows: len(g.rows)}); err != nil {
+		args := arrays(nil, g.Rows, t.keys)
+		args = arrays(args, g.Rows, g.Cols)
+		if err := s.queue(ctx, statement{sql: updateSQL(t, g.Cols), args: args, what: "update", t: t, rows: len(g.Rows)}); err != nil {
 			return err
 		}
 	}
@@ -276,21 +276,21 @@ func (s *Sink) truncate(ctx context.Context, tr *change.Truncate) error {
 // move changes the key of one row on the target with an UPDATE, which
 // leaves its unchanged TOASTed columns as they are.
 func (s *Sink) move(ctx context.Context, m *move) error {
-	t, err := s.txTable(ctx, m.rel)
+	t, err := s.txTable(ctx, m.Rel)
 	if err != nil {
 		return err
 	}
 	var set []int
-	for i, v := range m.new {
+	for i, v := range m.New {
 		if v.Kind != change.ValueUnchanged {
 			set = append(set, i)
 		}
 	}
 	if s.citusMode() {
-		return s.exec(ctx, citusUpdateSQL(t, set), rowArgs(rowArgs(nil, m.old, t.keys), m.new, set), "update (key change)", t, 1)
+		return s.exec(ctx, citusUpdateSQL(t, set), rowArgs(rowArgs(nil, m.Old, t.keys), m.New, set), "update (key change)", t, 1)
 	}
-	args := arrays(nil, []change.Row{m.old}, t.keys)
-	args = arrays(args, []change.Row{m.new}, set)
+	args := arrays(nil, []change.Row{m.Old}, t.keys)
+	args = arrays(args, []change.Row{m.New}, set)
 	return s.exec(ctx, updateSQL(t, set), args, "update (key change)", t, 1)
 }
 

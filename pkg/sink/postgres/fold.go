@@ -34,7 +34,7 @@ var errFoldMissed = errors.New("a full-row update missed keys on the target")
 
 // foldable reports whether b may be applied in one round trip.
 func (s *Sink) foldable(b *sink.Batch, steps []step) bool {
-	if s.cfg.Flavor != FlavorPostgres || b.Partial || s.tx != nil || len(steps) == 0 || steps[len(steps)-1].seg == nil {
+	if s.cfg.Flavor != FlavorPostgres || b.Partial || s.tx != nil || len(steps) == 0 || steps[len(steps)-1].Segment == nil {
 		return false
 	}
 	if s.foldOff > 0 {

@@ -18,26 +18,26 @@ func describePlan(steps []step) []string {
 	var out []string
 	for _, st := range steps {
 		switch {
-		case st.truncate != nil:
+		case st.Truncate != nil:
 			var names []string
-			for _, r := range st.truncate.Relations {
+			for _, r := range st.Truncate.Relations {
 				names = append(names, r.Name)
 			}
 			out = append(out, "truncate "+strings.Join(names, ","))
-		case st.move != nil:
-			out = append(out, "move "+st.move.rel.Name+" "+rowString(st.move.old)+" -> "+rowString(st.move.new))
-		case st.seg != nil:
-			for _, ops := range st.seg.tables {
+		case st.Move != nil:
+			out = append(out, "move "+st.Move.Rel.Name+" "+rowString(st.Move.Old)+" -> "+rowString(st.Move.New))
+		case st.Segment != nil:
+			for _, ops := range st.Segment.Tables {
 				var parts []string
-				if len(ops.keys) == 0 {
-					for _, r := range ops.inserts {
+				if len(ops.Keys) == 0 {
+					for _, r := range ops.Inserts {
 						parts = append(parts, "ins "+rowString(r))
 					}
 				}
-				if ops.actions != nil {
-					dels, fresh, ups, upds := ops.split()
+				if ops.Actions != nil {
+					dels, fresh, ups, upds := split(ops)
 					for _, r := range dels {
-						parts = append(parts, "del "+r[ops.keys[0]].String())
+						parts = append(parts, "del "+r[ops.Keys[0]].String())
 					}
 					for _, r := range fresh {
 						parts = append(parts, "new "+rowString(r))
@@ -47,13 +47,13 @@ func describePlan(steps []step) []string {
 					}
 					for _, g := range upds {
 						var rows []string
-						for _, r := range g.rows {
+						for _, r := range g.Rows {
 							rows = append(rows, rowString(r))
 						}
-						parts = append(parts, "upd"+sink.ColumnSignature(g.cols)+" "+strings.Join(rows, " "))
+						parts = append(parts, "upd"+sink.ColumnSignature(g.Cols)+" "+strings.Join(rows, " "))
 					}
 				}
-				out = append(out, ops.rel.Name+": "+strings.Join(parts, "; "))
+				out = append(out, ops.Rel.Name+": "+strings.Join(parts, "; "))
 			}
 		}
 	}

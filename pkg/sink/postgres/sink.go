@@ -341,7 +341,7 @@ func (s *Sink) apply(ctx context.Context, b *sink.Batch, steps []step, fold bool
 	for i, st := range steps {
 		if fold && i == len(steps)-1 {
 			// Crash safety as below: rows and position in one transaction.
-			return s.foldedSegment(ctx, st.seg, b.Position)
+			return s.foldedSegment(ctx, st.Segment, b.Position)
 		}
 		if err := s.step(ctx, st); err != nil {
 			return err
