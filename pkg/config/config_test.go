@@ -37,6 +37,16 @@ func TestParseExample(t *testing.T) {
 	require.Equal(t, "/var/lib/cdcd/trail", c.TrailDir)
 }
 
+func TestGroupCommit(t *testing.T) {
+	t.Setenv("CDCD_TEST_PW", "s3cret")
+	f, err := Parse([]byte(example + "capture:\n  group_commit_delay: 3ms\n  group_commit_interval: 7ms\n  group_commit_bytes: 1MiB\n"))
+	require.NoError(t, err)
+	c := f.CaptureConfig(nil)
+	require.Equal(t, 3*time.Millisecond, c.GroupCommitDelay)
+	require.Equal(t, 7*time.Millisecond, c.GroupCommitInterval)
+	require.Equal(t, int64(1<<20), c.GroupCommitBytes)
+}
+
 func TestStreaming(t *testing.T) {
 	f, err := Parse([]byte("source: {dsn: x, streaming: off}\ntrail: {dir: /tmp/x}\n"))
 	require.NoError(t, err)
