@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -68,12 +69,14 @@ func TestExactlyOnceUnderTargetCrash(t *testing.T) {
 	defer cancel()
 
 	bench := make(chan string, 1)
+	var benchDone atomic.Bool
 	go func() {
 		bin, _ := pgtest.BinDir(pgtest.V15)
-		out, err := exec.Command(filepath.Join(bin, "pgbench"), "-c", "4", "-j", "2", "-T", "20", "-n", src.DSN("postgres")).CombinedOutput()
+		out, err := exec.Command(filepath.Join(bin, "pgbench"), "-c", "4", "-j", "2", "-T", "30", "-n", src.DSN("postgres")).CombinedOutput()
 		if err != nil {
 			out = append(out, []byte(err.Error())...)
 		}
+		benchDone.Store(true)
 		bench <- string(out)
 	}()
 	crashes, restarts, tookBack := 0, 0, 0
@@ -94,19 +97,40 @@ func TestExactlyOnceUnderTargetCrash(t *testing.T) {
 		default:
 		}
 	}
+	// committedSince waits until the sink has committed on the target past
+	// checkpoint seq from — commits the WAL writer, flushing every 10 s,
+	// has not flushed yet when they follow a recovery (which flushes) — or
+	// until pgbench ended (false).
+	committedSince := func(from int64) bool {
+		for !benchDone.Load() {
+			if seq() > from {
+				return true
+			}
+			running()
+			time.Sleep(20 * time.Millisecond) // poll interval
+		}
+		return false
+	}
+	recovered := seq()
 	for deadline := time.Now().Add(16 * time.Second); time.Now().Before(deadline) || crashes < 4; {
-		// Not a wait for anything: the crash lands at a random moment.
-		time.Sleep(time.Duration(500+rand.IntN(2000)) * time.Millisecond)
+		// Crash while the target holds unflushed commits (a slow machine
+		// may take seconds to resume the sink after a crash: wait for it),
+		// at a random moment after them.
+		if !committedSince(recovered) {
+			break
+		}
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
 		before := seq() // committed, visible: not necessarily durable
 		require.NoError(t, dst.Kill())
 		crashes++
 		running()
 		require.NoError(t, dst.Restart(ctx), "crash recovery")
-		if after := seq(); after < before {
+		if recovered = seq(); recovered < before {
 			tookBack++ // the crash took back commits: re-applied from the trail
-			t.Logf("crash %d took back commits: checkpoint seq %d before, %d after recovery", crashes, before, after)
+			t.Logf("crash %d took back commits: checkpoint seq %d before, %d after recovery", crashes, before, recovered)
 		}
 	}
+	require.GreaterOrEqual(t, crashes, 2, "pgbench ended before the target could be crashed twice")
 	out := <-bench
 	require.Contains(t, out, "number of transactions actually processed", out)
 	m := marker(t, src)
