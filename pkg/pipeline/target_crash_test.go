@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -111,6 +112,24 @@ func TestExactlyOnceUnderTargetCrash(t *testing.T) {
 		}
 		return false
 	}
+	// stable waits, with cdcd stopped, until a commit it sent before the
+	// stop has landed: two equal reads 50ms apart.
+	stable := func() int64 {
+		for prev := seq(); ; {
+			time.Sleep(50 * time.Millisecond)
+			n := seq()
+			if n == prev {
+				return n
+			}
+			prev = n
+		}
+	}
+	// signal signals cdcd, unless it has exited (running restarts it).
+	signal := func(sig os.Signal) {
+		if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			require.NoError(t, err)
+		}
+	}
 	recovered := seq()
 	for deadline := time.Now().Add(16 * time.Second); time.Now().Before(deadline) || crashes < 4; {
 		// Crash while the target holds unflushed commits (a slow machine
@@ -120,8 +139,18 @@ func TestExactlyOnceUnderTargetCrash(t *testing.T) {
 			break
 		}
 		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
-		before := seq() // committed, visible: not necessarily durable
-		require.NoError(t, dst.Kill())
+		// cdcd is paused across the crash, so the sink's last commit —
+		// whose WAL, on the partial page the WAL writer does not write
+		// before its next flush, dies with the server — is the last one
+		// before the crash, and the checkpoint row recovery leaves shows
+		// whether the crash took commits back. (Unpaused, the sink
+		// commits between the read and the kill, and a crash that took
+		// its last commit back may leave a row newer than the one read.)
+		signal(syscall.SIGSTOP)
+		before := stable() // committed, visible: not necessarily durable
+		killErr := dst.Kill()
+		signal(syscall.SIGCONT)
+		require.NoError(t, killErr)
 		crashes++
 		running()
 		require.NoError(t, dst.Restart(ctx), "crash recovery")
