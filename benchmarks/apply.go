@@ -198,8 +198,10 @@ func benchApplyFsync(ctx context.Context, e *Env, res *Results, fsync string) er
 			if err := execSQL(ctx, p.src, fmt.Sprintf(`INSERT INTO bench SELECT g, g %% 1000, 'row ' || g, now(), g * 1.25 FROM generate_series(1, %d) g`, rows)); err != nil {
 				return err
 			}
-			t0 := time.Now()
-			if err := p.drain(ctx); err != nil {
+			t0, tl := time.Now(), e.watch(p, "insert")
+			err := p.drain(ctx)
+			tl.stop()
+			if err != nil {
 				return err
 			}
 			record(&ins, p, time.Since(t0))
@@ -207,8 +209,10 @@ func benchApplyFsync(ctx context.Context, e *Env, res *Results, fsync string) er
 			if err := execSQL(ctx, p.src, `UPDATE bench SET a = a + 1, b = b || 'u'`); err != nil {
 				return err
 			}
-			t0 = time.Now()
-			if err := p.drain(ctx); err != nil {
+			t0, tl = time.Now(), e.watch(p, "update")
+			err = p.drain(ctx)
+			tl.stop()
+			if err != nil {
 				return err
 			}
 			record(&upd, p, time.Since(t0))
@@ -250,7 +254,10 @@ func benchApplyFsync(ctx context.Context, e *Env, res *Results, fsync string) er
 			} else if err := execSQL(ctx, nat.dst, `ALTER SUBSCRIPTION native ENABLE`); err != nil {
 				return err
 			}
-			if err := p.drain(ctx); err != nil {
+			tl := e.watch(p, "backlog")
+			err := p.drain(ctx)
+			tl.stop()
+			if err != nil {
 				return err
 			}
 			record(&bl, p, time.Since(t0))
@@ -266,13 +273,16 @@ func benchApplyFsync(ctx context.Context, e *Env, res *Results, fsync string) er
 	for i := range e.Size.Reps {
 		for _, p := range pairs(i) {
 			log.Printf("pgbench mix, 4 clients × %d transactions, rep %d", perClient, i+1)
-			t0 := time.Now()
+			t0, tl := time.Now(), e.watch(p, "pgbench")
 			out, err := exec.CommandContext(ctx, pgbench, "-n", "-c", "4", "-j", "2", "-t", fmt.Sprint(perClient), "-d", p.src.DSN("postgres")).CombinedOutput()
 			if err != nil {
+				tl.stop()
 				_ = os.WriteFile(script, out, 0o644)
 				return fmt.Errorf("pgbench: %v\n%s", err, out)
 			}
-			if err := p.drain(ctx); err != nil {
+			err = p.drain(ctx)
+			tl.stop()
+			if err != nil {
 				return err
 			}
 			record(&mix, p, time.Since(t0))

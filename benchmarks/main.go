@@ -38,6 +38,7 @@ func main() {
 		floors = flag.String("floors", "", "YAML file of ratio floors; the run fails when a ratio is below its floor")
 		reps   = flag.Int("reps", 0, "repetitions per scenario (default 3 full, 3 ci)")
 		prof   = flag.String("cpuprofile", "", "directory for CPU profiles of every cdcd process")
+		tl     = flag.String("timeline", "", "directory for a timeline of each timed apply run: CPU per side and wait events every 250ms")
 		memory = flag.String("memory-rows", "", "override the memory scenario's transaction sizes, e.g. 1000000,5000000")
 		fsync  = flag.String("fsync", "on", "fsync of the apply scenario's servers: on (the headline ratios), off (keys suffixed .fsync-off), or both")
 	)
@@ -69,12 +70,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, sz, *only, *out, *floors, *prof); err != nil {
+	if err := run(ctx, sz, *only, *out, *floors, *prof, *tl); err != nil {
 		log.Fatalf("benchmarks: %v", err)
 	}
 }
 
-func run(ctx context.Context, sz Sizes, only, out, floorsPath, profile string) error {
+func run(ctx context.Context, sz Sizes, only, out, floorsPath, profile, timeline string) error {
 	var fl Floors
 	if floorsPath != "" {
 		var err error
@@ -92,15 +93,18 @@ func run(ctx context.Context, sz Sizes, only, out, floorsPath, profile string) e
 	if b, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/cdcd").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/cdcd: %v\n%s", err, b)
 	}
-	if profile != "" {
-		if err := os.MkdirAll(profile, 0o755); err != nil {
+	for _, dir := range []*string{&profile, &timeline} {
+		if *dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(*dir, 0o755); err != nil {
 			return err
 		}
-		if profile, err = filepath.Abs(profile); err != nil {
+		if *dir, err = filepath.Abs(*dir); err != nil {
 			return err
 		}
 	}
-	e := &Env{Bin: bin, Work: work, Size: sz, Profile: profile}
+	e := &Env{Bin: bin, Work: work, Size: sz, Profile: profile, Timeline: timeline}
 	res := &Results{
 		Date:    time.Now().UTC().Format(time.RFC3339),
 		Size:    sz.Name,
@@ -221,6 +225,10 @@ type Env struct {
 	// process (go tool pprof -top cdcd PROFILE).
 	Profile  string
 	profiles int
+	// Timeline, when set, is a directory for a timeline of each timed
+	// apply run (see watch).
+	Timeline  string
+	timelines int
 }
 
 func describeMachine() Machine {
