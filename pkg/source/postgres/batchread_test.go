@@ -221,3 +221,80 @@ func TestBatchReaderPassThrough(t *testing.T) {
 		t.Fatalf("got %q, %v", got, err)
 	}
 }
+
+// A sender that writes as fast as it can saturates the stream: the mark
+// rises to saturatedBytes, and once the sender stops, what is queued below
+// it arrives within about saturatedWait. A trickle never saturates.
+func TestBatchReaderSaturated(t *testing.T) {
+	client, server := tcpPair(t)
+	b, _ := streamingReader(t, client)
+	rng := rand.New(rand.NewPCG(3, 4))
+	want := make([]byte, 16<<20)
+	for i := range want {
+		want[i] = byte(rng.Uint32())
+	}
+	sent := make(chan time.Time, 1)
+	go func() {
+		for rest := want; len(rest) > 0; {
+			n := min(len(rest), 100+rng.IntN(100)) // message-sized writes
+			if _, err := server.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+		sent <- time.Now()
+	}()
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 8192)
+	saturatedReads := 0
+	for len(got) < len(want) {
+		b.want = time.Now().Add(time.Minute)
+		n, err := b.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil && !isTimeout(err) {
+			t.Fatal(err)
+		}
+		if b.lowat == saturatedBytes {
+			saturatedReads++
+		}
+	}
+	end := time.Now()
+	if !bytes.Equal(got, want) {
+		t.Fatal("stream corrupted")
+	}
+	if saturatedReads == 0 {
+		t.Fatal("a sender writing as fast as it can never saturated the stream")
+	}
+	// The last bytes were held back at most saturatedWait once the sender
+	// stopped; 10s leaves a loaded machine's scheduling far below the
+	// caller's deadline (a minute).
+	if d := end.Sub(<-sent); d > 10*time.Second {
+		t.Fatalf("the last bytes took %v to arrive after the sender stopped", d)
+	}
+
+	// A trickle (~1 MB/s in 1 KiB writes) is busy at most.
+	client, server = tcpPair(t)
+	b, _ = streamingReader(t, client)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			if _, err := server.Write(make([]byte, 1024)); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	for total := 0; total < 200*1024; {
+		b.want = time.Now().Add(time.Minute)
+		n, err := b.Read(buf)
+		total += n
+		if err != nil && !isTimeout(err) {
+			t.Fatal(err)
+		}
+		if b.lowat == saturatedBytes {
+			t.Fatal("a trickle saturated the stream")
+		}
+	}
+	<-done
+}
