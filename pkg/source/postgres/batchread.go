@@ -40,7 +40,7 @@ import (
 // the stream is behind the source anyway; a window below saturatedRate
 // ends it. Measured on that VM (full-size benchmarks, two alternating
 // pairs, streaming on): one 1M-row INSERT transaction applied in 6.2–6.3 s
-// instead of 7.9–8.5 s (native: 5.5–6.0 s) — the walsender streams it in
+// instead of 7.9–8.5 s (native: 5.2–6.0 s) — the walsender streams it in
 // about half the time — and a 1M-row UPDATE in 10.4–12.9 s instead of
 // 12.6–13.6 s; a backlog of single-row transactions, which a reader that
 // keeps up still drains a little at a time, and the pgbench mix did not
