@@ -200,22 +200,24 @@ func benchApplyFsync(ctx context.Context, e *Env, res *Results, fsync string) er
 			}
 			t0, tl := time.Now(), e.watch(p, "insert")
 			err := p.drain(ctx)
+			took := time.Since(t0)
 			tl.stop()
 			if err != nil {
 				return err
 			}
-			record(&ins, p, time.Since(t0))
+			record(&ins, p, took)
 			log.Printf("update %s rows, rep %d", human(rows), i+1)
 			if err := execSQL(ctx, p.src, `UPDATE bench SET a = a + 1, b = b || 'u'`); err != nil {
 				return err
 			}
 			t0, tl = time.Now(), e.watch(p, "update")
 			err = p.drain(ctx)
+			took = time.Since(t0)
 			tl.stop()
 			if err != nil {
 				return err
 			}
-			record(&upd, p, time.Since(t0))
+			record(&upd, p, took)
 		}
 	}
 	res.addRatio("apply.insert"+suffix, fmt.Sprintf("PG→PG one %s-row INSERT tx", human(rows))+label, "rows/s", float64(rows), "native logical replication", 1, ins.cdcd, ins.native)
@@ -256,11 +258,12 @@ func benchApplyFsync(ctx context.Context, e *Env, res *Results, fsync string) er
 			}
 			tl := e.watch(p, "backlog")
 			err := p.drain(ctx)
+			took := time.Since(t0)
 			tl.stop()
 			if err != nil {
 				return err
 			}
-			record(&bl, p, time.Since(t0))
+			record(&bl, p, took)
 		}
 	}
 	res.addRatio("apply.backlog"+suffix, fmt.Sprintf("PG→PG backlog of %s single-row tx", human(n))+label, "tx/s", float64(n), "native logical replication", 1, bl.cdcd, bl.native)
@@ -281,11 +284,12 @@ func benchApplyFsync(ctx context.Context, e *Env, res *Results, fsync string) er
 				return fmt.Errorf("pgbench: %v\n%s", err, out)
 			}
 			err = p.drain(ctx)
+			took := time.Since(t0)
 			tl.stop()
 			if err != nil {
 				return err
 			}
-			record(&mix, p, time.Since(t0))
+			record(&mix, p, took)
 		}
 	}
 	res.addRatio("apply.pgbench"+suffix, fmt.Sprintf("PG→PG pgbench mix (4 × %d tx, while running)", perClient)+label, "tx/s", float64(4*perClient), "native logical replication", 1, mix.cdcd, mix.native)

@@ -22,8 +22,10 @@ import (
 // says which side was the bottleneck and when (the walsender at a full
 // core, the target idle in a transaction while the applier fills the next
 // batch…). Each run becomes one tab-separated file in DIR; its last line
-// is the run's mean use per side. The sampling adds two small queries a
-// tick, so figures from a run with a timeline are not the headline ones.
+// is the run's mean use per side. The sampling adds two small queries and
+// two scans of /proc a tick (the sampler's own backends count in their
+// servers' figures), so figures from a run with a timeline are not the
+// headline ones.
 const timelineTick = 250 * time.Millisecond
 
 // timeline samples one run; stop ends it and writes its file.
@@ -66,8 +68,15 @@ func (t *timeline) stop() {
 // sample writes the timeline of src, dst and the cdcd process pid (0: none)
 // to path until ctx ends.
 func sample(ctx context.Context, path string, src, dst *pgtest.Cluster, pid int) error {
+	// Each query gets timelineTick: a server that stops answering ends a
+	// row's wait column with "?", not the harness.
+	bounded := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), timelineTick)
+	}
 	connect := func(c *pgtest.Cluster) (*pgx.Conn, error) {
-		return pgx.Connect(context.Background(), c.DSN("postgres"))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return pgx.Connect(ctx, c.DSN("postgres"))
 	}
 	sc, err := connect(src)
 	if err != nil {
@@ -81,7 +90,9 @@ func sample(ctx context.Context, path string, src, dst *pgtest.Cluster, pid int)
 	defer dc.Close(context.Background())
 	// waits summarises the sessions a query returns as "state:wait ×n".
 	waits := func(c *pgx.Conn, q string) string {
-		rows, err := c.Query(context.Background(), q)
+		ctx, cancel := bounded()
+		defer cancel()
+		rows, err := c.Query(ctx, q)
 		if err != nil {
 			return "?"
 		}

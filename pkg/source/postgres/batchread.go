@@ -19,7 +19,8 @@ import (
 // caps each wait at batchWait, so the tail of a burst (or a keepalive) is
 // held back by at most that long. When a wait times out the stream is
 // taken to be quiet and the mark drops back to one byte: an idle stream
-// wakes only for data, never for the timer.
+// wakes only for data, never for the timer (after saturation, below, once
+// its rate window has ended).
 //
 // Saturated. When the walsender sends as fast as it can — a backlog, a
 // large transaction — a receiver that keeps up costs the walsender itself:
@@ -46,10 +47,11 @@ import (
 // keeps up still drains a little at a time, and the pgbench mix did not
 // change beyond the noise.
 const (
-	// batchBytes is the low-water mark while busy: at the walsender's top
-	// speed (~8 MB/s of pgoutput) about a millisecond of stream.
+	// batchBytes is the low-water mark while busy: at ~8 MB/s of pgoutput
+	// about two milliseconds of stream.
 	batchBytes = 16 << 10
-	// batchWait bounds how long queued data below the mark can wait.
+	// batchWait bounds how long queued data below the mark can wait while
+	// busy (saturatedWait while saturated).
 	batchWait = 2 * time.Millisecond
 	// busyGap: data arriving within this of the previous socket read means
 	// the stream is busy.
@@ -68,9 +70,9 @@ const (
 // socket, so it runs once per read system call rather than once per
 // message. Before streaming starts it only passes reads through. While
 // streaming it arms the socket's read deadline (the caller's deadline from
-// Receive, capped at batchWait while the low-water mark is raised) and
-// adapts the low-water mark. It is used from the stream goroutine only,
-// except interrupted.
+// Receive, capped at batchWait, or saturatedWait, while the low-water mark
+// is raised) and adapts the low-water mark. It is used from the stream
+// goroutine only, except interrupted.
 type batchReader struct {
 	r io.Reader // pgconn's reader of the socket
 
@@ -116,6 +118,11 @@ func (b *batchReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.winBytes += n
 	if d := now.Sub(b.winStart); d >= saturatedFor {
+		// One burst read at once (a large transaction, or a reader that
+		// paused) can make a window count: its tail then waits up to
+		// saturatedWait once. Requiring two windows in a row avoided that
+		// but measured slower (the 1M-row INSERT in 7.6 s, twice, against
+		// 6.2-6.6 s).
 		saturated := float64(b.winBytes) >= saturatedRate*d.Seconds()
 		switch {
 		case saturated && b.lowat != saturatedBytes:

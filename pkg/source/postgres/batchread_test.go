@@ -223,8 +223,9 @@ func TestBatchReaderPassThrough(t *testing.T) {
 }
 
 // A sender that writes as fast as it can saturates the stream: the mark
-// rises to saturatedBytes, and once the sender stops, what is queued below
-// it arrives within about saturatedWait. A trickle never saturates.
+// rises to saturatedBytes, a read then waits at most saturatedWait, and
+// once the sender stops the mark comes down again. A trickle never
+// saturates.
 func TestBatchReaderSaturated(t *testing.T) {
 	client, server := tcpPair(t)
 	b, _ := streamingReader(t, client)
@@ -233,7 +234,6 @@ func TestBatchReaderSaturated(t *testing.T) {
 	for i := range want {
 		want[i] = byte(rng.Uint32())
 	}
-	sent := make(chan time.Time, 1)
 	go func() {
 		for rest := want; len(rest) > 0; {
 			n := min(len(rest), 100+rng.IntN(100)) // message-sized writes
@@ -242,59 +242,76 @@ func TestBatchReaderSaturated(t *testing.T) {
 			}
 			rest = rest[n:]
 		}
-		sent <- time.Now()
 	}()
 	got := make([]byte, 0, len(want))
 	buf := make([]byte, 8192)
 	saturatedReads := 0
 	for len(got) < len(want) {
 		b.want = time.Now().Add(time.Minute)
+		saturated := b.lowat == saturatedBytes
 		n, err := b.Read(buf)
+		end := time.Now()
 		got = append(got, buf[:n]...)
 		if err != nil && !isTimeout(err) {
 			t.Fatal(err)
 		}
-		if b.lowat == saturatedBytes {
+		if saturated {
 			saturatedReads++
+			// The caller's deadline is a minute away: a saturated read
+			// waits at most saturatedWait for the mark.
+			if b.armed.After(end.Add(saturatedWait)) {
+				t.Fatalf("a saturated read armed a deadline %v ahead, want at most %v", b.armed.Sub(end), saturatedWait)
+			}
 		}
 	}
-	end := time.Now()
 	if !bytes.Equal(got, want) {
 		t.Fatal("stream corrupted")
 	}
 	if saturatedReads == 0 {
 		t.Fatal("a sender writing as fast as it can never saturated the stream")
 	}
-	// The last bytes were held back at most saturatedWait once the sender
-	// stopped; 10s leaves a loaded machine's scheduling far below the
-	// caller's deadline (a minute).
-	if d := end.Sub(<-sent); d > 10*time.Second {
-		t.Fatalf("the last bytes took %v to arrive after the sender stopped", d)
+	// The sender has stopped: reads time out within saturatedWait, and
+	// the rate windows end saturation.
+	for start := time.Now(); b.lowat == saturatedBytes; {
+		b.want = time.Now().Add(time.Minute)
+		if _, err := b.Read(buf); !isTimeout(err) {
+			t.Fatalf("read on a stopped stream: %v, want a timeout", err)
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the mark stayed at saturatedBytes on a stopped stream")
+		}
 	}
 
-	// A trickle (~1 MB/s in 1 KiB writes) is busy at most.
+	// A trickle (~0.5 MB/s in 512-byte writes) is not saturated: a reader
+	// that stalled on a loaded machine may read a burst that makes one
+	// window count, but the next window ends it.
 	client, server = tcpPair(t)
 	b, _ = streamingReader(t, client)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for range 200 {
-			if _, err := server.Write(make([]byte, 1024)); err != nil {
+		for range 400 {
+			if _, err := server.Write(make([]byte, 512)); err != nil {
 				return
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	for total := 0; total < 200*1024; {
+	reads, saturatedReads := 0, 0
+	for total := 0; total < 400*512; {
 		b.want = time.Now().Add(time.Minute)
 		n, err := b.Read(buf)
 		total += n
 		if err != nil && !isTimeout(err) {
 			t.Fatal(err)
 		}
+		reads++
 		if b.lowat == saturatedBytes {
-			t.Fatal("a trickle saturated the stream")
+			saturatedReads++
 		}
 	}
 	<-done
+	if saturatedReads*10 > reads {
+		t.Fatalf("a trickle was saturated after %d of %d reads", saturatedReads, reads)
+	}
 }
