@@ -221,3 +221,121 @@ func TestBatchReaderPassThrough(t *testing.T) {
 		t.Fatalf("got %q, %v", got, err)
 	}
 }
+
+// A sender that writes as fast as it can saturates the stream: the mark
+// rises to saturatedBytes, a read then waits at most saturatedWait, and
+// once the sender stops the mark comes down again. A trickle never
+// saturates.
+func TestBatchReaderSaturated(t *testing.T) {
+	// Outside a large transaction the same stream never saturates.
+	if reads := saturatedReads(t, false); reads != 0 {
+		t.Fatalf("%d saturated reads outside a large transaction", reads)
+	}
+	if saturatedReads(t, true) == 0 {
+		t.Fatal("a sender writing as fast as it can never saturated the stream")
+	}
+
+	// A trickle (~0.5 MB/s in 512-byte writes) is not saturated: a reader
+	// that stalled on a loaded machine may read a burst that makes one
+	// window count, but the next window ends it.
+	client, server := tcpPair(t)
+	b, _ := streamingReader(t, client)
+	b.bulk = true
+	buf := make([]byte, 8192)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 400 {
+			if _, err := server.Write(make([]byte, 512)); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	reads, satReads := 0, 0
+	for total := 0; total < 400*512; {
+		b.want = time.Now().Add(time.Minute)
+		n, err := b.Read(buf)
+		total += n
+		if err != nil && !isTimeout(err) {
+			t.Fatal(err)
+		}
+		reads++
+		if b.lowat == saturatedBytes {
+			satReads++
+		}
+	}
+	<-done
+	if satReads*10 > reads {
+		t.Fatalf("a trickle was saturated after %d of %d reads", satReads, reads)
+	}
+}
+
+// saturatedReads streams 16 MiB in message-sized writes as fast as the
+// sender can, through a reader told the stream is (or is not) inside a
+// large transaction, checks it arrives intact, and counts the reads made
+// while saturated. It leaves the reader with the sender stopped.
+func saturatedReads(t *testing.T, bulk bool) int {
+	t.Helper()
+	client, server := tcpPair(t)
+	b, _ := streamingReader(t, client)
+	b.bulk = bulk
+	rng := rand.New(rand.NewPCG(3, 4))
+	want := make([]byte, 16<<20)
+	for i := range want {
+		want[i] = byte(rng.Uint32())
+	}
+	go func() {
+		for rest := want; len(rest) > 0; {
+			n := min(len(rest), 100+rng.IntN(100)) // message-sized writes
+			if _, err := server.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+	}()
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 8192)
+	count := 0
+	for len(got) < len(want) {
+		b.want = time.Now().Add(time.Minute)
+		saturated := b.lowat == saturatedBytes
+		n, err := b.Read(buf)
+		end := time.Now()
+		got = append(got, buf[:n]...)
+		if err != nil && !isTimeout(err) {
+			t.Fatal(err)
+		}
+		if saturated {
+			count++
+			// The caller's deadline is a minute away: a saturated read
+			// waits at most saturatedWait for the mark.
+			if b.armed.After(end.Add(saturatedWait)) {
+				t.Fatalf("a saturated read armed a deadline %v ahead, want at most %v", b.armed.Sub(end), saturatedWait)
+			}
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("stream corrupted")
+	}
+	if bulk {
+		stopped(t, b)
+	}
+	return count
+}
+
+// stopped checks that once the sender has stopped, saturated reads time
+// out within saturatedWait and the rate windows end saturation.
+func stopped(t *testing.T, b *batchReader) {
+	t.Helper()
+	buf := make([]byte, 8192)
+	for start := time.Now(); b.lowat == saturatedBytes; {
+		b.want = time.Now().Add(time.Minute)
+		if _, err := b.Read(buf); !isTimeout(err) {
+			t.Fatalf("read on a stopped stream: %v, want a timeout", err)
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the mark stayed at saturatedBytes on a stopped stream")
+		}
+	}
+}

@@ -44,7 +44,10 @@ type Stream struct {
 	// transaction, an event per Next.
 	spool     *spool
 	streamXID uint32 // the open stream block's transaction
-	replay    *replay
+	// rows counts the changes of the open (not streamed) transaction:
+	// from bulkRows on, the socket reader may take the stream in gulps.
+	rows   int
+	replay *replay
 
 	// lastTimeline is shared by the sessions of one opener: the timeline
 	// the previous session read, to notice a promotion (failover.go).
@@ -182,6 +185,7 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 	switch ev.Kind {
 	case decode.EventStreamStart:
 		st.streamXID = ev.Stream.XID
+		st.src.hintBulk(true) // only large transactions are streamed
 		return source.Event{}, st.spool.start(ev.Stream.XID, ev.Stream.First)
 	case decode.EventStreamStop:
 		return source.Event{}, nil
@@ -199,11 +203,17 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 	return st.event(ctx, ev, len(data))
 }
 
+// bulkRows changes make a transaction large enough for the socket reader
+// to take the stream in gulps (batchReader, saturated).
+const bulkRows = 1000
+
 // event turns a decoded message into an event of the seam.
 func (st *Stream) event(ctx context.Context, ev decode.Event, size int) (source.Event, error) {
 	out := source.Event{Bytes: size}
 	switch ev.Kind {
 	case decode.EventBegin:
+		st.rows = 0
+		st.src.hintBulk(false)
 		out.Kind, out.Tx = source.Begin, ev.Tx
 	case decode.EventCommit:
 		out.Kind, out.Tx = source.Commit, ev.Tx
@@ -213,6 +223,9 @@ func (st *Stream) event(ctx context.Context, ev decode.Event, size int) (source.
 		}
 		out.Kind, out.Relation = source.Relation, ev.Relation
 	case decode.EventChange:
+		if st.rows++; st.rows == bulkRows {
+			st.src.hintBulk(true)
+		}
 		out.Kind, out.Change = source.Change, ev.Change
 	}
 	return out, nil
