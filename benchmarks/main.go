@@ -40,6 +40,7 @@ func main() {
 		prof   = flag.String("cpuprofile", "", "directory for CPU profiles of every cdcd process")
 		tl     = flag.String("timeline", "", "directory for a timeline of each timed apply run: CPU per side and wait events every 250ms")
 		memory = flag.String("memory-rows", "", "override the memory scenario's transaction sizes, e.g. 1000000,5000000")
+		load   = flag.Int("load", 0, "busy loops to run beside the benchmark, for figures under CPU contention (noted in the results)")
 		fsync  = flag.String("fsync", "on", "fsync of the apply scenario's servers: on (the headline ratios), off (keys suffixed .fsync-off), or both")
 	)
 	flag.Parse()
@@ -70,12 +71,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, sz, *only, *out, *floors, *prof, *tl); err != nil {
+	if err := run(ctx, sz, *only, *out, *floors, *prof, *tl, *load); err != nil {
 		log.Fatalf("benchmarks: %v", err)
 	}
 }
 
-func run(ctx context.Context, sz Sizes, only, out, floorsPath, profile, timeline string) error {
+func run(ctx context.Context, sz Sizes, only, out, floorsPath, profile, timeline string, load int) error {
 	var fl Floors
 	if floorsPath != "" {
 		var err error
@@ -109,6 +110,14 @@ func run(ctx context.Context, sz Sizes, only, out, floorsPath, profile, timeline
 		Date:    time.Now().UTC().Format(time.RFC3339),
 		Size:    sz.Name,
 		Machine: describeMachine(),
+	}
+	if load > 0 {
+		stop, err := startLoad(load)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		res.Notes = append(res.Notes, fmt.Sprintf("measured beside %d busy loops (-load %d)", load, load))
 	}
 	want := map[string]bool{}
 	for n := range strings.SplitSeq(only, ",") {
