@@ -30,22 +30,23 @@ import (
 // single-row transaction feeding cdcd against ~9.5 µs feeding PostgreSQL's
 // own apply worker, which lags behind it: with the window closed, send(2)
 // only queues, and the queue leaves in large segments when the window
-// opens. So while the stream runs at saturatedRate or more (measured over
-// windows of saturatedFor; a live workload's stream is far slower: a 1,000
-// tx/s pgbench mix is ~1 MB/s), the mark rises to saturatedBytes and a wait
+// opens. So inside a large transaction (a streamed one, or one past
+// bulkRows changes: Source.hintBulk), while the stream runs at
+// saturatedRate or more (measured over windows of saturatedFor; a live
+// workload's stream is far slower: a 1,000 tx/s pgbench mix is ~1 MB/s),
+// the mark rises to saturatedBytes and a wait
 // lasts up to saturatedWait: the reader takes the stream in large gulps at
 // least that often, the stream queues in between (raising the mark also
 // caps the receive window near it when the kernel grows the buffer to hold
 // it), and the walsender's sends more often find the window closed and only
 // queue. The cost is latency while saturated (up to saturatedWait), when
 // the stream is behind the source anyway; a window below saturatedRate
-// ends it. Measured on that VM (full-size benchmarks, two alternating
-// pairs, streaming on): one 1M-row INSERT transaction applied in 6.2–6.3 s
-// instead of 7.9–8.5 s (native: 5.2–6.0 s) — the walsender streams it in
-// about half the time — and a 1M-row UPDATE in 10.4–12.9 s instead of
-// 12.6–13.6 s; a backlog of single-row transactions, which a reader that
-// keeps up still drains a little at a time, and the pgbench mix did not
-// change beyond the noise.
+// ends it. Measured on that VM (full-size benchmarks, alternating runs,
+// streaming on): one 1M-row INSERT transaction applied at 0.82–0.97 of
+// native's rate instead of 0.56–0.69 — the walsender streams it in about
+// half the time — and a 1M-row UPDATE at 0.81–0.95 instead of 0.66–0.77.
+// A backlog of single-row transactions, which a reader that keeps up still
+// drains a little at a time, did not gain, and is left out (hintBulk).
 const (
 	// batchBytes is the low-water mark while busy: at ~8 MB/s of pgoutput
 	// about two milliseconds of stream.
