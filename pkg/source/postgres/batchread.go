@@ -65,6 +65,8 @@ const (
 	// longest wait for it.
 	saturatedBytes = 256 << 10
 	saturatedWait  = 10 * time.Millisecond
+	// saturatedMaxRTT: a source farther away never saturates (see near).
+	saturatedMaxRTT = 5 * time.Millisecond
 )
 
 // batchReader sits between pgproto3's buffered reader and the connection's
@@ -81,11 +83,12 @@ type batchReader struct {
 	conn        net.Conn
 	raw         syscall.RawConn // nil: no low-water mark (not TCP)
 	interrupted *atomic.Bool
-	want        time.Time // the deadline the caller asked for
-	armed       time.Time // the deadline armed on the socket
-	lowat       int       // SO_RCVLOWAT now; 0 or 1 means off
-	bulk        bool      // inside a large transaction (Source.hintBulk)
-	lastData    time.Time // start of the last socket read that returned data
+	want        time.Time                    // the deadline the caller asked for
+	armed       time.Time                    // the deadline armed on the socket
+	lowat       int                          // SO_RCVLOWAT now; 0 or 1 means off
+	bulk        bool                         // inside a large transaction (Source.hintBulk)
+	rtt         func() (time.Duration, bool) // tests: the link's RTT; nil: the socket's
+	lastData    time.Time                    // start of the last socket read that returned data
 	// The rate window: bytes read since winStart.
 	winStart time.Time
 	winBytes int
@@ -127,7 +130,7 @@ func (b *batchReader) Read(p []byte) (int, error) {
 		// 6.2-6.6 s).
 		saturated := b.bulk && float64(b.winBytes) >= saturatedRate*d.Seconds()
 		switch {
-		case saturated && b.lowat != saturatedBytes:
+		case saturated && b.lowat != saturatedBytes && b.near():
 			b.setLowat(saturatedBytes)
 		case !saturated && b.lowat == saturatedBytes:
 			b.setLowat(1) // a busy stream raises it again
@@ -169,6 +172,34 @@ func (s *Source) hintBulk(bulk bool) {
 	if s.sock != nil {
 		s.sock.bulk = bulk
 	}
+}
+
+// near says whether the source is close enough to saturate. Raising
+// SO_RCVLOWAT makes Linux clamp the receive window to the mark when it
+// grows the buffer for it, and lowering the mark does not undo that: over
+// a link with a long round trip a 256 KiB window caps the stream at 256 KiB
+// per round trip (26 MB/s at 10 ms, 5 MB/s at 50 ms), far below what the
+// kernel's autotuning would allow. Up to saturatedMaxRTT the cap (51 MB/s)
+// is above what a walsender sends; an RTT the platform cannot report
+// counts as near.
+func (b *batchReader) near() bool {
+	rtt, ok := b.rttNow()
+	return !ok || rtt <= saturatedMaxRTT
+}
+
+func (b *batchReader) rttNow() (time.Duration, bool) {
+	if b.rtt != nil {
+		return b.rtt()
+	}
+	if b.raw == nil {
+		return 0, false
+	}
+	var rtt time.Duration
+	var ok bool
+	if b.raw.Control(func(fd uintptr) { rtt, ok = smoothedRTT(fd) }) != nil {
+		return 0, false
+	}
+	return rtt, ok
 }
 
 // start switches from pass-through to streaming.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -228,11 +229,18 @@ func TestBatchReaderPassThrough(t *testing.T) {
 // saturates.
 func TestBatchReaderSaturated(t *testing.T) {
 	// Outside a large transaction the same stream never saturates.
-	if reads := saturatedReads(t, false); reads != 0 {
+	if reads := saturatedReads(t, false, nil); reads != 0 {
 		t.Fatalf("%d saturated reads outside a large transaction", reads)
 	}
-	if saturatedReads(t, true) == 0 {
+	if saturatedReads(t, true, nil) == 0 {
 		t.Fatal("a sender writing as fast as it can never saturated the stream")
+	}
+	// Nor does it from a source 20 ms away (the raised mark would clamp
+	// the receive window, and with it the stream, to 256 KiB per round
+	// trip).
+	far := func() (time.Duration, bool) { return 20 * time.Millisecond, true }
+	if reads := saturatedReads(t, true, far); reads != 0 {
+		t.Fatalf("%d saturated reads from a source 20 ms away", reads)
 	}
 
 	// A trickle (~0.5 MB/s in 512-byte writes) is not saturated: a reader
@@ -273,13 +281,14 @@ func TestBatchReaderSaturated(t *testing.T) {
 
 // saturatedReads streams 16 MiB in message-sized writes as fast as the
 // sender can, through a reader told the stream is (or is not) inside a
-// large transaction, checks it arrives intact, and counts the reads made
-// while saturated. It leaves the reader with the sender stopped.
-func saturatedReads(t *testing.T, bulk bool) int {
+// large transaction, with rtt as the link's round trip (nil: the
+// socket's), checks it arrives intact, and counts the reads made while
+// saturated. It leaves the reader with the sender stopped.
+func saturatedReads(t *testing.T, bulk bool, rtt func() (time.Duration, bool)) int {
 	t.Helper()
 	client, server := tcpPair(t)
 	b, _ := streamingReader(t, client)
-	b.bulk = bulk
+	b.bulk, b.rtt = bulk, rtt
 	rng := rand.New(rand.NewPCG(3, 4))
 	want := make([]byte, 16<<20)
 	for i := range want {
@@ -318,7 +327,7 @@ func saturatedReads(t *testing.T, bulk bool) int {
 	if !bytes.Equal(got, want) {
 		t.Fatal("stream corrupted")
 	}
-	if bulk {
+	if count > 0 {
 		stopped(t, b)
 	}
 	return count
@@ -337,5 +346,18 @@ func stopped(t *testing.T, b *batchReader) {
 		if time.Since(start) > 10*time.Second {
 			t.Fatal("the mark stayed at saturatedBytes on a stopped stream")
 		}
+	}
+}
+
+// The reader learns the link's round trip from the kernel (TCP_INFO).
+func TestBatchReaderReadsRTT(t *testing.T) {
+	client, _ := tcpPair(t)
+	b, _ := streamingReader(t, client)
+	rtt, ok := b.rttNow()
+	if runtime.GOOS != "linux" {
+		t.Skip("TCP_INFO is read on Linux only")
+	}
+	if !ok || rtt > time.Second {
+		t.Fatalf("loopback RTT %v (ok %v), want a small RTT", rtt, ok)
 	}
 }
