@@ -22,6 +22,7 @@ func startLoad(n int) (stop func(), err error) {
 	spin := "while kill -0 " + strconv.Itoa(os.Getpid()) + " 2>/dev/null; do :; done"
 	for range n {
 		c := exec.Command("sh", "-c", spin)
+		dieWithParent(c)
 		if err := c.Start(); err != nil {
 			stop()
 			return nil, fmt.Errorf("-load: start a busy loop: %w", err)

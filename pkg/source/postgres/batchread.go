@@ -41,10 +41,12 @@ import (
 // it), and the walsender's sends more often find the window closed and only
 // queue. The cost is latency while saturated (up to saturatedWait), when
 // the stream is behind the source anyway; a window below saturatedRate
-// ends it. Measured on that VM (full-size benchmarks, alternating runs,
-// streaming on): one 1M-row INSERT transaction applied at 0.82–0.97 of
-// native's rate instead of 0.56–0.69 — the walsender streams it in about
-// half the time — and a 1M-row UPDATE at 0.81–0.95 instead of 0.66–0.77.
+// ends it. Measured on that VM (full-size benchmarks, streaming on, runs
+// alternating with the reader without saturation): one 1M-row INSERT
+// transaction applied at 0.82–0.91 of native's rate instead of 0.56–0.64,
+// and a 1M-row UPDATE at 0.88–0.95 instead of 0.66–0.74
+// (benchmarks/results/2026-11-30-vm-full-bulkread-*); the first version,
+// which saturated on any stream, streamed the INSERT in half the time.
 // A backlog of single-row transactions, which a reader that keeps up still
 // drains a little at a time, did not gain, and is left out (hintBulk).
 const (
@@ -163,11 +165,12 @@ func (b *batchReader) wait() time.Duration {
 
 // hintBulk tells the reader whether the stream is inside a large
 // transaction: only then may it saturate. A backlog of small transactions
-// is as fast a stream, but gulping it measured slower on a loaded machine:
-// on the 2-core VM with two busy loops beside the benchmark, cdcd drained
-// 50k single-row transactions at 16–19k tx/s with saturation against
-// 21–26k without (and at 2.3–2.5 s for the same backlog beside a test
-// suite, 0.26 of native), while large transactions gained there too.
+// is as fast a stream, but gulping it did not gain alone (full size,
+// 2-core VM: 0.83 of native against 0.62-0.94 without), and it was suspected
+// of a 0.26 ci backlog beside a test suite. Under two busy loops the same
+// backlog code varied from 11k to 25.5k tx/s between runs, too much to
+// settle it (benchmarks/results/2026-11-30-vm-ci-load2-*), so small
+// transactions keep the 16 KiB / 2 ms batches.
 func (s *Source) hintBulk(bulk bool) {
 	if s.sock != nil {
 		s.sock.bulk = bulk

@@ -223,10 +223,11 @@ func TestBatchReaderPassThrough(t *testing.T) {
 	}
 }
 
-// A sender that writes as fast as it can saturates the stream: the mark
-// rises to saturatedBytes, a read then waits at most saturatedWait, and
-// once the sender stops the mark comes down again. A trickle never
-// saturates.
+// Inside a large transaction, a sender that writes as fast as it can
+// saturates the stream: the mark rises to saturatedBytes, a read then waits
+// at most saturatedWait, and once the sender stops the mark comes down
+// again. Outside one, or from a distant source, it never saturates; a
+// trickle saturates at most a few reads (one burst read after a stall).
 func TestBatchReaderSaturated(t *testing.T) {
 	// Outside a large transaction the same stream never saturates.
 	if reads := saturatedReads(t, false, nil); reads != 0 {

@@ -185,12 +185,23 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 	switch ev.Kind {
 	case decode.EventStreamStart:
 		st.streamXID = ev.Stream.XID
-		st.src.hintBulk(true) // only large transactions are streamed
-		return source.Event{}, st.spool.start(ev.Stream.XID, ev.Stream.First)
+		if err := st.spool.start(ev.Stream.XID, ev.Stream.First); err != nil {
+			return source.Event{}, err
+		}
+		// Not every streamed transaction is large: with a small
+		// logical_decoding_work_mem ordinary ones are streamed too.
+		st.src.hintBulk(st.spool.records(ev.Stream.XID) >= bulkRows)
+		return source.Event{}, nil
 	case decode.EventStreamStop:
 		return source.Event{}, nil
 	case decode.EventStreamData:
-		return source.Event{}, st.spool.add(st.streamXID, walStart, ev.Stream)
+		if err := st.spool.add(st.streamXID, walStart, ev.Stream); err != nil {
+			return source.Event{}, err
+		}
+		if st.spool.records(st.streamXID) == bulkRows {
+			st.src.hintBulk(true)
+		}
+		return source.Event{}, nil
 	case decode.EventStreamAbort:
 		st.spool.abort(ev.Stream.XID, ev.Stream.SubXID)
 		if ev.Stream.XID == ev.Stream.SubXID {
@@ -203,8 +214,9 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 	return st.event(ctx, ev, len(data))
 }
 
-// bulkRows changes make a transaction large enough for the socket reader
-// to take the stream in gulps (batchReader, saturated).
+// bulkRows changes (data messages, when streamed) make a transaction large
+// enough for the socket reader to take the stream in gulps (batchReader,
+// saturated).
 const bulkRows = 1000
 
 // event turns a decoded message into an event of the seam.

@@ -69,6 +69,14 @@ func newSpool(dir string) *spool {
 // open reports how many streamed transactions are open.
 func (s *spool) open() int { return len(s.txs) }
 
+// records is how many data messages open transaction xid has spooled.
+func (s *spool) records(xid uint32) int {
+	if tx, ok := s.txs[xid]; ok {
+		return tx.records
+	}
+	return 0
+}
+
 // start opens xid at its first segment (dropping what an earlier stream of
 // it left: the server restarts a transaction only from its beginning).
 func (s *spool) start(xid uint32, first bool) error {
