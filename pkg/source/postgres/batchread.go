@@ -199,7 +199,7 @@ func (b *batchReader) rttNow() (time.Duration, bool) {
 	}
 	var rtt time.Duration
 	var ok bool
-	if b.raw.Control(func(fd uintptr) { rtt, ok = smoothedRTT(fd) }) != nil {
+	if b.raw.Control(func(fd uintptr) { rtt, ok = minRTT(fd) }) != nil {
 		return 0, false
 	}
 	return rtt, ok

@@ -6,12 +6,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// smoothedRTT is the kernel's smoothed round-trip time of the TCP socket
-// fd (TCP_INFO); ok is false when it cannot tell.
-func smoothedRTT(fd uintptr) (rtt time.Duration, ok bool) {
+// minRTT is the smallest round-trip time the kernel has seen on the TCP
+// socket fd (TCP_INFO's min_rtt); ok is false when it cannot tell. Not the
+// smoothed RTT: on a socket that mostly receives, it comes from our rare
+// status updates, whose ACKs the peer may delay. Measured in the benchmarks
+// on loopback: smoothed 8–12 ms, min_rtt 6 µs.
+func minRTT(fd uintptr) (rtt time.Duration, ok bool) {
 	info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {
 		return 0, false
 	}
-	return time.Duration(info.Rtt) * time.Microsecond, true
+	return time.Duration(info.Min_rtt) * time.Microsecond, true
 }

@@ -4,5 +4,5 @@ package postgres
 
 import "time"
 
-// smoothedRTT cannot tell on this platform.
-func smoothedRTT(fd uintptr) (time.Duration, bool) { return 0, false }
+// minRTT cannot tell on this platform.
+func minRTT(fd uintptr) (time.Duration, bool) { return 0, false }
