@@ -29,6 +29,7 @@ func benchMemory(ctx context.Context, e *Env, res *Results) error {
 		return err
 	}
 	p := &pair{name: "memory", src: src, dst: dst}
+	defer p.stopCdcd() // a run that fails midway must not leave cdcd running
 	if p.config, err = pipelineConfig(e, "memory", src, dst, ""); err != nil {
 		return err
 	}

@@ -46,6 +46,7 @@ func benchStreaming(ctx context.Context, e *Env, res *Results) error {
 	}
 	on, off := &mode{name: "on"}, &mode{name: "off"}
 	p := &pair{name: "streaming", src: src, dst: dst}
+	defer p.stopCdcd() // the last run's cdcd outlived the harness without it
 	for rep := range e.Size.Reps {
 		for _, m := range []*mode{on, off} {
 			if err := streamingRun(ctx, e, p, m.name, rows); err != nil {
