@@ -17,9 +17,11 @@ func TestStartLoad(t *testing.T) {
 	defer stop()
 	kids := children(t)
 	require.Len(t, kids, 2, "busy loops running")
+	// Wait for the loops to use CPU (5 ticks, 50 ms at the usual 100 Hz);
+	// a loop that only sleeps never gets there.
 	start := cpuTicks(t, kids)
-	time.Sleep(300 * time.Millisecond)
-	require.Greater(t, cpuTicks(t, kids)-start, 5, "the loops used no CPU in 300 ms")
+	require.Eventually(t, func() bool { return cpuTicks(t, kids)-start > 5 },
+		10*time.Second, 20*time.Millisecond, "the busy loops used no CPU")
 	stop()
 	require.Empty(t, children(t), "busy loops left after stop")
 }
