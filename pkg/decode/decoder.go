@@ -191,9 +191,10 @@ func (d *Decoder) Decode(walStart change.LSN, data []byte) (Event, error) {
 // pgEpochUnix is 2000-01-01 00:00:00 UTC, PostgreSQL's epoch, in Unix seconds.
 const pgEpochUnix = 946684800
 
-// pgTime converts a PostgreSQL timestamp (microseconds since 2000-01-01 UTC)
-// into a UTC time, without overflowing for any input.
-func pgTime(us int64) time.Time {
+// Time converts a PostgreSQL timestamp (microseconds since 2000-01-01 UTC),
+// as in pgoutput messages and the replication protocol's send times, into
+// a UTC time, without overflowing for any input.
+func Time(us int64) time.Time {
 	sec, rem := us/1_000_000, us%1_000_000
 	if rem < 0 {
 		sec--
@@ -218,7 +219,7 @@ func (d *Decoder) begin(r *reader) (Event, error) {
 	} else {
 		d.tx = new(change.Tx)
 	}
-	*d.tx = change.Tx{XID: xid, FinalLSN: change.LSN(finalLSN), CommitTime: pgTime(int64(ts))}
+	*d.tx = change.Tx{XID: xid, FinalLSN: change.LSN(finalLSN), CommitTime: Time(int64(ts))}
 	return Event{Kind: EventBegin, Tx: d.tx}, nil
 }
 
@@ -246,7 +247,7 @@ func (d *Decoder) commit(r *reader) (Event, error) {
 	tx := d.tx
 	tx.CommitLSN = change.LSN(commitLSN)
 	tx.EndLSN = change.LSN(endLSN)
-	tx.CommitTime = pgTime(int64(ts))
+	tx.CommitTime = Time(int64(ts))
 	d.tx = nil
 	return Event{Kind: EventCommit, Tx: tx}, nil
 }

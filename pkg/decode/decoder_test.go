@@ -283,10 +283,10 @@ func TestReset(t *testing.T) {
 }
 
 func TestPgTime(t *testing.T) {
-	require.Equal(t, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), pgTime(0))
-	require.Equal(t, time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC), pgTime(-1))
-	require.Equal(t, t0, pgTime(pgMicros(t0)))
-	require.NotPanics(t, func() { pgTime(1<<63 - 1); pgTime(-1 << 63) })
+	require.Equal(t, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Time(0))
+	require.Equal(t, time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC), Time(-1))
+	require.Equal(t, t0, Time(pgMicros(t0)))
+	require.NotPanics(t, func() { Time(1<<63 - 1); Time(-1 << 63) })
 }
 
 func TestKindString(t *testing.T) {

@@ -74,7 +74,7 @@ func (d *Decoder) streamCommit(r *reader) (Event, error) {
 		FinalLSN:   change.LSN(commitLSN),
 		CommitLSN:  change.LSN(commitLSN),
 		EndLSN:     change.LSN(endLSN),
-		CommitTime: pgTime(int64(ts)),
+		CommitTime: Time(int64(ts)),
 	}}, nil
 }
 

@@ -35,6 +35,7 @@ type Stream struct {
 	acked         change.LSN // the last flush position sent
 	replyDue      bool       // the server asked for a status update
 	sawData       bool       // XLogData since the last heartbeat
+	sent          time.Time  // the server's send time of the message being decoded
 	nextHeartbeat time.Time
 	heartbeatOff  bool
 	stopInterrupt func() bool
@@ -167,6 +168,7 @@ func (st *Stream) Next(ctx context.Context, deadline time.Time) (source.Event, e
 			st.replyDue = st.replyDue || msg.ReplyRequested
 		case XLogData:
 			st.sawData = true
+			st.sent = msg.ServerTime
 			ev, err := st.decode(ctx, msg.WALStart, msg.Data)
 			if err != nil || ev.Kind != source.None {
 				return ev, err
@@ -219,6 +221,11 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 // saturated).
 const bulkRows = 1000
 
+// behindLag: a transaction the server sends this long after its commit
+// shows the stream catching up, which the socket reader may pace (pace.go).
+// A live stream is milliseconds behind.
+const behindLag = time.Second
+
 // event turns a decoded message into an event of the seam.
 func (st *Stream) event(ctx context.Context, ev decode.Event, size int) (source.Event, error) {
 	out := source.Event{Bytes: size}
@@ -226,6 +233,8 @@ func (st *Stream) event(ctx context.Context, ev decode.Event, size int) (source.
 	case decode.EventBegin:
 		st.rows = 0
 		st.src.hintBulk(false)
+		// Both times are the source's clock: no skew.
+		st.src.hintBehind(st.sent.Sub(ev.Tx.CommitTime) >= behindLag)
 		out.Kind, out.Tx = source.Begin, ev.Tx
 	case decode.EventCommit:
 		out.Kind, out.Tx = source.Commit, ev.Tx

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/decode"
 )
 
 // MessageKind tells what Receive returned.
@@ -30,9 +31,11 @@ const (
 // Message is one message of the replication stream. Data aliases the
 // connection's read buffer: it is valid only until the next Receive.
 type Message struct {
-	Kind           MessageKind
-	WALStart       change.LSN
-	ServerWALEnd   change.LSN
+	Kind         MessageKind
+	WALStart     change.LSN
+	ServerWALEnd change.LSN
+	// ServerTime is when the server sent an XLogData message, by its clock.
+	ServerTime     time.Time
 	ReplyRequested bool
 	Data           []byte
 }
@@ -79,6 +82,7 @@ func (s *Source) Receive(deadline time.Time) (Message, error) {
 				Kind:         XLogData,
 				WALStart:     change.LSN(binary.BigEndian.Uint64(b)),
 				ServerWALEnd: change.LSN(binary.BigEndian.Uint64(b[8:])),
+				ServerTime:   decode.Time(int64(binary.BigEndian.Uint64(b[16:]))),
 				Data:         b[24:],
 			}, nil
 		case pglogrepl.PrimaryKeepaliveMessageByteID:

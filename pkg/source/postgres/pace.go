@@ -1,0 +1,165 @@
+package postgres
+
+import "time"
+
+// Catching up. When cdcd is behind the source (a backlog after a restart
+// or an outage), the walsender sends as fast as it can, and a reader that
+// keeps up makes it slow: with the receive window open, every pgoutput
+// message's send(2) leaves as a TCP segment of its own (~100 bytes for a
+// single-row transaction), and on loopback the receiving side of each
+// segment is charged to the sender too. Measured on a 2-core VM (full-size
+// backlog of 200k single-row transactions): the walsender then delivers
+// 6-10 MB/s in segments averaging 70-110 bytes. With the window closed, its
+// sends only queue, the queue leaves in segments of ~55 KB, and the same
+// walsender delivers 25-30 MB/s. The two states are stable: a fast reader
+// keeps the walsender in the slow one. (PostgreSQL's own apply worker
+// lags behind its walsender and so keeps the window closed by accident.)
+//
+// So while the stream is behind (Source.hintBehind) with small
+// transactions (not bulk, where saturation applies) and runs at
+// saturatedRate or more, the reader paces itself: it takes at most
+// pacer.rate bytes per second, which keeps the window closed, and adjusts
+// the rate every rate window from what the socket received (TCP_INFO):
+//   - segments averaging under coalescedSeg mean the reader drained the
+//     walsender's queue and it has fallen back to a segment per message:
+//     the rate is cut below what was read (at most once per paceCutEvery,
+//     until the queue builds again);
+//   - otherwise, while paceBacklog or more bytes wait in the socket, the
+//     rate is what holds the stream back: it grows, fast (paceGrow) up to
+//     paceNear of the rate at the last collapse, then slowly (paceProbe).
+//
+// It never paces a source farther than saturatedMaxRTT (see near), where
+// the window is what carries the stream, nor a live stream (not behind).
+const (
+	// paceStart: pacing starts at this share of the rate read so far.
+	paceStart = 0.8
+	// coalescedSeg: received segments averaging less than this (bytes)
+	// show the walsender sending a segment per message.
+	coalescedSeg = 2048
+	// paceMinSegs segments in a window are needed to judge their size.
+	paceMinSegs = 8
+	// paceCut is the share of the rate read that a collapse leaves.
+	paceCut = 0.8
+	// paceCutEvery: the least time between cuts, for the queue to build.
+	paceCutEvery = 100 * time.Millisecond
+	// paceEpisode: a cut this long after the last one starts a new
+	// collapse, whose rate becomes the ceiling.
+	paceEpisode = 300 * time.Millisecond
+	// paceBacklog queued bytes show that the rate holds the stream back.
+	paceBacklog = 64 << 10
+	// paceGrow per rate window below paceNear of the ceiling, paceProbe
+	// above it (×2.7 and ×1.1 per second).
+	paceGrow  = 1.05
+	paceProbe = 1.002
+	paceNear  = 0.85
+	// paceFloor is the lowest rate (bytes per second).
+	paceFloor = 1 << 20
+	// paceChunk is the least a paced read waits to take, and paceBurst
+	// how much unused rate it may save up.
+	paceChunk = 16 << 10
+	paceBurst = 5 * time.Millisecond
+)
+
+// tcpCounters are a socket's received segments and bytes since it opened
+// and the bytes waiting to be read.
+type tcpCounters struct {
+	segs   uint32
+	bytes  uint64
+	queued int
+}
+
+// pacer holds a paced reader's rate and its token bucket.
+type pacer struct {
+	rate   float64 // bytes per second; 0: not pacing
+	ceil   float64 // the rate at the last collapse; 0: none yet
+	cutAt  time.Time
+	last   tcpCounters // at the start of the rate window
+	tokens float64
+	tokAt  time.Time
+}
+
+// window adjusts the rate at the end of a rate window, in which the
+// reader took read bytes per second and after which the socket counts c.
+// The first call starts pacing.
+func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
+	segs, bytes := c.segs-p.last.segs, c.bytes-p.last.bytes
+	p.last = c
+	switch {
+	case p.rate == 0:
+		p.rate = max(paceFloor, read*paceStart)
+		p.tokens, p.tokAt = 0, now
+	case segs >= paceMinSegs && float64(bytes) < coalescedSeg*float64(segs):
+		if since := now.Sub(p.cutAt); since >= paceCutEvery {
+			if since >= paceEpisode {
+				p.ceil = p.rate
+			}
+			p.rate = max(paceFloor, min(p.rate, read)*paceCut)
+			p.cutAt = now
+		}
+	case c.queued >= paceBacklog:
+		if p.ceil == 0 || p.rate < paceNear*p.ceil {
+			p.rate *= paceGrow
+		} else {
+			p.rate *= paceProbe
+		}
+	}
+}
+
+// refill adds the tokens earned since the last refill.
+func (p *pacer) refill(now time.Time) {
+	p.tokens = min(p.tokens+p.rate*now.Sub(p.tokAt).Seconds(), p.rate*paceBurst.Seconds()+paceChunk)
+	p.tokAt = now
+}
+
+// paced returns p cut to what the rate allows now, after waiting (never
+// past the caller's deadline, nor longer than saturatedWait) for paceChunk
+// bytes of it.
+func (b *batchReader) paced(p []byte) []byte {
+	pc := &b.pace
+	now := b.now()
+	pc.refill(now)
+	if pc.tokens < paceChunk {
+		wait := min(time.Duration((paceChunk-pc.tokens)/pc.rate*float64(time.Second)), saturatedWait, b.want.Sub(now))
+		if wait > 0 {
+			b.sleep(wait)
+			pc.refill(b.now())
+		}
+	}
+	// A read that waited its longest takes a chunk on credit, repaid by
+	// the next waits: every read makes progress.
+	if n := max(int(pc.tokens), paceChunk); n < len(p) {
+		p = p[:n]
+	}
+	return p
+}
+
+// paceWindow starts, adjusts or ends pacing at the end of a rate window in
+// which the reader took read bytes per second.
+func (b *batchReader) paceWindow(now time.Time, read float64) {
+	if !b.behind || b.bulk || b.raw == nil {
+		b.pace = pacer{}
+		return
+	}
+	if b.pace.rate == 0 && (read < saturatedRate || !b.near()) {
+		return
+	}
+	var c tcpCounters
+	var ok bool
+	if b.raw.Control(func(fd uintptr) { c, ok = received(fd) }) != nil || !ok {
+		b.pace = pacer{}
+		return
+	}
+	b.pace.window(now, read, c)
+}
+
+// hintBehind tells the reader whether the stream is behind the source: the
+// transaction it is reading committed behindLag or more before the server
+// sent it. Only then may it pace.
+func (s *Source) hintBehind(behind bool) {
+	if s.sock != nil && s.sock.behind != behind {
+		s.sock.behind = behind
+		if !behind {
+			s.sock.pace = pacer{}
+		}
+	}
+}
