@@ -290,20 +290,7 @@ func saturatedReads(t *testing.T, bulk bool, rtt func() (time.Duration, bool)) i
 	client, server := tcpPair(t)
 	b, _ := streamingReader(t, client)
 	b.bulk, b.rtt = bulk, rtt
-	rng := rand.New(rand.NewPCG(3, 4))
-	want := make([]byte, 16<<20)
-	for i := range want {
-		want[i] = byte(rng.Uint32())
-	}
-	go func() {
-		for rest := want; len(rest) > 0; {
-			n := min(len(rest), 100+rng.IntN(100)) // message-sized writes
-			if _, err := server.Write(rest[:n]); err != nil {
-				return
-			}
-			rest = rest[n:]
-		}
-	}()
+	want := sendMessages(server, 3)
 	got := make([]byte, 0, len(want))
 	buf := make([]byte, 8192)
 	count := 0
@@ -361,4 +348,25 @@ func TestBatchReaderReadsRTT(t *testing.T) {
 	if !ok || rtt > time.Second {
 		t.Fatalf("loopback RTT %v (ok %v), want a small RTT", rtt, ok)
 	}
+}
+
+// sendMessages writes 16 MiB of random bytes (seeded by seed) to conn in
+// pgoutput-message-sized writes, as fast as it can, from a goroutine, and
+// returns them.
+func sendMessages(conn net.Conn, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	data := make([]byte, 16<<20)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	go func() {
+		for rest := data; len(rest) > 0; {
+			n := min(len(rest), 100+rng.IntN(100))
+			if _, err := conn.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+	}()
+	return data
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/decode"
 )
 
@@ -18,7 +19,7 @@ func TestStreamHintsLargeTransactions(t *testing.T) {
 	ctx := context.Background()
 	event := func(k decode.Kind) {
 		t.Helper()
-		_, err := st.event(ctx, decode.Event{Kind: k}, 0)
+		_, err := st.event(ctx, decode.Event{Kind: k, Tx: &change.Tx{}}, 0)
 		require.NoError(t, err)
 	}
 	event(decode.EventBegin)

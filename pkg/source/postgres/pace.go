@@ -21,12 +21,14 @@ import "time"
 // pacer.rate bytes per second, which keeps the window closed, and adjusts
 // the rate every rate window from what the socket received (TCP_INFO):
 //   - segments averaging under coalescedSeg mean the reader drained the
-//     walsender's queue and it has fallen back to a segment per message:
-//     the rate is cut below what was read (at most once per paceCutEvery,
-//     until the queue builds again);
+//     walsender's queue and it has fallen back to a segment per message (a
+//     collapse: the rate becomes the ceiling): the rate is cut below what
+//     was read, and cut again every paceCutEvery until the queue builds;
+//   - then the rate goes back to paceRestore of the ceiling;
 //   - otherwise, while paceBacklog or more bytes wait in the socket, the
 //     rate is what holds the stream back: it grows, fast (paceGrow) up to
-//     paceNear of the rate at the last collapse, then slowly (paceProbe).
+//     paceNear of the ceiling, then slowly (paceProbe), which finds the
+//     walsender's fast rate again after a collapse lowered the ceiling.
 //
 // It never paces a source farther than saturatedMaxRTT (see near), where
 // the window is what carries the stream, nor a live stream (not behind).
@@ -42,9 +44,11 @@ const (
 	paceCut = 0.8
 	// paceCutEvery: the least time between cuts, for the queue to build.
 	paceCutEvery = 100 * time.Millisecond
-	// paceEpisode: a cut this long after the last one starts a new
-	// collapse, whose rate becomes the ceiling.
-	paceEpisode = 300 * time.Millisecond
+	// paceRestore: once the queue builds again after a collapse, the rate
+	// goes back to this share of the ceiling (each collapse lowers the
+	// ceiling to the rate that caused it, so a ceiling that no longer
+	// holds comes down geometrically).
+	paceRestore = 0.7
 	// paceBacklog queued bytes show that the rate holds the stream back.
 	paceBacklog = 64 << 10
 	// paceGrow per rate window below paceNear of the ceiling, paceProbe
@@ -73,6 +77,7 @@ type pacer struct {
 	rate   float64 // bytes per second; 0: not pacing
 	ceil   float64 // the rate at the last collapse; 0: none yet
 	cutAt  time.Time
+	slow   bool // the walsender sends a segment per message (since the last collapse)
 	last   tcpCounters // at the start of the rate window
 	tokens float64
 	tokAt  time.Time
@@ -89,17 +94,24 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 		p.rate = max(paceFloor, read*paceStart)
 		p.tokens, p.tokAt = 0, now
 	case segs >= paceMinSegs && float64(bytes) < coalescedSeg*float64(segs):
-		if since := now.Sub(p.cutAt); since >= paceCutEvery {
-			if since >= paceEpisode {
-				p.ceil = p.rate
-			}
-			p.rate = max(paceFloor, min(p.rate, read)*paceCut)
-			p.cutAt = now
+		if !p.slow {
+			// A collapse: the rate that caused it is the ceiling.
+			p.slow, p.ceil = true, p.rate
+		} else if now.Sub(p.cutAt) < paceCutEvery {
+			return // give the queue time to build
 		}
+		p.rate = max(paceFloor, min(p.rate, read)*paceCut)
+		p.cutAt = now
 	case c.queued >= paceBacklog:
-		if p.ceil == 0 || p.rate < paceNear*p.ceil {
+		switch {
+		case p.slow:
+			// The queue built again: the walsender is back to large
+			// segments and sends at its fast rate.
+			p.slow = false
+			p.rate = max(p.rate, paceRestore*p.ceil)
+		case p.ceil == 0 || p.rate < paceNear*p.ceil:
 			p.rate *= paceGrow
-		} else {
+		default:
 			p.rate *= paceProbe
 		}
 	}

@@ -1,0 +1,208 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdcd-io/cdcd/pkg/change"
+	"github.com/cdcd-io/cdcd/pkg/decode"
+)
+
+// The rate follows what the socket receives: it grows while the walsender
+// queues behind a closed window (large segments, bytes waiting), is cut
+// below what was read when the segments fall back to one per message (and
+// again every paceCutEvery until the queue builds), returns to
+// paceRestore of the rate of that collapse, and grows only slowly near it.
+func TestPacerWindow(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	var p pacer
+	var c tcpCounters
+	// recv adds segs segments of size bytes each and leaves queued waiting.
+	recv := func(segs, size, queued int) tcpCounters {
+		c.segs += uint32(segs)
+		c.bytes += uint64(segs * size)
+		c.queued = queued
+		return c
+	}
+	const mb = 1 << 20
+
+	p.window(at(0), 20*mb, recv(1000, 100, 0))
+	require.InDelta(t, 16*mb, p.rate, 1, "pacing starts at paceStart of the rate read")
+	p.window(at(20), 10*mb, recv(4, 55000, 512<<10))
+	require.InDelta(t, 16*mb*paceGrow, p.rate, 1, "large segments, bytes waiting: the rate holds the stream back")
+	p.window(at(40), 10*mb, recv(0, 0, 512<<10))
+	require.InDelta(t, 16*mb*paceGrow*paceGrow, p.rate, 1, "no segment in a window (the window closed) counts as large")
+	before := p.rate
+	p.window(at(60), 10*mb, recv(4, 55000, 1000))
+	require.Equal(t, before, p.rate, "nothing waiting: the rate does not hold the stream back, no change")
+
+	// The walsender falls back to a segment per message: a collapse. Cut
+	// below what was read; the rate becomes the ceiling.
+	ceil := p.rate
+	p.window(at(80), 12*mb, recv(5000, 100, 8000))
+	require.InDelta(t, 12*mb*paceCut, p.rate, 1)
+	require.Equal(t, ceil, p.ceil)
+	p.window(at(100), 9*mb, recv(5000, 100, 8000))
+	require.InDelta(t, 12*mb*paceCut, p.rate, 1, "a second cut within paceCutEvery")
+	p.window(at(180), 9*mb, recv(5000, 100, 8000))
+	require.InDelta(t, 9*mb*paceCut, p.rate, 1, "the queue did not build in paceCutEvery: cut again")
+	require.Equal(t, ceil, p.ceil, "the same collapse keeps its ceiling")
+	p.window(at(300), 0, recv(3, 100, 0))
+	require.InDelta(t, 9*mb*paceCut, p.rate, 1, "fewer than paceMinSegs segments do not judge, nothing waiting")
+
+	// The queue builds again: back to paceRestore of the ceiling, then
+	// fast growth up to paceNear of it, then slow probing.
+	p.window(at(320), p.rate, recv(4, 55000, 512<<10))
+	require.InDelta(t, paceRestore*ceil, p.rate, 1)
+	ms := 320
+	for p.rate < paceNear*ceil {
+		ms += 20
+		r := p.rate
+		p.window(at(ms), p.rate, recv(4, 55000, 512<<10))
+		require.InDelta(t, r*paceGrow, p.rate, 1)
+	}
+	r := p.rate
+	ms += 20
+	p.window(at(ms), p.rate, recv(4, 55000, 512<<10))
+	require.InDelta(t, r*paceProbe, p.rate, 1, "near the ceiling the rate probes slowly")
+
+	// A collapse right after the restore lowers the ceiling to the rate
+	// that caused it.
+	r = p.rate
+	ms += 20
+	p.window(at(ms), 30*mb, recv(5000, 100, 0))
+	require.Equal(t, r, p.ceil)
+	require.InDelta(t, r*paceCut, p.rate, 1)
+	require.Less(t, p.ceil, ceil*paceNear*1.01)
+
+	// Never below the floor.
+	var low pacer
+	low.window(at(0), 100, recv(1, 100, 0))
+	require.Equal(t, float64(paceFloor), low.rate)
+	low.window(at(20), 100, recv(1000, 100, 0))
+	require.Equal(t, float64(paceFloor), low.rate)
+}
+
+// A paced read waits for paceChunk bytes of rate, never past the caller's
+// deadline nor longer than saturatedWait, and always makes progress.
+func TestPacedReadWaits(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var slept []time.Duration
+	b := &batchReader{now: func() time.Time { return now }}
+	b.sleep = func(d time.Duration) { slept = append(slept, d); now = now.Add(d) }
+	b.pace = pacer{rate: 1 << 20, tokAt: now}
+	b.want = now.Add(time.Minute)
+
+	p := b.paced(make([]byte, 1<<20))
+	require.Equal(t, []time.Duration{saturatedWait}, slept, "16 KiB at 1 MiB/s: a wait capped at saturatedWait")
+	require.Len(t, p, paceChunk, "after its longest wait a read takes a chunk on credit")
+	b.pace.tokens -= float64(len(p))
+
+	slept = nil
+	b.want = now.Add(time.Millisecond)
+	p = b.paced(make([]byte, 1<<20))
+	require.Equal(t, []time.Duration{time.Millisecond}, slept, "no wait past the caller's deadline")
+	require.Len(t, p, paceChunk)
+
+	// At a high rate the tokens earned while waiting allow a larger read,
+	// up to paceBurst of the rate.
+	slept = nil
+	b.pace = pacer{rate: 64 << 20, tokAt: now.Add(-time.Second)}
+	b.want = now.Add(time.Minute)
+	p = b.paced(make([]byte, 4<<20))
+	require.Empty(t, slept)
+	require.Len(t, p, int(float64(64<<20)*paceBurst.Seconds())+paceChunk)
+}
+
+// Behind the source, a sender that writes as fast as it can is paced (on
+// Linux, where the kernel reports what the socket received): the stream
+// arrives intact. A stream that is not behind, inside a large transaction,
+// or from a distant source is never paced.
+func TestBatchReaderPaces(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("pacing reads TCP_INFO and SIOCINQ, on Linux only")
+	}
+	require.Zero(t, pacedReads(t, false, false, nil), "a stream that is not behind")
+	require.Zero(t, pacedReads(t, true, true, nil), "a large transaction (saturation's case)")
+	far := func() (time.Duration, bool) { return 20 * time.Millisecond, true }
+	require.Zero(t, pacedReads(t, true, false, far), "a source 20 ms away")
+	require.NotZero(t, pacedReads(t, true, false, nil), "a sender writing as fast as it can, behind")
+}
+
+// pacedReads streams 16 MiB in message-sized writes as fast as the sender
+// can through a reader with the given hints, checks it arrives intact, and
+// counts the reads made while pacing.
+func pacedReads(t *testing.T, behind, bulk bool, rtt func() (time.Duration, bool)) int {
+	t.Helper()
+	client, server := tcpPair(t)
+	b, _ := streamingReader(t, client)
+	b.behind, b.bulk, b.rtt = behind, bulk, rtt
+	want := sendMessages(server, 5)
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 64<<10)
+	count := 0
+	for len(got) < len(want) {
+		b.want = time.Now().Add(time.Minute)
+		if b.pace.rate > 0 {
+			count++
+		}
+		n, err := b.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil && !isTimeout(err) {
+			t.Fatal(err)
+		}
+	}
+	require.True(t, bytes.Equal(got, want), "stream corrupted")
+	return count
+}
+
+// The socket reader learns whether the stream is behind from each Begin:
+// the server's send time against the commit time, both the source's
+// clock. Catching up ends pacing.
+func TestStreamHintsBehind(t *testing.T) {
+	sock := &batchReader{}
+	st := &Stream{src: &Source{sock: sock}, dec: decode.NewBorrowing(), spool: newSpool(t.TempDir())}
+	begin := func(lag time.Duration) {
+		t.Helper()
+		commit := time.Unix(5000, 0)
+		st.sent = commit.Add(lag)
+		_, err := st.event(context.Background(), decode.Event{Kind: decode.EventBegin, Tx: &change.Tx{CommitTime: commit}}, 0)
+		require.NoError(t, err)
+	}
+	begin(10 * time.Millisecond)
+	require.False(t, sock.behind, "a live stream")
+	begin(behindLag)
+	require.True(t, sock.behind, "a transaction sent behindLag after its commit")
+	sock.pace.rate = 8 << 20
+	begin(2 * time.Second)
+	require.Equal(t, float64(8<<20), sock.pace.rate, "still behind: pacing goes on")
+	begin(time.Millisecond)
+	require.False(t, sock.behind, "caught up")
+	require.Zero(t, sock.pace.rate, "caught up: no more pacing")
+}
+
+// The kernel's counters of what a socket received (Linux).
+func TestReceivedCounters(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("TCP_INFO and SIOCINQ are read on Linux only")
+	}
+	client, server := tcpPair(t)
+	b, _ := streamingReader(t, client)
+	_, err := server.Write(make([]byte, 10000))
+	require.NoError(t, err)
+	var c tcpCounters
+	require.Eventually(t, func() bool {
+		var ok bool
+		require.NoError(t, b.raw.Control(func(fd uintptr) { c, ok = received(fd) }))
+		require.True(t, ok)
+		return c.queued == 10000
+	}, 10*time.Second, time.Millisecond, "10000 bytes written, none read")
+	require.GreaterOrEqual(t, c.bytes, uint64(10000))
+	require.NotZero(t, c.segs)
+}
