@@ -77,7 +77,7 @@ type pacer struct {
 	rate   float64 // bytes per second; 0: not pacing
 	ceil   float64 // the rate at the last collapse; 0: none yet
 	cutAt  time.Time
-	slow   bool // the walsender sends a segment per message (since the last collapse)
+	slow   bool        // the walsender sends a segment per message (since the last collapse)
 	last   tcpCounters // at the start of the rate window
 	tokens float64
 	tokAt  time.Time
