@@ -20,15 +20,16 @@ import "time"
 // saturatedRate or more, the reader paces itself: it takes at most
 // pacer.rate bytes per second, which keeps the window closed, and adjusts
 // the rate every rate window from what the socket received (TCP_INFO):
-//   - segments averaging under coalescedSeg mean the reader drained the
-//     walsender's queue and it has fallen back to a segment per message (a
-//     collapse: the rate becomes the ceiling): the rate is cut below what
-//     was read, and cut again every paceCutEvery until the queue builds;
-//   - then the rate goes back to paceRestore of the ceiling;
-//   - otherwise, while paceBacklog or more bytes wait in the socket, the
-//     rate is what holds the stream back: it grows, fast (paceGrow) up to
-//     paceNear of the ceiling, then slowly (paceProbe), which finds the
-//     walsender's fast rate again after a collapse lowered the ceiling.
+//   - while paceBacklog or more bytes wait in the socket and the segments
+//     average coalescedSeg or more, the rate is what holds the stream
+//     back: it grows, fast (paceGrow) up to paceNear of the ceiling (below),
+//     then slowly (paceProbe);
+//   - when the reader has drained the socket and the segments are small,
+//     the walsender has fallen back to a segment per message: a collapse.
+//     Its rate becomes the ceiling, and the rate is cut below what was
+//     read, again every paceCutEvery until the queue builds; then it goes
+//     back to paceRestore of the ceiling;
+//   - otherwise the walsender is between the two: the rate holds.
 //
 // It never paces a source farther than saturatedMaxRTT (see near), where
 // the window is what carries the stream, nor a live stream (not behind).
@@ -60,7 +61,7 @@ const (
 	paceFloor = 1 << 20
 	// paceChunk is the least a paced read waits to take, and paceBurst
 	// how much unused rate it may save up.
-	paceChunk = 16 << 10
+	paceChunk = 64 << 10
 	paceBurst = 5 * time.Millisecond
 )
 
@@ -89,11 +90,15 @@ type pacer struct {
 func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 	segs, bytes := c.segs-p.last.segs, c.bytes-p.last.bytes
 	p.last = c
-	switch {
-	case p.rate == 0:
+	if p.rate == 0 {
 		p.rate = max(paceFloor, read*paceStart)
 		p.tokens, p.tokAt = 0, now
-	case segs >= paceMinSegs && float64(bytes) < coalescedSeg*float64(segs):
+		return
+	}
+	held := c.queued >= paceBacklog // the rate holds the stream back
+	coalesced := segs < paceMinSegs || float64(bytes) >= coalescedSeg*float64(segs)
+	switch {
+	case !held && !coalesced:
 		if !p.slow {
 			// A collapse: the rate that caused it is the ceiling.
 			p.slow, p.ceil = true, p.rate
@@ -102,7 +107,7 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 		}
 		p.rate = max(paceFloor, min(p.rate, read)*paceCut)
 		p.cutAt = now
-	case c.queued >= paceBacklog:
+	case held && coalesced:
 		switch {
 		case p.slow:
 			// The queue built again: the walsender is back to large
@@ -115,6 +120,8 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 			p.rate *= paceProbe
 		}
 	}
+	// Otherwise (small segments into a full queue, or large ones into an
+	// empty one) the walsender is between states: hold.
 }
 
 // refill adds the tokens earned since the last refill.

@@ -41,6 +41,9 @@ func TestPacerWindow(t *testing.T) {
 	before := p.rate
 	p.window(at(60), 10*mb, recv(4, 55000, 1000))
 	require.Equal(t, before, p.rate, "nothing waiting: the rate does not hold the stream back, no change")
+	p.window(at(70), 10*mb, recv(5000, 100, 512<<10))
+	require.Equal(t, before, p.rate, "small segments into a full queue: between states, no change")
+	require.False(t, p.slow)
 
 	// The walsender falls back to a segment per message: a collapse. Cut
 	// below what was read; the rate becomes the ceiling.
