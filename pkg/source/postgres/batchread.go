@@ -105,9 +105,15 @@ func (b *batchReader) Read(p []byte) (int, error) {
 		return b.r.Read(p)
 	}
 	if b.pace.rate > 0 {
-		// Before arming: an Interrupt while it waits moves the deadline
-		// to now, which must not be re-armed later.
-		p = b.paced(p)
+		// Before arming the deadline, which the wait could spend. An
+		// Interrupt meanwhile is seen by the flag check below.
+		var due bool
+		if p, due = b.paced(p); due {
+			// The caller's deadline passed while waiting: a timeout, as
+			// the socket would give, without its read (which would
+			// count as a quiet stream and drop the mark).
+			return 0, os.ErrDeadlineExceeded
+		}
 	}
 	now := b.now()
 	dl := b.want
@@ -133,7 +139,7 @@ func (b *batchReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.winBytes += n
 	if b.pace.rate > 0 {
-		b.pace.tokens -= float64(n)
+		b.pace.took(n)
 	}
 	if d := now.Sub(b.winStart); d >= saturatedFor {
 		// One burst read at once (a large transaction, or a reader that

@@ -290,7 +290,7 @@ func saturatedReads(t *testing.T, bulk bool, rtt func() (time.Duration, bool)) i
 	client, server := tcpPair(t)
 	b, _ := streamingReader(t, client)
 	b.bulk, b.rtt = bulk, rtt
-	want := sendMessages(server, 3)
+	want := sendMessages(server, 3, 100)
 	got := make([]byte, 0, len(want))
 	buf := make([]byte, 8192)
 	count := 0
@@ -351,9 +351,9 @@ func TestBatchReaderReadsRTT(t *testing.T) {
 }
 
 // sendMessages writes 16 MiB of random bytes (seeded by seed) to conn in
-// pgoutput-message-sized writes, as fast as it can, from a goroutine, and
-// returns them.
-func sendMessages(conn net.Conn, seed uint64) []byte {
+// writes of size to 2×size bytes (pgoutput messages), as fast as it can,
+// from a goroutine, and returns them.
+func sendMessages(conn net.Conn, seed uint64, size int) []byte {
 	rng := rand.New(rand.NewPCG(seed, seed+1))
 	data := make([]byte, 16<<20)
 	for i := range data {
@@ -361,7 +361,7 @@ func sendMessages(conn net.Conn, seed uint64) []byte {
 	}
 	go func() {
 		for rest := data; len(rest) > 0; {
-			n := min(len(rest), 100+rng.IntN(100))
+			n := min(len(rest), size+rng.IntN(size))
 			if _, err := conn.Write(rest[:n]); err != nil {
 				return
 			}

@@ -53,16 +53,20 @@ const (
 	// paceBacklog queued bytes show that the rate holds the stream back.
 	paceBacklog = 64 << 10
 	// paceGrow per rate window below paceNear of the ceiling, paceProbe
-	// above it (×2.7 and ×1.1 per second).
+	// above it (×11.5 and ×1.1 per second), and only while the reader
+	// took at least paceBound of the rate.
 	paceGrow  = 1.05
 	paceProbe = 1.002
 	paceNear  = 0.85
+	paceBound = 0.9
 	// paceFloor is the lowest rate (bytes per second).
 	paceFloor = 1 << 20
-	// paceChunk is the least a paced read waits to take, and paceBurst
-	// how much unused rate it may save up.
-	paceChunk = 64 << 10
-	paceBurst = 5 * time.Millisecond
+	// paceChunk is the most a paced read waits to take (see chunk),
+	// paceMinChunk the least, and paceBurst how much unused rate it may
+	// save up.
+	paceChunk    = 64 << 10
+	paceMinChunk = 4 << 10
+	paceBurst    = 5 * time.Millisecond
 )
 
 // tcpCounters are a socket's received segments and bytes since it opened
@@ -114,6 +118,9 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 			// segments and sends at its fast rate.
 			p.slow = false
 			p.rate = max(p.rate, paceRestore*p.ceil)
+		case read < paceBound*p.rate:
+			// cdcd itself, not the rate, held the stream back: growing
+			// would only unbind the rate from what is read.
 		case p.ceil == 0 || p.rate < paceNear*p.ceil:
 			p.rate *= paceGrow
 		default:
@@ -124,32 +131,46 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 	// empty one) the walsender is between states: hold.
 }
 
+// chunk is the least a paced read waits to take: paceChunk, or what the
+// rate earns in saturatedWait when that is less (a slow rate's reads
+// would otherwise run into debt).
+func (p *pacer) chunk() float64 {
+	return max(paceMinChunk, min(paceChunk, p.rate*saturatedWait.Seconds()))
+}
+
 // refill adds the tokens earned since the last refill.
 func (p *pacer) refill(now time.Time) {
-	p.tokens = min(p.tokens+p.rate*now.Sub(p.tokAt).Seconds(), p.rate*paceBurst.Seconds()+paceChunk)
+	p.tokens = min(p.tokens+p.rate*now.Sub(p.tokAt).Seconds(), p.rate*paceBurst.Seconds()+p.chunk())
 	p.tokAt = now
 }
 
+// took spends the tokens of n bytes read; the debt of reads taken on
+// credit is bounded by a chunk.
+func (p *pacer) took(n int) {
+	p.tokens = max(p.tokens-float64(n), -p.chunk())
+}
+
 // paced returns p cut to what the rate allows now, after waiting (never
-// past the caller's deadline, nor longer than saturatedWait) for paceChunk
-// bytes of it.
-func (b *batchReader) paced(p []byte) []byte {
+// past the caller's deadline, nor longer than saturatedWait) for a chunk
+// of it; due says the caller's deadline passed meanwhile.
+func (b *batchReader) paced(p []byte) (_ []byte, due bool) {
 	pc := &b.pace
 	now := b.now()
 	pc.refill(now)
-	if pc.tokens < paceChunk {
-		wait := min(time.Duration((paceChunk-pc.tokens)/pc.rate*float64(time.Second)), saturatedWait, b.want.Sub(now))
+	if c := pc.chunk(); pc.tokens < c {
+		wait := min(time.Duration((c-pc.tokens)/pc.rate*float64(time.Second)), saturatedWait, b.want.Sub(now))
 		if wait > 0 {
 			b.sleep(wait)
-			pc.refill(b.now())
+			now = b.now()
+			pc.refill(now)
 		}
 	}
 	// A read that waited its longest takes a chunk on credit, repaid by
 	// the next waits: every read makes progress.
-	if n := max(int(pc.tokens), paceChunk); n < len(p) {
+	if n := int(max(pc.tokens, pc.chunk())); n < len(p) {
 		p = p[:n]
 	}
-	return p
+	return p, !now.Before(b.want)
 }
 
 // paceWindow starts, adjusts or ends pacing at the end of a rate window in
@@ -159,7 +180,11 @@ func (b *batchReader) paceWindow(now time.Time, read float64) {
 		b.pace = pacer{}
 		return
 	}
-	if b.pace.rate == 0 && (read < saturatedRate || !b.near()) {
+	if b.pace.rate == 0 && read < saturatedRate {
+		return
+	}
+	if !b.near() {
+		b.pace = pacer{}
 		return
 	}
 	var c tcpCounters

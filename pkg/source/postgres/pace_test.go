@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -34,9 +35,9 @@ func TestPacerWindow(t *testing.T) {
 
 	p.window(at(0), 20*mb, recv(1000, 100, 0))
 	require.InDelta(t, 16*mb, p.rate, 1, "pacing starts at paceStart of the rate read")
-	p.window(at(20), 10*mb, recv(4, 55000, 512<<10))
+	p.window(at(20), p.rate, recv(4, 55000, 512<<10))
 	require.InDelta(t, 16*mb*paceGrow, p.rate, 1, "large segments, bytes waiting: the rate holds the stream back")
-	p.window(at(40), 10*mb, recv(0, 0, 512<<10))
+	p.window(at(40), p.rate, recv(0, 0, 512<<10))
 	require.InDelta(t, 16*mb*paceGrow*paceGrow, p.rate, 1, "no segment in a window (the window closed) counts as large")
 	before := p.rate
 	p.window(at(60), 10*mb, recv(4, 55000, 1000))
@@ -44,6 +45,8 @@ func TestPacerWindow(t *testing.T) {
 	p.window(at(70), 10*mb, recv(5000, 100, 512<<10))
 	require.Equal(t, before, p.rate, "small segments into a full queue: between states, no change")
 	require.False(t, p.slow)
+	p.window(at(75), before*0.5, recv(4, 55000, 512<<10))
+	require.Equal(t, before, p.rate, "a full queue that cdcd, not the rate, left there (read half the rate): no growth")
 
 	// The walsender falls back to a segment per message: a collapse. Cut
 	// below what was read; the rate becomes the ceiling.
@@ -92,35 +95,106 @@ func TestPacerWindow(t *testing.T) {
 	require.Equal(t, float64(paceFloor), low.rate)
 }
 
-// A paced read waits for paceChunk bytes of rate, never past the caller's
-// deadline nor longer than saturatedWait, and always makes progress.
+// A paced read waits for a chunk of rate (at most paceChunk, at least what
+// saturatedWait earns), never past the caller's deadline nor longer than
+// saturatedWait, always makes progress, and its debt stays within a chunk.
 func TestPacedReadWaits(t *testing.T) {
 	now := time.Unix(1000, 0)
 	var slept []time.Duration
 	b := &batchReader{now: func() time.Time { return now }}
 	b.sleep = func(d time.Duration) { slept = append(slept, d); now = now.Add(d) }
-	b.pace = pacer{rate: 1 << 20, tokAt: now}
 	b.want = now.Add(time.Minute)
 
-	p := b.paced(make([]byte, 1<<20))
-	require.Equal(t, []time.Duration{saturatedWait}, slept, "16 KiB at 1 MiB/s: a wait capped at saturatedWait")
-	require.Len(t, p, paceChunk, "after its longest wait a read takes a chunk on credit")
-	b.pace.tokens -= float64(len(p))
-
-	slept = nil
-	b.want = now.Add(time.Millisecond)
-	p = b.paced(make([]byte, 1<<20))
-	require.Equal(t, []time.Duration{time.Millisecond}, slept, "no wait past the caller's deadline")
+	// 8 MiB/s: a 64 KiB chunk takes 7.8 ms to earn.
+	b.pace = pacer{rate: 8 << 20, tokAt: now}
+	p, due := b.paced(make([]byte, 1<<20))
+	require.False(t, due)
+	require.Len(t, slept, 1)
+	require.InDelta(t, float64(paceChunk)/(8<<20)*1e9, float64(slept[0]), 1e3)
 	require.Len(t, p, paceChunk)
+	b.pace.took(len(p))
 
-	// At a high rate the tokens earned while waiting allow a larger read,
-	// up to paceBurst of the rate.
+	// 1 MiB/s: the chunk is what saturatedWait earns (~10 KiB), so reads
+	// that always wait their longest do not run into debt.
+	slept = nil
+	b.pace = pacer{rate: 1 << 20, tokAt: now}
+	total := 0
+	for range 50 {
+		p, _ = b.paced(make([]byte, 1<<20))
+		b.pace.took(len(p))
+		total += len(p)
+		require.GreaterOrEqual(t, b.pace.tokens, -b.pace.chunk(), "debt beyond a chunk")
+	}
+	for _, d := range slept {
+		require.LessOrEqual(t, d, saturatedWait)
+	}
+	require.InDelta(t, float64(1<<20)*sum(slept).Seconds(), float64(total), b.pace.chunk()+1, "1 MiB/s is read at 1 MiB/s")
+	b.pace.took(1 << 30)
+	require.Equal(t, -b.pace.chunk(), b.pace.tokens, "a read on credit owes at most a chunk")
+
+	// The caller's deadline comes first; when it has passed, due says so.
+	slept = nil
+	b.pace = pacer{rate: 1 << 20, tokAt: now}
+	b.want = now.Add(time.Millisecond)
+	_, due = b.paced(make([]byte, 1<<20))
+	require.Equal(t, []time.Duration{time.Millisecond}, slept, "no wait past the caller's deadline")
+	require.True(t, due)
+
+	// At a high rate the tokens saved allow a larger read, up to paceBurst
+	// of the rate and a chunk.
 	slept = nil
 	b.pace = pacer{rate: 64 << 20, tokAt: now.Add(-time.Second)}
 	b.want = now.Add(time.Minute)
-	p = b.paced(make([]byte, 4<<20))
+	p, due = b.paced(make([]byte, 4<<20))
+	require.False(t, due)
 	require.Empty(t, slept)
 	require.Len(t, p, int(float64(64<<20)*paceBurst.Seconds())+paceChunk)
+}
+
+func sum(ds []time.Duration) (s time.Duration) {
+	for _, d := range ds {
+		s += d
+	}
+	return s
+}
+
+// A paced read whose wait outlasts the caller's deadline, or during which
+// the stream is interrupted, returns a timeout without reading, though
+// bytes are waiting, and leaves the low-water mark as it was.
+func TestPacedReadTimesOut(t *testing.T) {
+	client, server := tcpPair(t)
+	b, intr := streamingReader(t, client)
+	_, err := server.Write(make([]byte, 1000))
+	require.NoError(t, err)
+	b.setLowat(batchBytes)
+	buf := make([]byte, 4096)
+
+	b.pace = pacer{rate: 1 << 20, tokAt: time.Now()}
+	b.want = time.Now().Add(time.Millisecond)
+	n, err := b.Read(buf)
+	require.Zero(t, n)
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	require.Equal(t, batchBytes, b.lowat, "a paced timeout is not a quiet stream")
+
+	// An Interrupt while the read waits (what Source.Interrupt does: the
+	// flag, then the deadline to now).
+	b.sleep = func(d time.Duration) {
+		intr.Store(true)
+		require.NoError(t, client.SetReadDeadline(time.Now()))
+	}
+	b.pace = pacer{rate: 1 << 20, tokAt: time.Now()}
+	b.want = time.Now().Add(time.Minute)
+	n, err = b.Read(buf)
+	require.Zero(t, n)
+	require.True(t, isTimeout(err), "an interrupted paced read: %v", err)
+
+	intr.Store(false)
+	b.sleep = time.Sleep
+	b.pace = pacer{}
+	b.want = time.Now().Add(time.Minute)
+	n, err = b.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, 1000, n, "the waiting bytes are still there")
 }
 
 // Behind the source, a sender that writes as fast as it can is paced (on
@@ -138,15 +212,17 @@ func TestBatchReaderPaces(t *testing.T) {
 	require.NotZero(t, pacedReads(t, true, false, nil), "a sender writing as fast as it can, behind")
 }
 
-// pacedReads streams 16 MiB in message-sized writes as fast as the sender
-// can through a reader with the given hints, checks it arrives intact, and
+// pacedReads streams 16 MiB in 1-2 KB writes as fast as the sender can
+// through a reader with the given hints, checks it arrives intact, and
 // counts the reads made while pacing.
 func pacedReads(t *testing.T, behind, bulk bool, rtt func() (time.Duration, bool)) int {
 	t.Helper()
 	client, server := tcpPair(t)
 	b, _ := streamingReader(t, client)
 	b.behind, b.bulk, b.rtt = behind, bulk, rtt
-	want := sendMessages(server, 5)
+	// 1-2 KB writes: well above saturatedRate even under the race
+	// detector on a loaded machine.
+	want := sendMessages(server, 5, 1000)
 	got := make([]byte, 0, len(want))
 	buf := make([]byte, 64<<10)
 	count := 0
@@ -188,6 +264,20 @@ func TestStreamHintsBehind(t *testing.T) {
 	begin(time.Millisecond)
 	require.False(t, sock.behind, "caught up")
 	require.Zero(t, sock.pace.rate, "caught up: no more pacing")
+
+	// A streamed transaction has no Begin of its own before its Stream
+	// Commit, which carries the hint.
+	commit := time.Unix(6000, 0)
+	st.sent = commit.Add(2 * time.Second)
+	ts := uint64(commit.Sub(decode.Time(0)).Microseconds())
+	m := make([]byte, 30) // 'c', xid, flags, commit LSN, end LSN, commit time
+	m[0], m[4] = 'c', 9
+	for i := range 8 {
+		m[22+i] = byte(ts >> (56 - 8*i))
+	}
+	_, err := st.decode(context.Background(), 0, m)
+	require.NoError(t, err)
+	require.True(t, sock.behind, "a streamed transaction sent 2 s after its commit")
 }
 
 // The kernel's counters of what a socket received (Linux).
@@ -202,10 +292,9 @@ func TestReceivedCounters(t *testing.T) {
 	var c tcpCounters
 	require.Eventually(t, func() bool {
 		var ok bool
-		require.NoError(t, b.raw.Control(func(fd uintptr) { c, ok = received(fd) }))
-		require.True(t, ok)
-		return c.queued == 10000
-	}, 10*time.Second, time.Millisecond, "10000 bytes written, none read")
+		err := b.raw.Control(func(fd uintptr) { c, ok = received(fd) })
+		return err == nil && ok && c.queued == 10000
+	}, 10*time.Second, time.Millisecond, "10000 bytes written, none read: counters %+v", &c)
 	require.GreaterOrEqual(t, c.bytes, uint64(10000))
 	require.NotZero(t, c.segs)
 }

@@ -211,6 +211,7 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 		}
 		return source.Event{}, nil
 	case decode.EventStreamCommit:
+		st.hintBehind(ev.Tx)
 		return st.startReplay(ev.Tx)
 	}
 	return st.event(ctx, ev, len(data))
@@ -226,6 +227,16 @@ const bulkRows = 1000
 // A live stream is milliseconds behind.
 const behindLag = time.Second
 
+// hintBehind tells the socket reader whether tx, whose Begin or Stream
+// Commit is being decoded, was sent behindLag or more after its commit.
+// From a primary both times are its clock. From a standby the send time is
+// the standby's: its replay lag (and its clock's skew from the primary's)
+// counts as behind too, which only lets the reader pace a stream that
+// runs at saturatedRate or more.
+func (st *Stream) hintBehind(tx *change.Tx) {
+	st.src.hintBehind(st.sent.Sub(tx.CommitTime) >= behindLag)
+}
+
 // event turns a decoded message into an event of the seam.
 func (st *Stream) event(ctx context.Context, ev decode.Event, size int) (source.Event, error) {
 	out := source.Event{Bytes: size}
@@ -233,8 +244,7 @@ func (st *Stream) event(ctx context.Context, ev decode.Event, size int) (source.
 	case decode.EventBegin:
 		st.rows = 0
 		st.src.hintBulk(false)
-		// Both times are the source's clock: no skew.
-		st.src.hintBehind(st.sent.Sub(ev.Tx.CommitTime) >= behindLag)
+		st.hintBehind(ev.Tx)
 		out.Kind, out.Tx = source.Begin, ev.Tx
 	case decode.EventCommit:
 		out.Kind, out.Tx = source.Commit, ev.Tx
