@@ -1,6 +1,9 @@
 package postgres
 
-import "time"
+import (
+	"syscall"
+	"time"
+)
 
 // Catching up. When cdcd is behind the source (a backlog after a restart
 // or an outage), the walsender sends as fast as it can, and a reader that
@@ -52,11 +55,16 @@ const (
 	paceRestore = 0.7
 	// paceBacklog queued bytes show that the rate holds the stream back.
 	paceBacklog = 64 << 10
+	// paceDeep queued bytes mean the rate is far too low.
+	paceDeep = 1 << 20
+	// paceRcvbuf is SO_RCVBUF while pacing, and after (Linux doubles it
+	// for its bookkeeping): 2 MB carries 400 MB/s at saturatedMaxRTT.
+	paceRcvbuf = 1 << 20
 	// paceGrow per rate window below paceNear of the ceiling, paceProbe
-	// above it (×11.5 and ×1.1 per second), and only while the reader
+	// above it (×11.5 and ×1.6 per second), and only while the reader
 	// took at least paceBound of the rate.
 	paceGrow  = 1.05
-	paceProbe = 1.002
+	paceProbe = 1.01
 	paceNear  = 0.85
 	paceBound = 0.9
 	// paceFloor is the lowest rate (bytes per second).
@@ -111,6 +119,11 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 		}
 		p.rate = max(paceFloor, min(p.rate, read)*paceCut)
 		p.cutAt = now
+	case c.queued >= paceDeep:
+		// Far more waits than the walsender's queue needs: the rate is
+		// too low whatever the segments.
+		p.slow = false
+		p.rate *= paceGrow
 	case held && coalesced:
 		switch {
 		case p.slow:
@@ -192,6 +205,15 @@ func (b *batchReader) paceWindow(now time.Time, read float64) {
 	if b.raw.Control(func(fd uintptr) { c, ok = received(fd) }) != nil || !ok {
 		b.pace = pacer{}
 		return
+	}
+	if b.pace.rate == 0 && !b.rcvbufSet {
+		// A fixed receive buffer: autotuning grows it to several MB as
+		// the reader speeds up, and a window that large stays open (and
+		// the walsender's segments small) however much waits in it.
+		b.rcvbufSet = true
+		_ = b.raw.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, paceRcvbuf)
+		})
 	}
 	b.pace.window(now, read, c)
 }

@@ -85,7 +85,15 @@ func TestPacerWindow(t *testing.T) {
 	p.window(at(ms), 30*mb, recv(5000, 100, 0))
 	require.Equal(t, r, p.ceil)
 	require.InDelta(t, r*paceCut, p.rate, 1)
-	require.Less(t, p.ceil, ceil*paceNear*1.01)
+	require.Less(t, p.ceil, ceil)
+
+	// Far more waiting than the walsender's queue needs: the rate is too
+	// low, whatever the segments.
+	r = p.rate
+	ms += 20
+	p.window(at(ms), p.rate, recv(5000, 100, paceDeep))
+	require.InDelta(t, r*paceGrow, p.rate, 1)
+	require.False(t, p.slow)
 
 	// Never below the floor.
 	var low pacer
