@@ -61,10 +61,10 @@ const (
 	// for its bookkeeping): 2 MB carries 400 MB/s at saturatedMaxRTT.
 	paceRcvbuf = 1 << 20
 	// paceGrow per rate window below paceNear of the ceiling, paceProbe
-	// above it (×11.5 and ×1.6 per second), and only while the reader
+	// above it (×11.5 and ×1.1 per second), and only while the reader
 	// took at least paceBound of the rate.
 	paceGrow  = 1.05
-	paceProbe = 1.01
+	paceProbe = 1.002
 	paceNear  = 0.85
 	paceBound = 0.9
 	// paceFloor is the lowest rate (bytes per second).
@@ -119,12 +119,7 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 		}
 		p.rate = max(paceFloor, min(p.rate, read)*paceCut)
 		p.cutAt = now
-	case c.queued >= paceDeep:
-		// Far more waits than the walsender's queue needs: the rate is
-		// too low whatever the segments.
-		p.slow = false
-		p.rate *= paceGrow
-	case held && coalesced:
+	case held && coalesced || c.queued >= paceDeep:
 		switch {
 		case p.slow:
 			// The queue built again: the walsender is back to large
@@ -134,7 +129,9 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 		case read < paceBound*p.rate:
 			// cdcd itself, not the rate, held the stream back: growing
 			// would only unbind the rate from what is read.
-		case p.ceil == 0 || p.rate < paceNear*p.ceil:
+		case p.ceil == 0 || p.rate < paceNear*p.ceil || c.queued >= paceDeep:
+			// (Far more waiting than the walsender's queue needs: the
+			// rate is too low, whatever the segments and the ceiling.)
 			p.rate *= paceGrow
 		default:
 			p.rate *= paceProbe

@@ -87,13 +87,19 @@ func TestPacerWindow(t *testing.T) {
 	require.InDelta(t, r*paceCut, p.rate, 1)
 	require.Less(t, p.ceil, ceil)
 
-	// Far more waiting than the walsender's queue needs: the rate is too
-	// low, whatever the segments.
-	r = p.rate
+	// The queue builds past paceDeep, even in small segments: restore,
+	// then grow fast whatever the ceiling.
 	ms += 20
 	p.window(at(ms), p.rate, recv(5000, 100, paceDeep))
-	require.InDelta(t, r*paceGrow, p.rate, 1)
+	require.InDelta(t, paceRestore*p.ceil, p.rate, 1)
 	require.False(t, p.slow)
+	for range 10 {
+		r = p.rate
+		ms += 20
+		p.window(at(ms), p.rate, recv(5000, 100, paceDeep))
+		require.InDelta(t, r*paceGrow, p.rate, 1)
+	}
+	require.Greater(t, p.rate, p.ceil)
 
 	// Never below the floor.
 	var low pacer
