@@ -11,31 +11,37 @@ import (
 // message's send(2) leaves as a TCP segment of its own (~100 bytes for a
 // single-row transaction), and on loopback the receiving side of each
 // segment is charged to the sender too. Measured on a 2-core VM (full-size
-// backlog of 200k single-row transactions): the walsender then delivers
-// 6-10 MB/s in segments averaging 70-110 bytes. With the window closed, its
-// sends only queue, the queue leaves in segments of ~55 KB, and the same
-// walsender delivers 25-30 MB/s. The two states are stable: a fast reader
-// keeps the walsender in the slow one. (PostgreSQL's own apply worker
-// lags behind its walsender and so keeps the window closed by accident.)
+// backlog of 200k single-row transactions, an instrumented build): the
+// walsender then delivers 6-10 MB/s in segments averaging 60-110 bytes.
+// With the window closed, its sends only queue, the queue leaves in
+// segments of 55-65 KB, and the same walsender delivers up to 25-35 MB/s.
+// Both states are stable: a fast reader keeps the walsender in the slow
+// one. (PostgreSQL's own apply worker lags behind its walsender and so
+// keeps the window closed by accident.)
 //
-// So while the stream is behind (Source.hintBehind) with small
-// transactions (not bulk, where saturation applies) and runs at
-// saturatedRate or more, the reader paces itself: it takes at most
-// pacer.rate bytes per second, which keeps the window closed, and adjusts
-// the rate every rate window from what the socket received (TCP_INFO):
-//   - while paceBacklog or more bytes wait in the socket and the segments
-//     average coalescedSeg or more, the rate is what holds the stream
-//     back: it grows, fast (paceGrow) up to paceNear of the ceiling (below),
-//     then slowly (paceProbe);
-//   - when the reader has drained the socket and the segments are small,
-//     the walsender has fallen back to a segment per message: a collapse.
-//     Its rate becomes the ceiling, and the rate is cut below what was
-//     read, again every paceCutEvery until the queue builds; then it goes
-//     back to paceRestore of the ceiling;
+// So once the stream is behind (Source.hintBehind) with small transactions
+// (not bulk, where saturation applies) and runs at saturatedRate or more,
+// the reader paces itself: it fixes its receive buffer (paceRcvbuf: an
+// autotuned one grows until no queue closes the window), takes at most
+// pacer.rate bytes per second, and adjusts the rate every rate window from
+// what the socket received (TCP_INFO) and holds (SIOCINQ):
+//   - while bytes wait (paceBacklog or more) and the segments are large
+//     (coalescedSeg), or while far more waits (paceDeep) whatever the
+//     segments, the rate holds the stream back: it grows, fast (paceGrow)
+//     up to paceNear of the ceiling (below), then slowly (paceProbe);
+//   - when what waits falls below half the most that waited lately, the
+//     walsender no longer keeps up: the rate eases off (paceEase), unless
+//     nothing arrives at all (the walsender paused or is done: the rate
+//     doubles, so what is here is not held back);
+//   - when the socket has run dry and the segments are small, the
+//     walsender has fallen back to a segment per message: a collapse. Its
+//     rate becomes the ceiling, and the rate is cut below what was read,
+//     again every paceCutEvery until a deep queue shows the window closed
+//     again; then it goes back to paceRestore of the ceiling;
 //   - otherwise the walsender is between the two: the rate holds.
 //
 // It never paces a source farther than saturatedMaxRTT (see near), where
-// the window is what carries the stream, nor a live stream (not behind).
+// the window is what carries the stream, nor a stream that is not behind.
 const (
 	// paceStart: pacing starts at this share of the rate read so far.
 	paceStart = 0.8
@@ -52,7 +58,11 @@ const (
 	// goes back to this share of the ceiling (each collapse lowers the
 	// ceiling to the rate that caused it, so a ceiling that no longer
 	// holds comes down geometrically).
-	paceRestore = 0.7
+	paceRestore = 0.5
+	// paceEase per window while the queue has drained below half its
+	// recent most (paceQDecay per window).
+	paceEase   = 0.95
+	paceQDecay = 0.98
 	// paceBacklog queued bytes show that the rate holds the stream back.
 	paceBacklog = 64 << 10
 	// paceDeep queued bytes mean the rate is far too low.
@@ -89,6 +99,7 @@ type tcpCounters struct {
 type pacer struct {
 	rate   float64 // bytes per second; 0: not pacing
 	ceil   float64 // the rate at the last collapse; 0: none yet
+	qMax   float64 // the most queued lately (decaying)
 	cutAt  time.Time
 	slow   bool        // the walsender sends a segment per message (since the last collapse)
 	last   tcpCounters // at the start of the rate window
@@ -102,6 +113,7 @@ type pacer struct {
 func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 	segs, bytes := c.segs-p.last.segs, c.bytes-p.last.bytes
 	p.last = c
+	p.qMax = max(p.qMax*paceQDecay, float64(c.queued))
 	if p.rate == 0 {
 		p.rate = max(paceFloor, read*paceStart)
 		p.tokens, p.tokAt = 0, now
@@ -121,6 +133,9 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 		p.cutAt = now
 	case held && coalesced || c.queued >= paceDeep:
 		switch {
+		case p.slow && c.queued < paceDeep:
+			// Not yet: the walsender is fast only behind a closed
+			// window, which a deep queue shows.
 		case p.slow:
 			// The queue built again: the walsender is back to large
 			// segments and sends at its fast rate.
@@ -129,6 +144,15 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 		case read < paceBound*p.rate:
 			// cdcd itself, not the rate, held the stream back: growing
 			// would only unbind the rate from what is read.
+		case float64(c.queued) < p.qMax/2 && bytes < paceMinChunk:
+			// The queue drains and nothing comes: the walsender has
+			// paused or is done. Do not hold back what is here.
+			p.rate *= 2
+		case float64(c.queued) < p.qMax/2:
+			// The queue drains: the walsender no longer keeps up with
+			// the rate, and the window is about to open. Ease off before
+			// it collapses.
+			p.rate = max(paceFloor, p.rate*paceEase)
 		case p.ceil == 0 || p.rate < paceNear*p.ceil || c.queued >= paceDeep:
 			// (Far more waiting than the walsender's queue needs: the
 			// rate is too low, whatever the segments and the ceiling.)

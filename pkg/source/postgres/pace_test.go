@@ -15,10 +15,11 @@ import (
 )
 
 // The rate follows what the socket receives: it grows while the walsender
-// queues behind a closed window (large segments, bytes waiting), is cut
-// below what was read when the segments fall back to one per message (and
-// again every paceCutEvery until the queue builds), returns to
-// paceRestore of the rate of that collapse, and grows only slowly near it.
+// queues behind a closed window (large segments, bytes waiting), eases off
+// as the queue drains, is cut below what was read when the segments fall
+// back to one per message (and again every paceCutEvery until the queue
+// builds), returns to paceRestore of the rate of that collapse once the
+// queue is deep, and grows only slowly near it.
 func TestPacerWindow(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
@@ -62,30 +63,46 @@ func TestPacerWindow(t *testing.T) {
 	p.window(at(300), 0, recv(3, 100, 0))
 	require.InDelta(t, 9*mb*paceCut, p.rate, 1, "fewer than paceMinSegs segments do not judge, nothing waiting")
 
-	// The queue builds again: back to paceRestore of the ceiling, then
-	// fast growth up to paceNear of it, then slow probing.
+	// The queue builds again, but the walsender is fast only behind a
+	// closed window: restore only once it is deep, to paceRestore of the
+	// ceiling; then fast growth up to paceNear of it, then slow probing.
+	r := p.rate
 	p.window(at(320), p.rate, recv(4, 55000, 512<<10))
-	require.InDelta(t, paceRestore*ceil, p.rate, 1)
-	ms := 320
+	require.Equal(t, r, p.rate, "not deep yet")
+	require.True(t, p.slow)
+	p.window(at(340), p.rate, recv(4, 55000, paceDeep))
+	require.InDelta(t, max(r, paceRestore*ceil), p.rate, 1)
+	require.False(t, p.slow)
+	ms := 340
 	for p.rate < paceNear*ceil {
 		ms += 20
-		r := p.rate
-		p.window(at(ms), p.rate, recv(4, 55000, 512<<10))
+		r = p.rate
+		p.window(at(ms), p.rate, recv(4, 55000, 768<<10))
 		require.InDelta(t, r*paceGrow, p.rate, 1)
 	}
-	r := p.rate
+	r = p.rate
 	ms += 20
-	p.window(at(ms), p.rate, recv(4, 55000, 512<<10))
+	p.window(at(ms), p.rate, recv(4, 55000, 768<<10))
 	require.InDelta(t, r*paceProbe, p.rate, 1, "near the ceiling the rate probes slowly")
 
-	// A collapse right after the restore lowers the ceiling to the rate
-	// that caused it.
+	// The queue drains below half its recent most while segments still
+	// come: ease off before the window opens. Nothing comes: the
+	// walsender paused or is done, read what is here.
+	r = p.rate
+	ms += 20
+	p.window(at(ms), p.rate, recv(4, 55000, 100<<10))
+	require.InDelta(t, r*paceEase, p.rate, 1)
+	r = p.rate
+	ms += 20
+	p.window(at(ms), p.rate, recv(0, 0, 100<<10))
+	require.InDelta(t, 2*r, p.rate, 1)
+
+	// A collapse lowers (or raises) the ceiling to the rate that caused it.
 	r = p.rate
 	ms += 20
 	p.window(at(ms), 30*mb, recv(5000, 100, 0))
 	require.Equal(t, r, p.ceil)
 	require.InDelta(t, r*paceCut, p.rate, 1)
-	require.Less(t, p.ceil, ceil)
 
 	// The queue builds past paceDeep, even in small segments: restore,
 	// then grow fast whatever the ceiling.
@@ -94,7 +111,7 @@ func TestPacerWindow(t *testing.T) {
 	p.window(at(ms), p.rate, recv(5000, 100, paceDeep))
 	require.InDelta(t, want, p.rate, 1)
 	require.False(t, p.slow)
-	for range 10 {
+	for range 20 {
 		r = p.rate
 		ms += 20
 		p.window(at(ms), p.rate, recv(5000, 100, paceDeep))
