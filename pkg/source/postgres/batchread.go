@@ -91,7 +91,7 @@ type batchReader struct {
 	bulk        bool                         // inside a large transaction (Source.hintBulk)
 	behind      bool                         // behind the source (Source.hintBehind)
 	pace        pacer                        // catching up: the read rate (pace.go)
-	rcvbufSet   bool                         // SO_RCVBUF fixed for pacing
+	rcvbuf      int                          // SO_RCVBUF as set (pace.go); 0: autotuned
 	rtt         func() (time.Duration, bool) // tests: the link's RTT; nil: the socket's
 	lastData    time.Time                    // start of the last socket read that returned data
 	// The rate window: bytes read since winStart.
@@ -197,7 +197,7 @@ func (s *Source) hintBulk(bulk bool) {
 	if s.sock != nil {
 		s.sock.bulk = bulk
 		if bulk {
-			s.sock.pace = pacer{}
+			s.sock.stopPacing()
 		}
 	}
 }

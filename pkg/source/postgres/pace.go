@@ -67,9 +67,12 @@ const (
 	paceBacklog = 64 << 10
 	// paceDeep queued bytes mean the rate is far too low.
 	paceDeep = 1 << 20
-	// paceRcvbuf is SO_RCVBUF while pacing, and after (Linux doubles it
-	// for its bookkeeping): 2 MB carries 400 MB/s at saturatedMaxRTT.
-	paceRcvbuf = 1 << 20
+	// paceRcvbuf is SO_RCVBUF while pacing, afterPaceRcvbuf after it
+	// (Linux doubles both for its bookkeeping, and caps them at
+	// net.core.rmem_max: 208 KiB by default, which still carries 80 MB/s
+	// at saturatedMaxRTT; 6 MB is what autotuning reaches by default).
+	paceRcvbuf      = 1 << 20
+	afterPaceRcvbuf = 3 << 20
 	// paceGrow per rate window below paceNear of the ceiling, paceProbe
 	// above it (×11.5 and ×1.1 per second), and only while the reader
 	// took at least paceBound of the rate.
@@ -211,32 +214,49 @@ func (b *batchReader) paced(p []byte) (_ []byte, due bool) {
 // which the reader took read bytes per second.
 func (b *batchReader) paceWindow(now time.Time, read float64) {
 	if !b.behind || b.bulk || b.raw == nil {
-		b.pace = pacer{}
+		b.stopPacing()
 		return
 	}
 	if b.pace.rate == 0 && read < saturatedRate {
 		return
 	}
 	if !b.near() {
-		b.pace = pacer{}
+		b.stopPacing()
 		return
 	}
 	var c tcpCounters
 	var ok bool
 	if b.raw.Control(func(fd uintptr) { c, ok = received(fd) }) != nil || !ok {
-		b.pace = pacer{}
+		b.stopPacing()
 		return
 	}
-	if b.pace.rate == 0 && !b.rcvbufSet {
+	if b.pace.rate == 0 && b.rcvbuf != paceRcvbuf {
 		// A fixed receive buffer: autotuning grows it to several MB as
 		// the reader speeds up, and a window that large stays open (and
 		// the walsender's segments small) however much waits in it.
-		b.rcvbufSet = true
-		_ = b.raw.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, paceRcvbuf)
-		})
+		b.setRcvbuf(paceRcvbuf)
 	}
 	b.pace.window(now, read, c)
+}
+
+// stopPacing ends pacing. A buffer fixed for it becomes a large one: a
+// fixed buffer is never autotuned again, and a large transaction's
+// saturated reads want more than pacing's.
+func (b *batchReader) stopPacing() {
+	b.pace = pacer{}
+	if b.rcvbuf == paceRcvbuf {
+		b.setRcvbuf(afterPaceRcvbuf)
+	}
+}
+
+// setRcvbuf sets SO_RCVBUF (Linux doubles it for its bookkeeping).
+func (b *batchReader) setRcvbuf(n int) {
+	b.rcvbuf = n
+	if b.raw != nil {
+		_ = b.raw.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
+		})
+	}
 }
 
 // hintBehind tells the reader whether the stream is behind the source: the
@@ -246,7 +266,7 @@ func (s *Source) hintBehind(behind bool) {
 	if s.sock != nil && s.sock.behind != behind {
 		s.sock.behind = behind
 		if !behind {
-			s.sock.pace = pacer{}
+			s.sock.stopPacing()
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -270,7 +271,26 @@ func pacedReads(t *testing.T, behind, bulk bool, rtt func() (time.Duration, bool
 		}
 	}
 	require.True(t, bytes.Equal(got, want), "stream corrupted")
+	if count > 0 {
+		// Pacing fixed the receive buffer; ending it makes it large.
+		require.Equal(t, paceRcvbuf, b.rcvbuf)
+		paced := rcvbuf(t, b)
+		b.stopPacing()
+		require.Equal(t, afterPaceRcvbuf, b.rcvbuf)
+		require.GreaterOrEqual(t, rcvbuf(t, b), paced)
+		require.Zero(t, b.pace.rate)
+	}
 	return count
+}
+
+func rcvbuf(t *testing.T, b *batchReader) (n int) {
+	t.Helper()
+	var err error
+	require.NoError(t, b.raw.Control(func(fd uintptr) {
+		n, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+	}))
+	require.NoError(t, err)
+	return n
 }
 
 // The socket reader learns whether the stream is behind from each Begin:
