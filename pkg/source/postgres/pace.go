@@ -14,7 +14,7 @@ import (
 // backlog of 200k single-row transactions, an instrumented build): the
 // walsender then delivers 6-10 MB/s in segments averaging 60-110 bytes.
 // With the window closed, its sends only queue, the queue leaves in
-// segments of 55-65 KB, and the same walsender delivers up to 25-35 MB/s.
+// segments of 55-65 KB, and the same walsender delivers up to 25-37 MB/s.
 // Both states are stable: a fast reader keeps the walsender in the slow
 // one. (PostgreSQL's own apply worker lags behind its walsender and so
 // keeps the window closed by accident.)
@@ -26,14 +26,15 @@ import (
 // pacer.rate bytes per second, and adjusts the rate every rate window from
 // what the socket received (TCP_INFO) and holds (SIOCINQ):
 //   - while bytes wait (paceBacklog or more) and the segments are large
-//     (coalescedSeg), or while far more waits (paceDeep) whatever the
-//     segments, the rate holds the stream back: it grows, fast (paceGrow)
-//     up to paceNear of the ceiling (below), then slowly (paceProbe);
-//   - when what waits falls below half the most that waited lately, the
-//     walsender no longer keeps up: the rate eases off (paceEase), unless
-//     nothing arrives at all (the walsender paused or is done: the rate
-//     doubles, so what is here is not held back);
-//   - when the socket has run dry and the segments are small, the
+//     (coalescedSeg, or half the link's MSS), or while the queue is deep
+//     (pacer.deep) whatever the segments, the rate holds the stream back:
+//     it grows, fast (paceGrow) up to paceNear of the ceiling (below), or
+//     whenever the queue is deep, and slowly (paceProbe) otherwise;
+//   - when, in those cases, what waits falls below half the most that
+//     waited lately, the walsender no longer keeps up: the rate eases off
+//     (paceEase), unless nothing arrives at all (the walsender paused or
+//     is done: the rate doubles, so what is here is not held back);
+//   - when less than paceBacklog waits and the segments are small, the
 //     walsender has fallen back to a segment per message: a collapse. Its
 //     rate becomes the ceiling, and the rate is cut below what was read,
 //     again every paceCutEvery until a deep queue shows the window closed
@@ -65,14 +66,18 @@ const (
 	paceQDecay = 0.98
 	// paceBacklog queued bytes show that the rate holds the stream back.
 	paceBacklog = 64 << 10
-	// paceDeep queued bytes mean the rate is far too low.
+	// paceDeep queued bytes mean the rate is far too low, or half the
+	// receive buffer when that is less (see pacer.deep).
 	paceDeep = 1 << 20
-	// paceRcvbuf is SO_RCVBUF while pacing, afterPaceRcvbuf after it
-	// (Linux doubles both for its bookkeeping, and caps them at
-	// net.core.rmem_max: 208 KiB by default, which still carries 80 MB/s
-	// at saturatedMaxRTT; 6 MB is what autotuning reaches by default).
+	// paceRcvbuf is SO_RCVBUF while pacing. Linux doubles it for its
+	// bookkeeping and caps it at net.core.rmem_max (208 KiB by default:
+	// a 416 KiB buffer, whose ~200 KiB window still carries 40 MB/s at
+	// saturatedMaxRTT). afterPaceRcvbuf is SO_RCVBUF after pacing: what
+	// raising the mark to saturatedBytes sets on an autotuned socket
+	// (tcp_set_rcvlowat), so a later large transaction's window closes
+	// near the mark as it did before pacing.
 	paceRcvbuf      = 1 << 20
-	afterPaceRcvbuf = 3 << 20
+	afterPaceRcvbuf = saturatedBytes
 	// paceGrow per rate window below paceNear of the ceiling, paceProbe
 	// above it (×11.5 and ×1.1 per second), and only while the reader
 	// took at least paceBound of the rate.
@@ -96,10 +101,12 @@ type tcpCounters struct {
 	segs   uint32
 	bytes  uint64
 	queued int
+	mss    int // the largest segment the link carries (0: unknown)
 }
 
 // pacer holds a paced reader's rate and its token bucket.
 type pacer struct {
+	rcvbuf int     // the socket's buffer while pacing (bytes, as the kernel reports it); 0: unknown
 	rate   float64 // bytes per second; 0: not pacing
 	ceil   float64 // the rate at the last collapse; 0: none yet
 	qMax   float64 // the most queued lately (decaying)
@@ -123,7 +130,14 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 		return
 	}
 	held := c.queued >= paceBacklog // the rate holds the stream back
-	coalesced := segs < paceMinSegs || float64(bytes) >= coalescedSeg*float64(segs)
+	// Coalesced: no segment carries less than half the link's MSS (1448
+	// bytes on Ethernet, 64 KB on loopback) up to coalescedSeg.
+	large := float64(coalescedSeg)
+	if c.mss > 0 {
+		large = min(large, float64(c.mss/2))
+	}
+	coalesced := segs < paceMinSegs || float64(bytes) >= large*float64(segs)
+	deep := c.queued >= p.deep()
 	switch {
 	case !held && !coalesced:
 		if !p.slow {
@@ -134,9 +148,9 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 		}
 		p.rate = max(paceFloor, min(p.rate, read)*paceCut)
 		p.cutAt = now
-	case held && coalesced || c.queued >= paceDeep:
+	case held && coalesced || deep:
 		switch {
-		case p.slow && c.queued < paceDeep:
+		case p.slow && !deep:
 			// Not yet: the walsender is fast only behind a closed
 			// window, which a deep queue shows.
 		case p.slow:
@@ -156,7 +170,7 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 			// the rate, and the window is about to open. Ease off before
 			// it collapses.
 			p.rate = max(paceFloor, p.rate*paceEase)
-		case p.ceil == 0 || p.rate < paceNear*p.ceil || c.queued >= paceDeep:
+		case p.ceil == 0 || p.rate < paceNear*p.ceil || deep:
 			// (Far more waiting than the walsender's queue needs: the
 			// rate is too low, whatever the segments and the ceiling.)
 			p.rate *= paceGrow
@@ -166,6 +180,15 @@ func (p *pacer) window(now time.Time, read float64, c tcpCounters) {
 	}
 	// Otherwise (small segments into a full queue, or large ones into an
 	// empty one) the walsender is between states: hold.
+}
+
+// deep is how much waiting shows the window closed: paceDeep, or half the
+// receive buffer when that is less (a capped net.core.rmem_max).
+func (p *pacer) deep() int {
+	if p.rcvbuf > 0 {
+		return min(paceDeep, p.rcvbuf/2)
+	}
+	return paceDeep
 }
 
 // chunk is the least a paced read waits to take: paceChunk, or what the
@@ -230,11 +253,11 @@ func (b *batchReader) paceWindow(now time.Time, read float64) {
 		b.stopPacing()
 		return
 	}
-	if b.pace.rate == 0 && b.rcvbuf != paceRcvbuf {
+	if b.pace.rate == 0 {
 		// A fixed receive buffer: autotuning grows it to several MB as
 		// the reader speeds up, and a window that large stays open (and
 		// the walsender's segments small) however much waits in it.
-		b.setRcvbuf(paceRcvbuf)
+		b.pace.rcvbuf = b.setRcvbuf(paceRcvbuf)
 	}
 	b.pace.window(now, read, c)
 }
@@ -249,14 +272,18 @@ func (b *batchReader) stopPacing() {
 	}
 }
 
-// setRcvbuf sets SO_RCVBUF (Linux doubles it for its bookkeeping).
-func (b *batchReader) setRcvbuf(n int) {
+// setRcvbuf sets SO_RCVBUF and returns the buffer the kernel then reports
+// (doubled for its bookkeeping, capped by net.core.rmem_max; 0: unknown).
+func (b *batchReader) setRcvbuf(n int) (got int) {
 	b.rcvbuf = n
 	if b.raw != nil {
 		_ = b.raw.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
+			if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n) == nil {
+				got, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+			}
 		})
 	}
+	return got
 }
 
 // hintBehind tells the reader whether the stream is behind the source: the

@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -57,7 +59,7 @@ func TestPacerWindow(t *testing.T) {
 	require.InDelta(t, 12*mb*paceCut, p.rate, 1)
 	require.Equal(t, ceil, p.ceil)
 	p.window(at(100), 9*mb, recv(5000, 100, 8000))
-	require.InDelta(t, 12*mb*paceCut, p.rate, 1, "a second cut within paceCutEvery")
+	require.InDelta(t, 12*mb*paceCut, p.rate, 1, "no second cut within paceCutEvery")
 	p.window(at(180), 9*mb, recv(5000, 100, 8000))
 	require.InDelta(t, 9*mb*paceCut, p.rate, 1, "the queue did not build in paceCutEvery: cut again")
 	require.Equal(t, ceil, p.ceil, "the same collapse keeps its ceiling")
@@ -119,6 +121,22 @@ func TestPacerWindow(t *testing.T) {
 		require.InDelta(t, r*paceGrow, p.rate, 1)
 	}
 	require.Greater(t, p.rate, p.ceil)
+
+	// A capped buffer (net.core.rmem_max) makes a smaller queue deep.
+	require.Equal(t, paceDeep, (&pacer{}).deep())
+	require.Equal(t, 212992, (&pacer{rcvbuf: 425984}).deep())
+
+	// On Ethernet no segment exceeds the MSS: full ones (1448 bytes)
+	// count as large.
+	eth := pacer{}
+	c = tcpCounters{mss: 1448}
+	eth.window(at(0), 10*mb, recv(0, 0, 0))
+	r = eth.rate
+	eth.window(at(20), eth.rate, recv(200, 1448, 512<<10))
+	require.InDelta(t, r*paceGrow, eth.rate, 1, "full Ethernet segments into a waiting queue")
+	eth.window(at(40), eth.rate, recv(2000, 100, 0))
+	require.True(t, eth.slow, "message-sized segments on Ethernet: a collapse")
+	c.mss = 0
 
 	// Never below the floor.
 	var low pacer
@@ -259,10 +277,12 @@ func pacedReads(t *testing.T, behind, bulk bool, rtt func() (time.Duration, bool
 	got := make([]byte, 0, len(want))
 	buf := make([]byte, 64<<10)
 	count := 0
+	pacedBuf := 0
 	for len(got) < len(want) {
 		b.want = time.Now().Add(time.Minute)
 		if b.pace.rate > 0 {
 			count++
+			pacedBuf = b.pace.rcvbuf
 		}
 		n, err := b.Read(buf)
 		got = append(got, buf[:n]...)
@@ -272,15 +292,26 @@ func pacedReads(t *testing.T, behind, bulk bool, rtt func() (time.Duration, bool
 	}
 	require.True(t, bytes.Equal(got, want), "stream corrupted")
 	if count > 0 {
-		// Pacing fixed the receive buffer; ending it makes it large.
+		// Pacing fixed the receive buffer (Linux doubles it, within
+		// net.core.rmem_max); ending it sets the saturated mark's.
+		rmemMax := rmemMax(t)
 		require.Equal(t, paceRcvbuf, b.rcvbuf)
-		paced := rcvbuf(t, b)
+		require.Equal(t, 2*min(paceRcvbuf, rmemMax), pacedBuf)
 		b.stopPacing()
 		require.Equal(t, afterPaceRcvbuf, b.rcvbuf)
-		require.GreaterOrEqual(t, rcvbuf(t, b), paced)
+		require.Equal(t, 2*min(afterPaceRcvbuf, rmemMax), rcvbuf(t, b))
 		require.Zero(t, b.pace.rate)
 	}
 	return count
+}
+
+func rmemMax(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	require.NoError(t, err)
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	return n
 }
 
 func rcvbuf(t *testing.T, b *batchReader) (n int) {

@@ -19,9 +19,9 @@ func minRTT(fd uintptr) (rtt time.Duration, ok bool) {
 	return time.Duration(info.Min_rtt) * time.Microsecond, true
 }
 
-// received reads the socket's count of received segments and bytes
-// (TCP_INFO) and the bytes waiting to be read (SIOCINQ); ok is false when
-// it cannot tell.
+// received reads the socket's count of received data segments and bytes
+// and its MSS (TCP_INFO), and the bytes waiting to be read (SIOCINQ); ok is
+// false when it cannot tell.
 func received(fd uintptr) (c tcpCounters, ok bool) {
 	info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {
@@ -31,5 +31,5 @@ func received(fd uintptr) (c tcpCounters, ok bool) {
 	if err != nil {
 		return c, false
 	}
-	return tcpCounters{segs: info.Segs_in, bytes: info.Bytes_received, queued: queued}, true
+	return tcpCounters{segs: info.Data_segs_in, bytes: info.Bytes_received, queued: queued, mss: int(info.Advmss)}, true
 }
