@@ -7,7 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,7 +73,8 @@ func (c *Cluster) MarkerT(t testing.TB) change.LSN {
 func BuildCdcdT(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		d, err := os.MkdirTemp("", "cdcd-bin-")
+		sweepBins()
+		d, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", binPrefix, os.Getpid()))
 		if err != nil {
 			buildErr = err
 			return
@@ -85,6 +89,24 @@ func BuildCdcdT(t testing.TB) string {
 		t.Fatalf("pgtest: %v", buildErr)
 	}
 	return builtBin
+}
+
+// binPrefix names the directories of built binaries: the test process's
+// pid follows it, so a later process can remove those of processes gone
+// (a test binary has no hook at exit; each build is ~30 MB).
+const binPrefix = "cdcd-bin-"
+
+// sweepBins removes the binary directories of test processes that ended.
+func sweepBins() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), binPrefix+"*"))
+	for _, d := range dirs {
+		pid, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), binPrefix), "-")
+		n, err := strconv.Atoi(pid)
+		if !ok || err != nil || n <= 0 || syscall.Kill(n, 0) != syscall.ESRCH {
+			continue // not ours, or its process still runs
+		}
+		_ = os.RemoveAll(d)
+	}
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -222,5 +223,28 @@ func BenchmarkStartStandby(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// The binary directories of test processes that ended are removed; those
+// of running ones, and names without a pid, are left.
+func TestSweepBins(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	mk := func(name string) string {
+		d := filepath.Join(tmp, name)
+		require.NoError(t, os.MkdirAll(filepath.Join(d, "sub"), 0o755))
+		return d
+	}
+	gone := mk(fmt.Sprintf("%s%d-123", binPrefix, dead.Process.Pid))
+	alive := mk(fmt.Sprintf("%s%d-456", binPrefix, os.Getpid()))
+	old := mk(binPrefix + "789")
+	other := mk("something-else")
+	sweepBins()
+	require.NoDirExists(t, gone, "the directory of an ended process")
+	for _, d := range []string{alive, old, other} {
+		require.DirExists(t, d)
 	}
 }
