@@ -35,7 +35,7 @@ type Stream struct {
 	acked         change.LSN // the last flush position sent
 	replyDue      bool       // the server asked for a status update
 	sawData       bool       // XLogData since the last heartbeat
-	sent          time.Time  // the server's send time of the message being decoded
+	sent          int64      // the server's send time of the message being decoded (Message.ServerClock)
 	nextHeartbeat time.Time
 	heartbeatOff  bool
 	stopInterrupt func() bool
@@ -168,7 +168,7 @@ func (st *Stream) Next(ctx context.Context, deadline time.Time) (source.Event, e
 			st.replyDue = st.replyDue || msg.ReplyRequested
 		case XLogData:
 			st.sawData = true
-			st.sent = msg.ServerTime
+			st.sent = msg.ServerClock
 			ev, err := st.decode(ctx, msg.WALStart, msg.Data)
 			if err != nil || ev.Kind != source.None {
 				return ev, err
@@ -234,7 +234,7 @@ const behindLag = time.Second
 // counts as behind too, which only lets the reader pace a stream that
 // runs at saturatedRate or more.
 func (st *Stream) hintBehind(tx *change.Tx) {
-	st.src.hintBehind(st.sent.Sub(tx.CommitTime) >= behindLag)
+	st.src.hintBehind(decode.Time(st.sent).Sub(tx.CommitTime) >= behindLag)
 }
 
 // event turns a decoded message into an event of the seam.

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
-	"github.com/cdcd-io/cdcd/pkg/decode"
 )
 
 // MessageKind tells what Receive returned.
@@ -34,8 +33,10 @@ type Message struct {
 	Kind         MessageKind
 	WALStart     change.LSN
 	ServerWALEnd change.LSN
-	// ServerTime is when the server sent an XLogData message, by its clock.
-	ServerTime     time.Time
+	// ServerClock is when the server sent an XLogData message, by its
+	// clock, in PostgreSQL's microseconds since 2000-01-01 (decode.Time
+	// converts it): kept raw, as most messages never need it.
+	ServerClock    int64
 	ReplyRequested bool
 	Data           []byte
 }
@@ -82,7 +83,7 @@ func (s *Source) Receive(deadline time.Time) (Message, error) {
 				Kind:         XLogData,
 				WALStart:     change.LSN(binary.BigEndian.Uint64(b)),
 				ServerWALEnd: change.LSN(binary.BigEndian.Uint64(b[8:])),
-				ServerTime:   decode.Time(int64(binary.BigEndian.Uint64(b[16:]))),
+				ServerClock:  int64(binary.BigEndian.Uint64(b[16:])),
 				Data:         b[24:],
 			}, nil
 		case pglogrepl.PrimaryKeepaliveMessageByteID:
