@@ -37,6 +37,9 @@ type batcher struct {
 	// due: idle found cur ready while the applier still had a batch
 	// waiting; cur goes at the first commit read once the queue is empty.
 	due bool
+	// early: the open transaction was forwarded before its commit (its
+	// BEGIN has FinalLSN 0); whole: it is not sent in Partial chunks.
+	early, whole bool
 }
 
 // run reads until the context ends or the reader fails.
@@ -71,7 +74,7 @@ func (b *batcher) batch() *sink.Batch {
 func (b *batcher) add(rec trail.Record) error {
 	if b.skipBelow != 0 {
 		switch {
-		case rec.Type == trail.RecordBegin && rec.Tx.FinalLSN < b.skipBelow:
+		case rec.Type == trail.RecordBegin && rec.Tx.FinalLSN != 0 && rec.Tx.FinalLSN < b.skipBelow:
 			b.skipping = true
 			return nil
 		case b.skipping && rec.Type == trail.RecordCommit:
@@ -85,7 +88,14 @@ func (b *batcher) add(rec trail.Record) error {
 	}
 	switch rec.Type {
 	case trail.RecordBegin:
-		if err := b.gate(rec.Tx); err != nil {
+		b.early = rec.Tx.FinalLSN == 0
+		b.whole = false
+		if b.early {
+			// Forwarded before its commit (source.Withdraw): where it
+			// commits is known only at its COMMIT, which decides the skip
+			// and the hold. While either may apply, it is sent whole.
+			b.whole = b.skipBelow != 0 || b.w != nil && b.w.CurrentHold() != nil
+		} else if err := b.gate(rec.Tx); err != nil {
 			return err
 		}
 		b.tx = &sink.Tx{Tx: rec.Tx}
@@ -107,7 +117,7 @@ func (b *batcher) add(rec trail.Record) error {
 		b.tx.Changes = append(b.tx.Changes, c)
 		b.txRows++
 		b.txBytes += changeBytes(c)
-		if b.txRows >= b.cfg.MaxRows || b.txBytes >= b.cfg.MaxBytes {
+		if !b.whole && (b.txRows >= b.cfg.MaxRows || b.txBytes >= b.cfg.MaxBytes) {
 			// The transaction alone fills a batch: send it in chunks.
 			return b.sendPartial()
 		}
@@ -118,6 +128,15 @@ func (b *batcher) add(rec trail.Record) error {
 	case trail.RecordCommit:
 		if b.tx == nil {
 			return nil // resumed after a BEGIN: cannot happen with positions at commits
+		}
+		if b.early {
+			if b.skipBelow != 0 && rec.Tx.FinalLSN < b.skipBelow && !b.chunked {
+				b.tx, b.txRows, b.txBytes = nil, 0, 0 // applied before (see skipBelow)
+				return nil
+			}
+			if err := b.gate(rec.Tx); err != nil {
+				return err
+			}
 		}
 		b.tx.Tx = rec.Tx
 		cur := b.batch()

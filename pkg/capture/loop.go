@@ -27,6 +27,7 @@ type loop struct {
 
 	inTx        bool      // a transaction is open (Begin seen, no Commit yet)
 	skipping    bool      // the open transaction is a re-delivery
+	early       bool      // the open transaction was forwarded before its commit (FinalLSN 0 at Begin)
 	pendingSync bool      // committed records written but not yet handed to the syncer
 	syncDue     time.Time // when pending records must be handed to the syncer
 	// nextSync is when the next fsync may start: after the last one ended,
@@ -121,8 +122,10 @@ func (l *loop) handle(ev source.Event) error {
 	case source.Begin:
 		l.inTx = true
 		// A transaction whose commit record starts below what is held was
-		// stored already: skip it whole (rule 5).
-		l.skipping = ev.Tx.FinalLSN < l.held
+		// stored already: skip it whole (rule 5). One forwarded before its
+		// commit (FinalLSN 0) is checked at its Commit.
+		l.early = ev.Tx.FinalLSN == 0
+		l.skipping = !l.early && ev.Tx.FinalLSN < l.held
 		if l.skipping {
 			return nil
 		}
@@ -156,6 +159,10 @@ func (l *loop) handle(ev source.Event) error {
 			}
 			return nil
 		}
+		if l.early && ev.Tx.FinalLSN < l.held {
+			// Forwarded before its commit, stored already (rule 5).
+			return trailErr(w.Rollback())
+		}
 		if err := w.Commit(ev.Tx); err != nil {
 			return trailErr(err)
 		}
@@ -164,6 +171,17 @@ func (l *loop) handle(ev source.Event) error {
 		if l.unsyncedBytes >= l.c.cfg.GroupCommitBytes {
 			return l.startSync()
 		}
+	case source.Withdraw:
+		if !l.inTx {
+			return fmt.Errorf("source withdrew transaction %d, which is not open", ev.Tx.XID)
+		}
+		l.inTx = false
+		if l.skipping {
+			l.skipping = false
+			return nil
+		}
+		// Speculative readers notice the cut and start over.
+		return trailErr(w.Rollback())
 	}
 	return nil
 }

@@ -94,6 +94,13 @@ type Source struct {
 	// (trail.dir/spool) until their commit, instead of being spilled to the
 	// source's disk first. auto turns it on for PostgreSQL 14+. Default auto.
 	Streaming string `yaml:"streaming"`
+	// ForwardStreamed is auto or off: a streamed transaction is written to
+	// the trail as it arrives, before its commit, so that apply works on it
+	// while the source still runs or sends it (and takes it back if it
+	// aborts). auto turns it on when streaming is, snapshot.mode is never
+	// and every sink keeps a transaction invisible until its end (kind
+	// postgres, flavor postgres or citus; kind oracle). Default auto.
+	ForwardStreamed string `yaml:"forward_streamed"`
 	// Failover is on, off or auto: the slot is a PostgreSQL 17 failover
 	// slot, kept in sync on standbys with sync_replication_slots, so cdcd
 	// continues after a promotion (list every host in dsn with
@@ -254,6 +261,11 @@ func (f *File) validate() error {
 	default:
 		return f.errAt("source.streaming", fmt.Errorf("%q is not one of on, off, auto", f.Source.Streaming))
 	}
+	switch f.Source.ForwardStreamed {
+	case "", "auto", "off":
+	default:
+		return f.errAt("source.forward_streamed", fmt.Errorf("%q is not one of auto, off", f.Source.ForwardStreamed))
+	}
 	if f.Trail.Dir == "" {
 		return f.errAt("trail.dir", errors.New("is required: a local directory for the trail, e.g. /var/lib/cdcd/trail"))
 	}
@@ -284,15 +296,16 @@ func (f *File) validate() error {
 func (f *File) CaptureConfig(log *slog.Logger) capture.Config {
 	cfg := capture.Config{
 		Source: postgres.Config{
-			DSN:            f.Source.DSN,
-			PrimaryDSN:     f.Source.PrimaryDSN,
-			Slot:           f.Source.Slot,
-			Publication:    f.Source.Publication,
-			Create:         f.Source.Create,
-			Heartbeat:      time.Duration(f.Source.Heartbeat),
-			StatusInterval: time.Duration(f.Source.StatusInterval),
-			Streaming:      f.Source.Streaming,
-			Failover:       f.Source.Failover,
+			DSN:             f.Source.DSN,
+			PrimaryDSN:      f.Source.PrimaryDSN,
+			Slot:            f.Source.Slot,
+			Publication:     f.Source.Publication,
+			Create:          f.Source.Create,
+			Heartbeat:       time.Duration(f.Source.Heartbeat),
+			StatusInterval:  time.Duration(f.Source.StatusInterval),
+			Streaming:       f.Source.Streaming,
+			ForwardStreamed: f.forwardStreamed(),
+			Failover:        f.Source.Failover,
 		},
 		TrailDir:            f.Trail.Dir,
 		Trail:               trail.Options{SegmentBytes: int64(f.Trail.SegmentBytes)},

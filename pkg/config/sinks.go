@@ -20,6 +20,7 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/sink/oracle"
 	pgsink "github.com/cdcd-io/cdcd/pkg/sink/postgres"
 	"github.com/cdcd-io/cdcd/pkg/sink/stdout"
+	"github.com/cdcd-io/cdcd/pkg/snapshot"
 )
 
 // SinkSpec is one entry of the `sinks:` list.
@@ -509,4 +510,30 @@ func sourceDatabase(dsn string) string {
 		return ""
 	}
 	return c.Database
+}
+
+// forwardStreamed reports whether source.forward_streamed (auto) is on:
+// a forwarded transaction may still abort and its Partial batches carry no
+// commit position, so every sink must apply them in one target transaction
+// that stays invisible until its end, and no snapshot may have to drop
+// changes by commit position (mapping.Wrap's skip).
+func (f *File) forwardStreamed() bool {
+	if f.Source.ForwardStreamed == "off" || f.Source.Streaming == "off" || f.Source.Kind == KindTrigger {
+		return false
+	}
+	if f.Snapshot.Mode != "" && f.Snapshot.Mode != snapshot.ModeNever {
+		return false
+	}
+	for _, s := range f.Sinks {
+		switch s.Kind {
+		case "postgres":
+			if flavor, _ := pgsink.ParseFlavor(s.Flavor); flavor == pgsink.FlavorDSQL {
+				return false
+			}
+		case "oracle":
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -129,3 +129,49 @@ func (d *Decoder) EndReplay() *change.Tx {
 	d.tx = nil
 	return tx
 }
+
+// DecodeStreamed decodes s, a data message of an open stream block (an
+// EventStreamData's Stream), at once as a message of tx — the streamed
+// transaction, forwarded before its Stream Commit by a caller that can take
+// it back if it aborts. Events borrow as Decode's do (NewBorrowing). A
+// Relation message replaces the cached relation, as outside a stream: a
+// caller that may take the transaction back keeps the one it replaced
+// (Relation) and puts it back with RestoreRelation.
+func (d *Decoder) DecodeStreamed(tx *change.Tx, walStart change.LSN, s *Stream) (Event, error) {
+	if !d.inStream || d.tx != nil {
+		return Event{}, fmt.Errorf("decode streamed message of transaction %d: %w: outside a stream block", tx.XID, ErrOutOfOrder)
+	}
+	d.tx = tx
+	defer func() { d.tx = nil }()
+	r := reader{b: s.Body}
+	switch s.Type {
+	case 'I':
+		return d.insert(walStart, &r)
+	case 'U':
+		return d.update(walStart, &r)
+	case 'D':
+		return d.delete(walStart, &r)
+	case 'T':
+		return d.truncate(walStart, &r)
+	case 'M':
+		return d.message(walStart, &r)
+	case 'R':
+		return d.relation(&r)
+	case 'Y':
+		return d.typ(&r)
+	case 'O':
+		return d.origin(&r)
+	}
+	return Event{}, msgErr(s.Type, fmt.Errorf("%w: inside a stream block", ErrOutOfOrder))
+}
+
+// RestoreRelation puts rel back as the cached relation of oid (nil: none),
+// undoing a Relation message of a forwarded transaction that was taken
+// back (DecodeStreamed).
+func (d *Decoder) RestoreRelation(oid uint32, rel *change.Relation) {
+	if rel == nil {
+		delete(d.relations, oid)
+		return
+	}
+	d.relations[oid] = rel
+}

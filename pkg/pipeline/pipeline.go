@@ -132,6 +132,12 @@ func New(cfg Config) (*Pipeline, error) {
 			return nil, err
 		}
 	}
+	if p.snapshotting() {
+		// A snapshot's sinks drop changes by their transaction's commit
+		// position (mapping.Wrap), which a transaction forwarded before its
+		// commit does not have yet.
+		p.cfg.Capture.Source.ForwardStreamed = false
+	}
 	if cfg.AckApplied && p.cfg.Capture.Applied == nil {
 		p.cfg.Capture.Applied = p.appliedLSN
 	}

@@ -29,7 +29,10 @@ type Kind uint8
 const (
 	// None: nothing arrived before the deadline.
 	None Kind = iota
-	// Begin: a transaction starts; Event.Tx has its XID and FinalLSN.
+	// Begin: a transaction starts; Event.Tx has its XID and FinalLSN. A
+	// transaction forwarded before its commit (a large one, so that apply
+	// can start on it early) has FinalLSN 0: its Commit says where it
+	// commits, and it may end in a Withdraw instead.
 	Begin
 	// Relation: a table's schema, before its first change in a session and
 	// after every change of its columns; Event.Relation, primary key filled.
@@ -38,8 +41,13 @@ const (
 	// Event.Change (a message outside a transaction stands alone).
 	Change
 	// Commit: the transaction ends; Event.Tx is the Begin's pointer, now
-	// with CommitLSN, EndLSN and CommitTime.
+	// with CommitLSN, EndLSN and CommitTime (for a forwarded transaction,
+	// a new Tx with FinalLSN too).
 	Commit
+	// Withdraw: the open transaction, forwarded before its commit, is taken
+	// back: drop what was written of it. If it commits, it arrives again
+	// whole, later.
+	Withdraw
 )
 
 // Event is one item of a source's stream. Only the field Kind names is set.
@@ -68,8 +76,9 @@ type Source interface {
 	Start(ctx context.Context, held change.LSN) (change.LSN, error)
 	// Next returns the next event, or an event of kind None once deadline
 	// passes (or ctx ends) first. Transactions arrive whole and in commit
-	// order; a transaction at or below held may be re-delivered (capture
-	// skips it).
+	// order, except that one may be forwarded before its commit and then
+	// withdrawn (Withdraw); a transaction at or below held may be
+	// re-delivered (capture skips it).
 	Next(ctx context.Context, deadline time.Time) (Event, error)
 	// Ack tells the source that the trail holds durably every transaction
 	// ending at or below pos (never more: it may free the source's copy).

@@ -33,6 +33,18 @@ type Config struct {
 	// source's disk. "auto" turns it on where the server supports it
 	// (PostgreSQL 14+); "on" refuses an older server. Default "auto".
 	Streaming string
+	// ForwardStreamed hands a streamed transaction to capture as it
+	// arrives, before its Stream Commit, while it is the only one open, so
+	// that apply can work on it while the source still runs or sends it
+	// (PostgreSQL 16's parallel apply does the same). If it aborts, another
+	// transaction commits first, one of its subtransactions aborts or an
+	// ordinary transaction arrives, it is withdrawn (source.Withdraw: capture
+	// rolls the trail back and apply starts over) and comes again whole from
+	// the spool at its commit. Only for sinks that keep a transaction's
+	// Partial batches invisible until its last one (a PostgreSQL or Oracle
+	// target): the forwarded transaction may still abort, and its commit
+	// LSN and time are not known before its end. Default false.
+	ForwardStreamed bool
 	// SpoolDir is where streamed transactions larger than the in-memory
 	// spool are written until their commit. Default: a temporary directory
 	// (capture sets it to the trail directory's "spool").

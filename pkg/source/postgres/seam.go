@@ -49,6 +49,12 @@ type Stream struct {
 	// from bulkRows on, the socket reader may take the stream in gulps.
 	rows   int
 	replay *replay
+	// fwd is the streamed transaction being forwarded before its commit
+	// (forward.go); nil when none.
+	fwd *forward
+	// queued is an event to hand out at the next call, before anything
+	// else (what a Withdraw had to precede).
+	queued *source.Event
 
 	// lastTimeline is shared by the sessions of one opener: the timeline
 	// the previous session read, to notice a promotion (failover.go).
@@ -136,6 +142,10 @@ func (st *Stream) Start(ctx context.Context, held change.LSN) (change.LSN, error
 // answering keepalives that ask for a reply and emitting heartbeats on an
 // idle database.
 func (st *Stream) Next(ctx context.Context, deadline time.Time) (source.Event, error) {
+	if ev := st.queued; ev != nil {
+		st.queued = nil
+		return *ev, nil
+	}
 	for {
 		if st.replay != nil {
 			ev, err := st.nextReplayed(ctx)
@@ -193,8 +203,15 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 		// Not every streamed transaction is large: with a small
 		// logical_decoding_work_mem ordinary ones are streamed too.
 		st.src.hintBulk(st.spool.records(ev.Stream.XID) >= bulkRows)
-		return source.Event{}, nil
+		if st.fwd != nil {
+			st.fwd.active = st.fwd.tx.XID == ev.Stream.XID
+			return source.Event{}, nil
+		}
+		return st.startForward(ev.Stream), nil
 	case decode.EventStreamStop:
+		if st.fwd != nil {
+			st.fwd.active = false
+		}
 		return source.Event{}, nil
 	case decode.EventStreamData:
 		if err := st.spool.add(st.streamXID, walStart, ev.Stream); err != nil {
@@ -203,18 +220,41 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 		if st.spool.records(st.streamXID) == bulkRows {
 			st.src.hintBulk(true)
 		}
+		if st.fwd != nil && st.fwd.active {
+			return st.forwardData(ctx, walStart, ev.Stream, len(data))
+		}
 		return source.Event{}, nil
 	case decode.EventStreamAbort:
 		st.spool.abort(ev.Stream.XID, ev.Stream.SubXID)
 		if ev.Stream.XID == ev.Stream.SubXID {
 			st.log.Debug("streamed transaction aborted", "xid", ev.Stream.XID)
 		}
+		if st.fwd != nil && st.fwd.tx.XID == ev.Stream.XID {
+			if ev.Stream.XID == ev.Stream.SubXID {
+				return st.withdraw("it aborted"), nil
+			}
+			return st.withdraw("one of its subtransactions aborted"), nil
+		}
 		return source.Event{}, nil
 	case decode.EventStreamCommit:
 		st.hintBehind(ev.Tx)
+		if st.fwd != nil {
+			if st.fwd.tx.XID == ev.Tx.XID {
+				return st.commitForwarded(ev.Tx), nil
+			}
+			begin, err := st.startReplay(ev.Tx)
+			if err != nil {
+				return source.Event{}, err
+			}
+			return st.withdrawBefore(begin, "another streamed transaction committed first"), nil
+		}
 		return st.startReplay(ev.Tx)
 	}
-	return st.event(ctx, ev, len(data))
+	out, err := st.event(ctx, ev, len(data))
+	if err != nil || out.Kind == source.None || st.fwd == nil {
+		return out, err
+	}
+	return st.withdrawBefore(out, "an ordinary transaction arrived"), nil
 }
 
 // bulkRows changes (data messages, when streamed) make a transaction large

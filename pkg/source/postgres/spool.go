@@ -230,6 +230,13 @@ func (s *spool) commit(xid uint32) (*spoolReader, error) {
 	return r, nil
 }
 
+// discard drops xid, committed and handed out already (forwarded).
+func (s *spool) discard(xid uint32) {
+	if tx, ok := s.txs[xid]; ok {
+		s.drop(tx)
+	}
+}
+
 // close drops every open transaction and a directory the spool made.
 func (s *spool) close() {
 	for _, tx := range s.txs {
