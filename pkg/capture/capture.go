@@ -139,6 +139,11 @@ type Stats struct {
 	// sees it.
 	Syncs    uint64
 	SyncTime time.Duration
+	// Forwarded counts transactions written to the trail as they arrived,
+	// before their commit (source.Begin with FinalLSN 0), and committed;
+	// Withdrawn those the source took back (source.Withdraw), which are
+	// written again whole if they commit.
+	Forwarded, Withdrawn uint64
 }
 
 // Capture is one running extract. Create it with New and call Run.

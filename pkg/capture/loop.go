@@ -167,6 +167,9 @@ func (l *loop) handle(ev source.Event) error {
 			return trailErr(err)
 		}
 		l.txs++
+		if l.early {
+			l.c.updateStats(func(s *Stats) { s.Forwarded++ })
+		}
 		l.markPending()
 		if l.unsyncedBytes >= l.c.cfg.GroupCommitBytes {
 			return l.startSync()
@@ -180,6 +183,7 @@ func (l *loop) handle(ev source.Event) error {
 			l.skipping = false
 			return nil
 		}
+		l.c.updateStats(func(s *Stats) { s.Withdrawn++ })
 		// Speculative readers notice the cut and start over.
 		return trailErr(w.Rollback())
 	}

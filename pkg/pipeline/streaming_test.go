@@ -89,12 +89,24 @@ func TestStreamedAbortsPG17(t *testing.T) {
 	}
 	long := psql(src.DSN("postgres"), `BEGIN; INSERT INTO small SELECT g, 'long' FROM generate_series(100, 5100) g; SELECT pg_sleep(0.5); INSERT INTO small SELECT g, 'long2' FROM generate_series(6000, 9000) g; COMMIT;`)
 	require.NoError(t, long.Start())
+	// Its first segments are out (it sleeps) before the other commits.
+	require.Eventually(t, func() bool {
+		var n int
+		return queryRow(src, `SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'`, &n) == nil && n == 1
+	}, 30*time.Second, 5*time.Millisecond)
 	src.ExecT(t, "postgres", `INSERT INTO small VALUES (2, 'between')`)
 	require.NoError(t, long.Wait())
 
 	r.WaitApplied(t, marker(t, src), 2*time.Minute)
+	st := r.P.Capture().Stats()
 	r.Stop(t)
 	requireSameTables(t, src, dst, map[string]string{"big": "id", "small": "id", "fresh": "id"})
+	// Forwarded before their commits (source.forward_streamed: auto):
+	// withdrawn at the aborted subtransactions, the abort and the commit
+	// in between, the rest committed as they were forwarded.
+	t.Logf("capture: %d transactions forwarded, %d withdrawn", st.Forwarded, st.Withdrawn)
+	require.GreaterOrEqual(t, st.Withdrawn, uint64(4), "withdrawn: two savepoint rollbacks, one abort, one commit in between")
+	require.Positive(t, st.Forwarded, "forwarded and committed")
 	var aborted int64
 	require.NoError(t, queryRow(dst, `SELECT (SELECT count(*) FROM big WHERE pad LIKE 'aborted%' OR n = -1) + (SELECT count(*) FROM fresh WHERE note LIKE 'aborted%')`, &aborted))
 	require.Zero(t, aborted, "rows of aborted (sub)transactions on the target")
@@ -171,4 +183,80 @@ func peakRSS(t testing.TB, pid int) int64 {
 	}
 	t.Fatal("no VmHWM in /proc status")
 	return 0
+}
+
+// TestForwardedKill9: a streamed transaction is applied on the target while
+// it still runs on the source (source.forward_streamed: auto) — the sink's
+// session holds its rows in an open transaction, invisible — and a SIGKILL
+// of `cdcd run` at that moment loses and duplicates nothing: the trail
+// drops the uncommitted tail, the target rolls back, the source streams
+// the transaction again, and after its commit both sides are equal.
+func TestForwardedKill9(t *testing.T) {
+	src := pgtest.StartT(t, pgtest.Options{Name: "source", Conf: map[string]string{"logical_decoding_work_mem": "64kB"}})
+	dst := pgtest.StartT(t, pgtest.Options{Name: "target"})
+	src.ExecT(t, "postgres", streamedTables...)
+	dst.ExecT(t, "postgres", streamedTables...)
+	cfg := filepath.Join(t.TempDir(), "cdcd.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(yamlConfig(src, nil, dst, t.TempDir())), 0o600))
+	logPath := filepath.Join(t.TempDir(), "cdcd.log")
+	bin := buildCdcd(t)
+	p := startCdcd(t, bin, cfg, logPath)
+	waitSlot(t, src)
+
+	bin15, err := pgtest.BinDir(pgtest.V15)
+	require.NoError(t, err)
+	psql := func(sql string) *exec.Cmd {
+		cmd := exec.Command(filepath.Join(bin15, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", src.DSN("postgres"), "-c", sql)
+		t.Cleanup(func() {
+			if cmd.Process != nil && cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		})
+		return cmd
+	}
+	// holder keeps an advisory lock that the big transaction waits for
+	// halfway, until the test ends holder's sleep.
+	holder := psql(`SELECT pg_advisory_lock(1), pg_sleep(600)`)
+	require.NoError(t, holder.Start())
+	require.Eventually(t, func() bool {
+		var n int
+		return queryRow(src, `SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'`, &n) == nil && n == 1
+	}, 30*time.Second, 5*time.Millisecond)
+	long := psql(`BEGIN; INSERT INTO big SELECT g, g, md5(g::text) FROM generate_series(1, 100000) g;
+		SELECT pg_advisory_xact_lock(1); UPDATE big SET n = -n WHERE id % 3 = 0; COMMIT;`)
+	require.NoError(t, long.Start())
+
+	// The target's sink session has inserted into big in a transaction it
+	// has not committed: the source's transaction is being applied early.
+	applying := func() bool {
+		var n int
+		err := queryRow(dst, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE l.relation = 'big'::regclass AND l.mode = 'RowExclusiveLock' AND a.state = 'idle in transaction'`, &n)
+		return err == nil && n == 1
+	}
+	require.Eventually(t, applying, time.Minute, 10*time.Millisecond, "the sink applies the transaction before its commit")
+	var visible int
+	require.NoError(t, queryRow(dst, `SELECT count(*) FROM big`, &visible))
+	require.Zero(t, visible, "nothing of an uncommitted source transaction is visible on the target")
+
+	p.kill(t)
+	require.Eventually(t, func() bool { return !applying() }, time.Minute, 10*time.Millisecond, "the target rolled back")
+	p = startCdcd(t, bin, cfg, logPath)
+	waitSlot(t, src)
+	require.Eventually(t, applying, time.Minute, 10*time.Millisecond, "applied early again after the restart")
+
+	// Release the lock: the big transaction updates a third of its rows
+	// and commits.
+	src.ExecT(t, "postgres", `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep'`)
+	require.Error(t, holder.Wait(), "the holder's sleep was cancelled")
+	require.NoError(t, long.Wait())
+	m := marker(t, src)
+	waitCheckpoint(t, dst, m, logPath, 2*time.Minute)
+	requireSameTables(t, src, dst, map[string]string{"big": "id"})
+	var n, negated int
+	require.NoError(t, queryRow(dst, `SELECT count(*), count(*) FILTER (WHERE n < 0) FROM big`, &n, &negated))
+	require.Equal(t, 100000, n)
+	require.Equal(t, 33333, negated)
+	p.kill(t)
 }

@@ -155,6 +155,8 @@ var (
 	descCaptureTx        = prometheus.NewDesc("cdcd_capture_transactions_total", "Transactions written to the trail by this process.", nil, nil)
 	descCaptureChanges   = prometheus.NewDesc("cdcd_capture_changes_total", "Changes written to the trail by this process.", nil, nil)
 	descCaptureReconn    = prometheus.NewDesc("cdcd_capture_reconnects_total", "Source sessions that ended in an error and were retried.", nil, nil)
+	descCaptureForwarded = prometheus.NewDesc("cdcd_capture_forwarded_total", "Streamed transactions written to the trail as they arrived, before their commit.", nil, nil)
+	descCaptureWithdrawn = prometheus.NewDesc("cdcd_capture_withdrawn_total", "Forwarded transactions the source took back (aborted, or another committed first); they are written again whole if they commit.", nil, nil)
 	descCaptureFsyncs    = prometheus.NewDesc("cdcd_capture_trail_fsyncs_total", "Trail group commits (fsyncs) by this process.", nil, nil)
 	descCaptureFsyncSec  = prometheus.NewDesc("cdcd_capture_trail_fsync_seconds_total", "Time the trail's group commits took.", nil, nil)
 	descCaptureLagBytes  = prometheus.NewDesc("cdcd_capture_lag_bytes", "Source WAL position minus what the trail holds durably.", nil, nil)
@@ -179,7 +181,7 @@ var (
 )
 
 func (c *reportCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReady, descCaptureConnected, descCaptureTx, descCaptureChanges, descCaptureReconn,
+	for _, d := range []*prometheus.Desc{descReady, descCaptureConnected, descCaptureTx, descCaptureChanges, descCaptureReconn, descCaptureForwarded, descCaptureWithdrawn,
 		descCaptureFsyncs, descCaptureFsyncSec,
 		descCaptureLagBytes, descCaptureLagSec, descCapturePos, descSourceLSN, descRetained, descSafe, descSlotActive, descWALStatus,
 		descGuard, descTrailBytes, descTrailSegments, descSinkLagBytes, descSinkLagSec, descSinkLagTx, descSinkTx, descSinkRows,
@@ -201,6 +203,8 @@ func (c *reportCollector) Collect(ch chan<- prometheus.Metric) {
 	n(descCaptureTx, r.Capture.Transactions)
 	n(descCaptureChanges, r.Capture.Changes)
 	n(descCaptureReconn, r.Capture.Reconnects)
+	n(descCaptureForwarded, r.Capture.Forwarded)
+	n(descCaptureWithdrawn, r.Capture.Withdrawn)
 	n(descCaptureFsyncs, r.Capture.Fsyncs)
 	ch <- prometheus.MustNewConstMetric(descCaptureFsyncSec, prometheus.CounterValue, r.Capture.FsyncSeconds)
 	g(descCaptureLagBytes, float64(r.Capture.LagBytes))

@@ -278,6 +278,7 @@ func (s *Service) Report() *status.Report {
 		Connected: !c.LastLoop().IsZero(), Position: capPos.String(), Acked: cs.Acked.String(),
 		Transactions: cs.Transactions, Changes: cs.Changes, Reconnects: cs.Reconnects,
 		Fsyncs: cs.Syncs, FsyncSeconds: cs.SyncTime.Seconds(),
+		Forwarded: cs.Forwarded, Withdrawn: cs.Withdrawn,
 	}
 	if slot.Server > capPos {
 		r.Capture.LagBytes = int64(slot.Server - capPos)

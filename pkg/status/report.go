@@ -87,6 +87,10 @@ type Capture struct {
 	// they took (only when Running).
 	Fsyncs       uint64  `json:"fsyncs,omitempty"`
 	FsyncSeconds float64 `json:"fsync_seconds,omitempty"`
+	// Forwarded and Withdrawn count streamed transactions written to the
+	// trail before their commit, and those taken back (only when Running).
+	Forwarded uint64 `json:"forwarded,omitempty"`
+	Withdrawn uint64 `json:"withdrawn,omitempty"`
 }
 
 // Trail is the local trail directory.
