@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,4 +172,41 @@ func TestEnvInCommentsIsIgnored(t *testing.T) {
 	f, err := Parse([]byte("# uses ${NOT_SET_ANYWHERE}\nsource: {dsn: \"x#${CDCD_T_DSN_PART}\"} # ${ALSO_NOT_SET}\ntrail: {dir: /t}\n"))
 	require.NoError(t, err)
 	require.Equal(t, "x#y", f.Source.DSN)
+}
+
+// TestForwardStreamed: auto forwards streamed transactions only when every
+// sink keeps a transaction invisible until its end and nothing is dropped
+// by commit position; off, streaming off or a wrong value turn it off.
+func TestForwardStreamed(t *testing.T) {
+	pg := "  - name: pg\n    kind: postgres\n    dsn: postgres://t/db\n"
+	for _, tc := range []struct {
+		name, doc string
+		want      bool
+	}{
+		{"postgres sink", "source: {dsn: x}\n", true},
+		{"citus", "source: {dsn: x}\n" + "FLAVOR    flavor: citus\n", true},
+		{"off", "source: {dsn: x, forward_streamed: off}\n", false},
+		{"streaming off", "source: {dsn: x, streaming: off}\n", false},
+		{"snapshot", "source: {dsn: x}\nsnapshot: {mode: initial}\n", false},
+		{"snapshot never", "source: {dsn: x}\nsnapshot: {mode: never}\n", true},
+		{"aurora dsql", "source: {dsn: x}\n" + "FLAVOR    flavor: aurora-dsql\n", false},
+		{"and kafka", "source: {dsn: x}\n" + "EXTRA  - name: k\n    kind: kafka\n    brokers: [b:9092]\n", false},
+		{"and stdout", "source: {dsn: x}\n" + "EXTRA  - name: s\n    kind: stdout\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head, flavor, extra := tc.doc, "", ""
+			if i := strings.Index(head, "FLAVOR"); i >= 0 {
+				head, flavor = head[:i], head[i+len("FLAVOR"):]
+			}
+			if i := strings.Index(head, "EXTRA"); i >= 0 {
+				head, extra = head[:i], head[i+len("EXTRA"):]
+			}
+			f, err := Parse([]byte(head + "trail: {dir: /t}\nsinks:\n" + pg + flavor + extra))
+			require.NoError(t, err)
+			require.Equal(t, tc.want, f.CaptureConfig(nil).Source.ForwardStreamed)
+		})
+	}
+	_, err := Parse([]byte("source: {dsn: x, forward_streamed: on}\ntrail: {dir: /t}\n"))
+	require.ErrorContains(t, err, `source.forward_streamed`)
+	require.ErrorContains(t, err, `"on" is not one of auto, off`)
 }

@@ -116,3 +116,55 @@ func TestStreamOrderErrors(t *testing.T) {
 	require.ErrorIs(t, d.Replay(&change.Tx{XID: 1}), nil)
 	require.ErrorIs(t, d.Replay(&change.Tx{XID: 1}), ErrOutOfOrder, "replay inside a transaction")
 }
+
+// TestDecodeStreamed: a forwarded transaction's data messages decode at
+// once, inside their stream block, as ordinary ones; a Relation replaces
+// the cached one until RestoreRelation puts the old one back; outside a
+// stream block, or inside a transaction, it is refused.
+func TestDecodeStreamed(t *testing.T) {
+	d := New()
+	feed(t, d, moodType, usersRel)
+	before, ok := d.Relation(oidUsers)
+	require.True(t, ok)
+	tx := &change.Tx{XID: 900}
+
+	_, err := d.DecodeStreamed(tx, 1, &Stream{Type: 'I'})
+	require.ErrorIs(t, err, ErrOutOfOrder, "outside a stream block")
+
+	evs := feed(t, d, streamStartMsg(900, true),
+		streamed(900, usersRel),
+		originMsg(0x10, "node_a"),
+		streamed(900, insertMsg(oidUsers, tT("1"), tT("ann"), tN(), tT("happy"))),
+	)
+	var got []Event
+	for i, ev := range evs[1:] {
+		require.Equal(t, EventStreamData, ev.Kind)
+		out, err := d.DecodeStreamed(tx, change.LSN(100+i), ev.Stream)
+		require.NoError(t, err)
+		got = append(got, out)
+		require.False(t, d.InTx(), "the transaction is open only while one message decodes")
+	}
+	require.Equal(t, EventRelation, got[0].Kind)
+	require.NotSame(t, before, got[0].Relation)
+	now, _ := d.Relation(oidUsers)
+	require.Same(t, got[0].Relation, now, "the streamed Relation is cached at once")
+	require.Equal(t, EventNone, got[1].Kind)
+	require.Equal(t, "node_a", tx.Origin)
+	require.Equal(t, EventChange, got[2].Kind)
+	require.Equal(t, change.OpInsert, got[2].Change.Op)
+	require.Equal(t, change.LSN(102), got[2].Change.LSN)
+	require.Equal(t, "ann", string(got[2].Change.New[1].Data))
+	require.Equal(t, "public.mood", got[2].Change.Relation.Columns[3].TypeName)
+
+	_, err = d.DecodeStreamed(tx, 1, &Stream{Type: 'B', Body: []byte{0}})
+	require.ErrorIs(t, err, ErrOutOfOrder, "a Begin is no data message")
+
+	d.RestoreRelation(oidUsers, before)
+	now, _ = d.Relation(oidUsers)
+	require.Same(t, before, now)
+	d.RestoreRelation(oidUsers, nil)
+	_, ok = d.Relation(oidUsers)
+	require.False(t, ok)
+	feed(t, d, []byte{'E'})
+	require.False(t, d.InStream())
+}

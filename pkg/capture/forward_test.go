@@ -1,0 +1,77 @@
+package capture_test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdcd-io/cdcd/internal/pgtest"
+	"github.com/cdcd-io/cdcd/pkg/change"
+)
+
+// TestForwardedTrail: with Source.ForwardStreamed a streamed transaction
+// is in the trail once, in commit order, whether it was forwarded as it
+// arrived (BEGIN without a commit position, COMMIT with it) or withdrawn
+// when another transaction committed in the middle of it (then written
+// whole at its commit, after that one, BEGIN with its commit position).
+func TestForwardedTrail(t *testing.T) {
+	src := pgtest.StartT(t, pgtest.Options{Name: "source", Conf: map[string]string{"logical_decoding_work_mem": "64kB"}})
+	src.ExecT(t, "postgres", `CREATE TABLE big (id int PRIMARY KEY, pad text)`, `CREATE TABLE small (id int PRIMARY KEY)`)
+	dir := t.TempDir()
+	cfg := testConfig(src, dir)
+	cfg.Source.ForwardStreamed = true
+	r := startCapture(t, cfg)
+	src.WaitSlotActiveT(t, "cdcd")
+
+	// Forwarded and committed.
+	src.ExecT(t, "postgres", `INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
+	r.waitPast(t, marker(t, src), time.Minute)
+	seq := r.c.Trail().NextSeq()
+	// Withdrawn: small commits while it waits halfway.
+	bin, err := pgtest.BinDir(pgtest.V15)
+	require.NoError(t, err)
+	long := exec.Command(filepath.Join(bin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", src.DSN("postgres"), "-c",
+		`BEGIN; INSERT INTO big SELECT g, md5(g::text) FROM generate_series(20001, 40000) g; SELECT pg_sleep(3); DELETE FROM big WHERE id % 2 = 0; COMMIT;`)
+	require.NoError(t, long.Start())
+	require.Eventually(t, func() bool {
+		var n int
+		return query(src, `SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'`, &n) == nil && n == 1
+	}, 30*time.Second, 5*time.Millisecond)
+	// Its first segments are in the trail: the 20000 rows exceed 64kB
+	// many times.
+	require.Eventually(t, func() bool { return r.c.Trail().NextSeq() > seq+10000 }, 30*time.Second, 5*time.Millisecond)
+	src.ExecT(t, "postgres", `INSERT INTO small VALUES (1)`)
+	require.NoError(t, long.Wait())
+	r.waitPast(t, marker(t, src), time.Minute)
+	st := r.c.Stats()
+	r.stop(t)
+
+	require.Equal(t, uint64(1), st.Forwarded, "the first; the second was withdrawn and replayed whole")
+	require.Equal(t, uint64(1), st.Withdrawn)
+	var got []txn
+	for _, tx := range readTrail(t, dir) {
+		if len(userChanges([]txn{tx})) > 0 {
+			got = append(got, tx)
+		}
+	}
+	require.Len(t, got, 3)
+	first, between, second := got[0], got[1], got[2]
+	require.Zero(t, first.begin.FinalLSN, "forwarded: the BEGIN did not know the commit")
+	require.NotZero(t, first.commit.FinalLSN)
+	require.Equal(t, 20000, len(first.changes))
+	require.Equal(t, 1, len(between.changes))
+	require.Equal(t, "small", between.changes[0].Relation.Name)
+	require.NotZero(t, second.begin.FinalLSN, "withdrawn, then written whole at its commit")
+	require.Equal(t, 40000, len(second.changes), "20000 inserts, then 20000 deletes (even ids of both)")
+	require.Greater(t, second.commit.EndLSN, between.commit.EndLSN)
+	for i, c := range second.changes {
+		want := change.OpInsert
+		if i >= 20000 {
+			want = change.OpDelete
+		}
+		require.Equal(t, want, c.Op, "change %d", i)
+	}
+}
