@@ -67,6 +67,11 @@ func writeRecord(w io.Writer, rec trail.Record) {
 	fmt.Fprintf(w, "%-8d %-8s ", rec.Seq, strings.ToUpper(rec.Type.String()))
 	switch rec.Type {
 	case trail.RecordBegin:
+		if rec.Tx.FinalLSN == 0 {
+			// Forwarded before its commit: the COMMIT says where it commits.
+			fmt.Fprintf(w, "xid=%d forwarded", rec.Tx.XID)
+			break
+		}
 		fmt.Fprintf(w, "xid=%d final_lsn=%s commit_time=%s", rec.Tx.XID, rec.Tx.FinalLSN, rec.Tx.CommitTime.UTC().Format(time.RFC3339Nano))
 	case trail.RecordCommit:
 		fmt.Fprintf(w, "xid=%d commit_lsn=%s end_lsn=%s", rec.Tx.XID, rec.Tx.CommitLSN, rec.Tx.EndLSN)

@@ -196,6 +196,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, trail.ErrRolledBack) && w.opened {
+			// Capture took back a transaction this session had started on
+			// (a streamed one forwarded before its commit, then withdrawn):
+			// the sink rolled back with its session; start over at once.
+			w.log.Debug("capture withdrew the transaction being applied; starting over from the sink's position")
+			continue
+		}
 		w.setError(err)
 		// A sink that cannot be opened at start is a misconfiguration far
 		// more often than an outage: fail fast with its message. Later

@@ -325,8 +325,8 @@ func TestIdleSendsCompleteTransactionsAheadOfAnOpenOne(t *testing.T) {
 	ins := func(id int) trail.Record {
 		return trail.Record{Type: trail.RecordChange, Change: &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(id))}}}
 	}
-	tx1 := &change.Tx{XID: 1, EndLSN: 0x100}
-	tx2 := &change.Tx{XID: 2, EndLSN: 0x200}
+	tx1 := &change.Tx{XID: 1, FinalLSN: 0xf0, EndLSN: 0x100}
+	tx2 := &change.Tx{XID: 2, FinalLSN: 0x1f0, EndLSN: 0x200}
 	for _, r := range []trail.Record{
 		{Type: trail.RecordBegin, Seq: 1, Tx: tx1}, ins(1), {Type: trail.RecordCommit, Seq: 3, Tx: tx1},
 		{Type: trail.RecordBegin, Seq: 4, Tx: tx2}, ins(2),
@@ -462,7 +462,7 @@ func TestAsyncCommitReportsOnlyDurable(t *testing.T) {
 // COMMIT at seq+2, ending at LSN 0x100 × id.
 func addTx(t *testing.T, b *batcher, seq uint64, id int) {
 	t.Helper()
-	x := &change.Tx{XID: uint32(id), EndLSN: change.LSN(0x100 * id)}
+	x := &change.Tx{XID: uint32(id), FinalLSN: change.LSN(0x100*id - 0x10), EndLSN: change.LSN(0x100 * id)}
 	for _, r := range []trail.Record{
 		{Type: trail.RecordBegin, Seq: seq, Tx: x},
 		{Type: trail.RecordChange, Change: &change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(id))}}},

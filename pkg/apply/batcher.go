@@ -93,8 +93,18 @@ func (b *batcher) add(rec trail.Record) error {
 		if b.early {
 			// Forwarded before its commit (source.Withdraw): where it
 			// commits is known only at its COMMIT, which decides the skip
-			// and the hold. While either may apply, it is sent whole.
-			b.whole = b.skipBelow != 0 || b.w != nil && b.w.CurrentHold() != nil
+			// and the hold. While the skip may apply (the first
+			// transactions after resuming from another trail) it is sent
+			// whole. Otherwise the complete transactions batched before it
+			// go first, committed on their own: a hold decided at its
+			// COMMIT must find them applied, not waiting in its open
+			// target transaction.
+			b.whole = b.skipBelow != 0
+			if !b.whole && b.cur != nil && len(b.cur.Txs) > 0 {
+				if err := b.send(); err != nil {
+					return err
+				}
+			}
 		} else if err := b.gate(rec.Tx); err != nil {
 			return err
 		}
@@ -130,13 +140,18 @@ func (b *batcher) add(rec trail.Record) error {
 			return nil // resumed after a BEGIN: cannot happen with positions at commits
 		}
 		if b.early {
-			if b.skipBelow != 0 && rec.Tx.FinalLSN < b.skipBelow && !b.chunked {
-				b.tx, b.txRows, b.txBytes = nil, 0, 0 // applied before (see skipBelow)
+			if b.skipBelow != 0 && rec.Tx.FinalLSN < b.skipBelow {
+				b.tx, b.txRows, b.txBytes = nil, 0, 0 // applied before (see skipBelow); sent whole, so nothing was sent
 				return nil
 			}
 			if err := b.gate(rec.Tx); err != nil {
 				return err
 			}
+		}
+		if b.skipBelow != 0 && rec.Tx.FinalLSN >= b.skipBelow {
+			// The trail is in commit order: nothing after this was
+			// applied before.
+			b.skipBelow = 0
 		}
 		b.tx.Tx = rec.Tx
 		cur := b.batch()

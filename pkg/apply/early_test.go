@@ -41,22 +41,27 @@ func drainBatches(out chan *sink.Batch) []*sink.Batch {
 
 // TestEarlyTransactionChunked: a forwarded transaction larger than a batch
 // goes in Partial chunks like any other, its last batch carrying the
-// COMMIT's transaction and position.
+// COMMIT's transaction and position; the complete transactions batched
+// before it are not folded into its first chunk (a hold decided at its
+// COMMIT must find them committed).
 func TestEarlyTransactionChunked(t *testing.T) {
 	out := make(chan *sink.Batch, 16)
 	b := &batcher{cfg: Config{MaxRows: 3, MaxBytes: 1 << 20, MaxDelay: time.Hour}, out: out, ctx: context.Background()}
-	for _, r := range earlyRecords(1, 0x5000, 1, 7) {
+	addTx(t, b, 100, 100) // an ordinary one first (seq 100-102)
+	for _, r := range earlyRecords(103, 0x5000, 1, 7) {
 		require.NoError(t, b.add(r))
 	}
 	bs := drainBatches(out) // the applier took the chunks
 	b.idle()
 	bs = append(bs, drainBatches(out)...)
-	require.Len(t, bs, 3)
-	require.True(t, bs[0].Partial)
+	require.Len(t, bs, 4)
+	require.False(t, bs[0].Partial, "the complete transaction before it is committed on its own")
+	require.Equal(t, []string{"100"}, ids(bs[:1]))
 	require.True(t, bs[1].Partial)
-	require.False(t, bs[2].Partial)
-	require.Equal(t, change.LSN(0x5000), bs[2].Txs[0].Tx.FinalLSN)
-	require.Equal(t, sink.Position{Seq: 9, EndLSN: 0x5010}, bs[2].Position)
+	require.True(t, bs[2].Partial)
+	require.False(t, bs[3].Partial)
+	require.Equal(t, change.LSN(0x5000), bs[3].Txs[0].Tx.FinalLSN)
+	require.Equal(t, sink.Position{Seq: 111, EndLSN: 0x5010}, bs[3].Position)
 }
 
 // TestEarlyTransactionSkipDecidedAtCommit: resuming from another trail
@@ -94,7 +99,8 @@ func TestEarlyTransactionSkipDecidedAtCommit(t *testing.T) {
 
 // TestEarlyTransactionHeldAtCommit: a hold stops before a forwarded
 // transaction that commits at or past its LSN, decided at its COMMIT (its
-// BEGIN had no LSN to compare), and lets one committing before it pass.
+// BEGIN had no LSN to compare; its chunks so far wait uncommitted in the
+// target transaction), and lets one committing before it pass.
 func TestEarlyTransactionHeldAtCommit(t *testing.T) {
 	dir := t.TempDir()
 	tw, err := trail.Open(dir, trail.Options{})
@@ -126,8 +132,8 @@ func TestEarlyTransactionHeldAtCommit(t *testing.T) {
 	defer func() { cancel(); require.NoError(t, <-errc) }()
 
 	waitReached(t, h)
-	require.Equal(t, want(5), ids(fs.snapshot()), "the first, committed before the hold; nothing of the second")
-	require.Equal(t, change.LSN(0x5010), fs.end())
+	require.Equal(t, change.LSN(0x5010), h.Position().EndLSN, "the first, committed before the hold")
+	require.Equal(t, change.LSN(0x5010), fs.end(), "the second's chunks may be in its open target transaction, never committed")
 	w.ReleaseHold(h)
 	require.Eventually(t, func() bool { return fs.end() == 0x6010 }, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, want(10), ids(fs.snapshot()))

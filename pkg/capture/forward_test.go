@@ -14,9 +14,11 @@ import (
 
 // TestForwardedTrail: with Source.ForwardStreamed a streamed transaction
 // is in the trail once, in commit order, whether it was forwarded as it
-// arrived (BEGIN without a commit position, COMMIT with it) or withdrawn
-// when another transaction committed in the middle of it (then written
-// whole at its commit, after that one, BEGIN with its commit position).
+// arrived (BEGIN without a commit position, COMMIT with it) or withdrawn —
+// when it altered its table (the catalog cannot tell its schema yet), or
+// when another transaction committed in the middle of it — and then
+// written whole at its commit (after that other one, BEGIN with its commit
+// position).
 func TestForwardedTrail(t *testing.T) {
 	src := pgtest.StartT(t, pgtest.Options{Name: "source", Conf: map[string]string{"logical_decoding_work_mem": "64kB"}})
 	src.ExecT(t, "postgres", `CREATE TABLE big (id int PRIMARY KEY, pad text)`, `CREATE TABLE small (id int PRIMARY KEY)`)
@@ -29,12 +31,24 @@ func TestForwardedTrail(t *testing.T) {
 	// Forwarded and committed.
 	src.ExecT(t, "postgres", `INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
 	r.waitPast(t, marker(t, src), time.Minute)
+	// Withdrawn: it adds a column halfway, which the catalog shows only
+	// after its commit.
+	src.ExecT(t, "postgres", `BEGIN`,
+		`INSERT INTO big SELECT g, md5(g::text) FROM generate_series(100001, 120000) g`,
+		`ALTER TABLE big ADD COLUMN extra int DEFAULT 7`,
+		`INSERT INTO big SELECT g, md5(g::text), 8 FROM generate_series(120001, 130000) g`,
+		// Still uncommitted when the walsender streams it (had it
+		// committed, the catalog would agree and it could go on).
+		`SELECT pg_sleep(2)`,
+		`COMMIT`)
+	r.waitPast(t, marker(t, src), time.Minute)
+	require.Equal(t, uint64(1), r.c.Stats().Withdrawn, "withdrawn at the new column")
 	seq := r.c.Trail().NextSeq()
 	// Withdrawn: small commits while it waits halfway.
 	bin, err := pgtest.BinDir(pgtest.V15)
 	require.NoError(t, err)
 	long := exec.Command(filepath.Join(bin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", src.DSN("postgres"), "-c",
-		`BEGIN; INSERT INTO big SELECT g, md5(g::text) FROM generate_series(20001, 40000) g; SELECT pg_sleep(3); DELETE FROM big WHERE id % 2 = 0; COMMIT;`)
+		`BEGIN; INSERT INTO big SELECT g, md5(g::text) FROM generate_series(20001, 40000) g; SELECT pg_sleep(3); DELETE FROM big WHERE id % 2 = 0 AND id <= 40000; COMMIT;`)
 	require.NoError(t, long.Start())
 	require.Eventually(t, func() bool {
 		var n int
@@ -49,16 +63,21 @@ func TestForwardedTrail(t *testing.T) {
 	st := r.c.Stats()
 	r.stop(t)
 
-	require.Equal(t, uint64(1), st.Forwarded, "the first; the second was withdrawn and replayed whole")
-	require.Equal(t, uint64(1), st.Withdrawn)
+	require.Equal(t, uint64(1), st.Forwarded, "the first; the others were withdrawn and replayed whole")
+	require.Equal(t, uint64(2), st.Withdrawn)
 	var got []txn
 	for _, tx := range readTrail(t, dir) {
 		if len(userChanges([]txn{tx})) > 0 {
 			got = append(got, tx)
 		}
 	}
-	require.Len(t, got, 3)
-	first, between, second := got[0], got[1], got[2]
+	require.Len(t, got, 4)
+	first, altered, between, second := got[0], got[1], got[2], got[3]
+	require.NotZero(t, altered.begin.FinalLSN, "withdrawn, then written whole at its commit")
+	require.Equal(t, 30000, len(altered.changes))
+	last := altered.changes[len(altered.changes)-1]
+	require.Equal(t, 3, len(last.Relation.Columns), "the rows after the ALTER have the new column")
+	require.Equal(t, "8", string(col(last, last.New, "extra").Data))
 	require.Zero(t, first.begin.FinalLSN, "forwarded: the BEGIN did not know the commit")
 	require.NotZero(t, first.commit.FinalLSN)
 	require.Equal(t, 20000, len(first.changes))

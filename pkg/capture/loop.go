@@ -161,6 +161,9 @@ func (l *loop) handle(ev source.Event) error {
 		}
 		if l.early && ev.Tx.FinalLSN < l.held {
 			// Forwarded before its commit, stored already (rule 5).
+			if ev.Tx.EndLSN > l.held {
+				return fmt.Errorf("transaction %d re-delivered with end LSN %s past the trail's %s", ev.Tx.XID, ev.Tx.EndLSN, l.held)
+			}
 			return trailErr(w.Rollback())
 		}
 		if err := w.Commit(ev.Tx); err != nil {

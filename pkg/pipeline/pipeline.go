@@ -132,11 +132,12 @@ func New(cfg Config) (*Pipeline, error) {
 			return nil, err
 		}
 	}
-	if p.snapshotting() {
+	if p.cfg.Capture.Source.ForwardStreamed && p.snapshotSkips() {
 		// A snapshot's sinks drop changes by their transaction's commit
 		// position (mapping.Wrap), which a transaction forwarded before its
 		// commit does not have yet.
 		p.cfg.Capture.Source.ForwardStreamed = false
+		p.log.Info("source.forward_streamed off: a snapshot's sink drops changes by commit position")
 	}
 	if cfg.AckApplied && p.cfg.Capture.Applied == nil {
 		p.cfg.Capture.Applied = p.appliedLSN
@@ -245,6 +246,26 @@ func (p *Pipeline) snapshotRunner(name string, open apply.OpenFunc) (*snapshot.R
 		}
 	}
 	return snapshot.New(cfg)
+}
+
+// snapshotSkips reports whether a sink may drop changes by their
+// transaction's commit position: a snapshot is configured, or one taken
+// before left its consistent points (snapshot.State.SkipLSNs) that the
+// mapping still applies.
+func (p *Pipeline) snapshotSkips() bool {
+	if p.snapshotting() {
+		return true
+	}
+	for _, s := range p.cfg.Sinks {
+		st, err := snapshot.LoadState(p.cfg.Capture.TrailDir, s.Apply.Name)
+		if err != nil {
+			return true // reported when the sink opens
+		}
+		if skip, err := st.SkipLSNs(); err != nil || len(skip) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Pipeline) snapshotting() bool {

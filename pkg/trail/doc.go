@@ -99,7 +99,12 @@
 // for the zero time, else 1 followed by Unix seconds varint and nanoseconds),
 // origin str. BEGIN and COMMIT carry the same encoding so either can be read
 // alone; the COMMIT's EndLSN is the position capture resumes from and
-// acknowledges. Times decode in UTC.
+// acknowledges. Times decode in UTC. A transaction capture wrote as it
+// arrived, before its commit (a streamed transaction forwarded by the
+// source, so that apply can start on it early), has a BEGIN with only its
+// XID (FinalLSN 0): its COMMIT alone says where it commits. Such a
+// transaction may be rolled back (below, "Readers") if the source
+// withdraws it; it then comes again later, whole.
 //
 // A row is a value count followed by each value: a kind byte (change.ValueKind:
 // absent, null, text, binary, unchanged-TOAST — all five survive a round

@@ -61,3 +61,42 @@ func (s *Source) Heartbeat(ctx context.Context) (bool, error) {
 // HeartbeatPrefix is the logical message prefix of cdcd's heartbeats; sinks
 // ignore messages with it.
 const HeartbeatPrefix = "cdcd.heartbeat"
+
+// committedColumns reports whether the catalog, which shows committed DDL
+// only, names rel as rel does and has rel's columns, in rel's order, with
+// the same types (a publication's column list may leave some out).
+func (s *Source) committedColumns(ctx context.Context, rel *change.Relation) (bool, error) {
+	rows, err := s.catalog.Query(ctx, `
+		SELECT n.nspname, c.relname, a.attname, a.atttypid, a.atttypmod
+		FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+		WHERE c.oid = $1::oid
+		ORDER BY a.attnum`, rel.OID)
+	if err != nil {
+		return false, classify(fmt.Errorf("read columns of %s: %w", rel.QualifiedName(), err))
+	}
+	defer rows.Close()
+	next := 0
+	for rows.Next() {
+		var ns, name, col string
+		var typ uint32
+		var mod int32
+		if err := rows.Scan(&ns, &name, &col, &typ, &mod); err != nil {
+			return false, err
+		}
+		if ns != rel.Schema || name != rel.Name {
+			return false, nil
+		}
+		if next < len(rel.Columns) && rel.Columns[next].Name == col {
+			if c := rel.Columns[next]; c.TypeOID != typ || c.TypeMod != mod {
+				return false, nil
+			}
+			next++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return false, classify(fmt.Errorf("read columns of %s: %w", rel.QualifiedName(), err))
+	}
+	return next == len(rel.Columns), nil
+}

@@ -55,6 +55,10 @@ type Stream struct {
 	// queued is an event to hand out at the next call, before anything
 	// else (what a Withdraw had to precede).
 	queued *source.Event
+	// No transaction is forwarded before forwardAfter; forwardPause is the
+	// current pause (pauseForwarding).
+	forwardAfter time.Time
+	forwardPause time.Duration
 
 	// lastTimeline is shared by the sessions of one opener: the timeline
 	// the previous session read, to notice a promotion (failover.go).
@@ -204,6 +208,11 @@ func (st *Stream) decode(ctx context.Context, walStart change.LSN, data []byte) 
 		// logical_decoding_work_mem ordinary ones are streamed too.
 		st.src.hintBulk(st.spool.records(ev.Stream.XID) >= bulkRows)
 		if st.fwd != nil {
+			if st.fwd.tx.XID == ev.Stream.XID && ev.Stream.First {
+				// Streamed from its start again (the spool restarted it):
+				// what was forwarded would be written twice.
+				return st.withdraw("it is streamed from its start again"), nil
+			}
 			st.fwd.active = st.fwd.tx.XID == ev.Stream.XID
 			return source.Event{}, nil
 		}
