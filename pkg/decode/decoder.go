@@ -154,26 +154,12 @@ func (d *Decoder) Decode(walStart change.LSN, data []byte) (Event, error) {
 		return d.streamData(data)
 	}
 	switch t {
-	case 'I':
-		return d.insert(walStart, &r)
-	case 'U':
-		return d.update(walStart, &r)
-	case 'D':
-		return d.delete(walStart, &r)
+	case 'I', 'U', 'D', 'R', 'Y', 'O', 'T', 'M':
+		return d.data(t, walStart, &r)
 	case 'B':
 		return d.begin(&r)
 	case 'C':
 		return d.commit(&r)
-	case 'R':
-		return d.relation(&r)
-	case 'Y':
-		return d.typ(&r)
-	case 'O':
-		return d.origin(&r)
-	case 'T':
-		return d.truncate(walStart, &r)
-	case 'M':
-		return d.message(walStart, &r)
 	case 'S':
 		return d.streamStart(&r)
 	case 'E':
@@ -184,6 +170,31 @@ func (d *Decoder) Decode(walStart change.LSN, data []byte) (Event, error) {
 		return d.streamAbort(&r)
 	case 'b', 'P', 'K', 'r', 'p':
 		return Event{}, msgErr(t, ErrUnsupported)
+	}
+	return Event{}, msgErr(t, ErrUnknownMessage)
+}
+
+// data decodes a message that may also come inside a stream block (with
+// its xid taken off): a row change, Relation, Type, Origin, Truncate or
+// logical Message.
+func (d *Decoder) data(t byte, walStart change.LSN, r *reader) (Event, error) {
+	switch t {
+	case 'I':
+		return d.insert(walStart, r)
+	case 'U':
+		return d.update(walStart, r)
+	case 'D':
+		return d.delete(walStart, r)
+	case 'R':
+		return d.relation(r)
+	case 'Y':
+		return d.typ(r)
+	case 'O':
+		return d.origin(r)
+	case 'T':
+		return d.truncate(walStart, r)
+	case 'M':
+		return d.message(walStart, r)
 	}
 	return Event{}, msgErr(t, ErrUnknownMessage)
 }

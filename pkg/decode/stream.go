@@ -143,24 +143,10 @@ func (d *Decoder) DecodeStreamed(tx *change.Tx, walStart change.LSN, s *Stream) 
 	}
 	d.tx = tx
 	defer func() { d.tx = nil }()
-	r := reader{b: s.Body}
 	switch s.Type {
-	case 'I':
-		return d.insert(walStart, &r)
-	case 'U':
-		return d.update(walStart, &r)
-	case 'D':
-		return d.delete(walStart, &r)
-	case 'T':
-		return d.truncate(walStart, &r)
-	case 'M':
-		return d.message(walStart, &r)
-	case 'R':
-		return d.relation(&r)
-	case 'Y':
-		return d.typ(&r)
-	case 'O':
-		return d.origin(&r)
+	case 'I', 'U', 'D', 'R', 'Y', 'O', 'T', 'M':
+		r := reader{b: s.Body}
+		return d.data(s.Type, walStart, &r)
 	}
 	return Event{}, msgErr(s.Type, fmt.Errorf("%w: inside a stream block", ErrOutOfOrder))
 }

@@ -24,6 +24,20 @@ var streamedTables = []string{
 	`CREATE TABLE small (id int PRIMARY KEY, note text)`,
 }
 
+// streamingPair starts a source that streams every transaction past 64kB
+// and a target, both with streamedTables, and writes a `cdcd run` config
+// for them; it returns the config's and the log's paths.
+func streamingPair(t testing.TB) (src, dst *pgtest.Cluster, cfg, logPath string) {
+	t.Helper()
+	src = pgtest.StartT(t, pgtest.Options{Name: "source", Conf: map[string]string{"logical_decoding_work_mem": "64kB"}})
+	dst = pgtest.StartT(t, pgtest.Options{Name: "target"})
+	src.ExecT(t, "postgres", streamedTables...)
+	dst.ExecT(t, "postgres", streamedTables...)
+	cfg = filepath.Join(t.TempDir(), "cdcd.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(yamlConfig(src, nil, dst, t.TempDir())), 0o600))
+	return src, dst, cfg, filepath.Join(t.TempDir(), "cdcd.log")
+}
+
 // streamStats reads how much the source streamed and spilled for the slot.
 func streamStats(t testing.TB, c *pgtest.Cluster) (streamTxns, streamBytes, spillBytes int64) {
 	t.Helper()
@@ -123,13 +137,7 @@ func TestStreamedTwoMillionRows(t *testing.T) {
 	if testing.Short() {
 		t.Skip("2M rows through the cdcd binary")
 	}
-	src := pgtest.StartT(t, pgtest.Options{Name: "source", Conf: map[string]string{"logical_decoding_work_mem": "64kB"}})
-	dst := pgtest.StartT(t, pgtest.Options{Name: "target"})
-	src.ExecT(t, "postgres", streamedTables...)
-	dst.ExecT(t, "postgres", streamedTables...)
-	cfg := filepath.Join(t.TempDir(), "cdcd.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(yamlConfig(src, nil, dst, t.TempDir())), 0o600))
-	logPath := filepath.Join(t.TempDir(), "cdcd.log")
+	src, dst, cfg, logPath := streamingPair(t)
 	p := startCdcd(t, buildCdcd(t), cfg, logPath)
 	waitSlot(t, src)
 
@@ -192,13 +200,7 @@ func peakRSS(t testing.TB, pid int) int64 {
 // drops the uncommitted tail, the target rolls back, the source streams
 // the transaction again, and after its commit both sides are equal.
 func TestForwardedKill9(t *testing.T) {
-	src := pgtest.StartT(t, pgtest.Options{Name: "source", Conf: map[string]string{"logical_decoding_work_mem": "64kB"}})
-	dst := pgtest.StartT(t, pgtest.Options{Name: "target"})
-	src.ExecT(t, "postgres", streamedTables...)
-	dst.ExecT(t, "postgres", streamedTables...)
-	cfg := filepath.Join(t.TempDir(), "cdcd.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(yamlConfig(src, nil, dst, t.TempDir())), 0o600))
-	logPath := filepath.Join(t.TempDir(), "cdcd.log")
+	src, dst, cfg, logPath := streamingPair(t)
 	bin := buildCdcd(t)
 	p := startCdcd(t, bin, cfg, logPath)
 	waitSlot(t, src)
