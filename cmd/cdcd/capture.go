@@ -9,6 +9,7 @@ import (
 	"github.com/cdcd-io/cdcd/pkg/capture"
 	"github.com/cdcd-io/cdcd/pkg/change"
 	"github.com/cdcd-io/cdcd/pkg/config"
+	"github.com/cdcd-io/cdcd/pkg/snapshot"
 )
 
 func newCaptureCmd() *cobra.Command {
@@ -27,6 +28,14 @@ func newCaptureCmd() *cobra.Command {
 				return err
 			}
 			cfg := f.CaptureConfig(log)
+			var sinks []string
+			for _, s := range f.Sinks {
+				sinks = append(sinks, s.Name)
+			}
+			if cfg.Source.ForwardStreamed && snapshot.Skips(cfg.TrailDir, sinks...) {
+				// A sink drops changes by commit position (see pipeline.New).
+				cfg.Source.ForwardStreamed = false
+			}
 			c, err := capture.New(cfg)
 			if err != nil {
 				return err

@@ -123,6 +123,11 @@ func (b *batcher) add(rec trail.Record) error {
 		if c.Op == change.OpMessage && c.Message.Prefix == sink.HeartbeatPrefix {
 			return nil // the transaction still moves the position
 		}
+		if b.whole && len(b.tx.Changes) == 0 && c.LSN >= b.skipBelow {
+			// Its first change is past skipBelow, so is its commit: not
+			// applied before, chunks are safe.
+			b.whole = false
+		}
 		b.batch()
 		b.tx.Changes = append(b.tx.Changes, c)
 		b.txRows++

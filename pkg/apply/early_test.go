@@ -87,6 +87,23 @@ func TestEarlyTransactionSkipDecidedAtCommit(t *testing.T) {
 	require.Equal(t, want(106)[99:], ids(bs))
 	require.Equal(t, sink.Position{Seq: 18, EndLSN: 0x7010}, bs[0].Position)
 
+	// A forwarded one whose first change is past skipBelow commits past it
+	// too: chunked at once.
+	b.skipBelow = 0x6000
+	recs := earlyRecords(30, 0x9000, 300, 7)
+	for _, r := range recs[1:8] {
+		r.Change.LSN = 0x8000
+	}
+	for _, r := range recs {
+		require.NoError(t, b.add(r))
+	}
+	bs = drainBatches(out)
+	b.idle()
+	bs = append(bs, drainBatches(out)...)
+	require.Len(t, bs, 3)
+	require.True(t, bs[0].Partial)
+	require.Zero(t, b.skipBelow, "cleared at the first commit past it")
+
 	// Once the skip no longer applies (a new session), chunks again.
 	b.skipBelow = 0
 	for _, r := range earlyRecords(19, 0x8000, 200, 7) {

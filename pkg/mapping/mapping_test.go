@@ -84,6 +84,30 @@ func TestSinkRewrites(t *testing.T) {
 	require.Len(t, emp.Columns, 4, "the source relation is not modified")
 }
 
+// TestForwardedChunkIsNotSkippedBlindly: a chunk of a transaction forwarded
+// before its commit (FinalLSN 0) is applied when its changes are past the
+// snapshot's point (its commit is too), and refused — never dropped — when
+// one is before it, naming the remedy.
+func TestForwardedChunkIsNotSkippedBlindly(t *testing.T) {
+	emp := &change.Relation{Schema: "public", Name: "employee", Columns: []change.Column{{Name: "id"}, {Name: "name"}, {Name: "ssn"}, {Name: "dept"}}, PrimaryKey: []int{0}}
+	row := change.Row{change.Text("1"), change.Text("Ann"), change.Text("123"), change.Text("eng")}
+	var rec recorder
+	s := Wrap(&rec, testMap(t), map[string]change.LSN{"public.employee": 100})
+	early := &change.Tx{XID: 7}
+	ok := &sink.Batch{Partial: true, Txs: []sink.Tx{{Tx: early, Changes: []*change.Change{{Op: change.OpInsert, LSN: 120, Relation: emp, New: row}}}}}
+	require.NoError(t, s.Apply(context.Background(), ok))
+	require.Len(t, rec.got[0].Txs[0].Changes, 1, "past the point: applied")
+	for _, c := range []*change.Change{
+		{Op: change.OpInsert, LSN: 90, Relation: emp, New: row},
+		{Op: change.OpTruncate, LSN: 90, Truncate: &change.Truncate{Relations: []*change.Relation{emp}}},
+	} {
+		err := s.Apply(context.Background(), &sink.Batch{Partial: true, Txs: []sink.Tx{{Tx: early, Changes: []*change.Change{c}}}})
+		require.ErrorContains(t, err, "public.employee")
+		require.ErrorContains(t, err, "source.forward_streamed: off")
+	}
+	require.Len(t, rec.got, 1, "nothing more reached the sink")
+}
+
 // asyncRecorder is a recorder that commits asynchronously, as the postgres
 // sink does.
 type asyncRecorder struct{ recorder }

@@ -256,16 +256,11 @@ func (p *Pipeline) snapshotSkips() bool {
 	if p.snapshotting() {
 		return true
 	}
-	for _, s := range p.cfg.Sinks {
-		st, err := snapshot.LoadState(p.cfg.Capture.TrailDir, s.Apply.Name)
-		if err != nil {
-			return true // reported when the sink opens
-		}
-		if skip, err := st.SkipLSNs(); err != nil || len(skip) > 0 {
-			return true
-		}
+	names := make([]string, len(p.cfg.Sinks))
+	for i, s := range p.cfg.Sinks {
+		names[i] = s.Apply.Name
 	}
-	return false
+	return snapshot.Skips(p.cfg.Capture.TrailDir, names...)
 }
 
 func (p *Pipeline) snapshotting() bool {

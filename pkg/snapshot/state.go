@@ -122,6 +122,23 @@ func (s *State) SkipLSNs() (map[string]change.LSN, error) {
 	return m, nil
 }
 
+// Skips reports whether any of the sinks' snapshot states in dir holds
+// consistent points that changes are dropped by (SkipLSNs), or cannot be
+// read: a source must not then forward transactions before their commit
+// position is known.
+func Skips(dir string, sinks ...string) bool {
+	for _, name := range sinks {
+		st, err := LoadState(dir, name)
+		if err != nil {
+			return true
+		}
+		if skip, err := st.SkipLSNs(); err != nil || len(skip) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (t *TableState) done(i int) bool {
 	for _, d := range t.Done {
 		if d == i {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cdcd-io/cdcd/pkg/change"
@@ -30,7 +31,7 @@ func (s *Source) FillPrimaryKey(ctx context.Context, rel *change.Relation) error
 		}
 		i := rel.Column(name)
 		if i < 0 {
-			return fmt.Errorf("primary key column %s of %s is not in the published columns: publish every key column", name, rel.QualifiedName())
+			return fmt.Errorf("%w: primary key column %s of %s is not in the published columns: publish every key column", errKeyNotPublished, name, rel.QualifiedName())
 		}
 		pk = append(pk, i)
 	}
@@ -39,6 +40,46 @@ func (s *Source) FillPrimaryKey(ctx context.Context, rel *change.Relation) error
 	}
 	rel.PrimaryKey = pk
 	return nil
+}
+
+// errKeyNotPublished: a primary-key column is missing from the Relation.
+var errKeyNotPublished = errors.New("key column not published")
+
+// immediateKey reports whether the columns rel flags as its replica
+// identity are those of the table's committed primary key, counting a
+// DEFERRABLE one as none (PostgreSQL does not use it as the identity).
+func (s *Source) immediateKey(ctx context.Context, rel *change.Relation) (bool, error) {
+	rows, err := s.catalog.Query(ctx, `
+		SELECT a.attname
+		FROM pg_index i
+		JOIN LATERAL unnest(i.indkey::int2[]) AS k(attnum) ON true
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indrelid = $1::oid AND i.indisprimary AND i.indimmediate`, rel.OID)
+	if err != nil {
+		return false, classify(fmt.Errorf("read primary key of %s: %w", rel.QualifiedName(), err))
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return false, err
+		}
+		if i := rel.Column(name); i < 0 || !rel.Columns[i].Key {
+			return false, nil
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return false, classify(fmt.Errorf("read primary key of %s: %w", rel.QualifiedName(), err))
+	}
+	flagged := 0
+	for _, c := range rel.Columns {
+		if c.Key {
+			flagged++
+		}
+	}
+	return n == flagged, nil
 }
 
 // Heartbeat emits a transactional logical decoding message on the primary

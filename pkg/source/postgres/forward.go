@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -93,11 +94,22 @@ func (st *Stream) forwardData(ctx context.Context, walStart change.LSN, s *decod
 		}
 	}
 	out, err := st.event(ctx, ev, size)
+	if errors.Is(err, errKeyNotPublished) {
+		// Its key column was dropped or renamed inside it; at its commit
+		// the replay decides (and reports a real misconfiguration).
+		return st.withdraw("its primary key of " + rel.QualifiedName() + " is not what it streams"), nil
+	}
 	if err != nil {
 		return source.Event{}, err
 	}
 	if rel.ReplicaIdentity == 'd' && !keyIsPrimary(rel) {
-		return st.withdraw("it changes the primary key of " + rel.QualifiedName()), nil
+		ok, err := st.src.immediateKey(ctx, rel)
+		if err != nil {
+			return source.Event{}, err
+		}
+		if !ok {
+			return st.withdraw("it changes the primary key of " + rel.QualifiedName()), nil
+		}
 	}
 	return out, nil
 }

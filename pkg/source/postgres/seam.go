@@ -367,7 +367,9 @@ func (st *Stream) timedWork(ctx context.Context) error {
 	if st.heartbeatOff || time.Now().Before(st.nextHeartbeat) {
 		return nil
 	}
-	if !st.sawData {
+	// Not while a forwarded transaction is open: the heartbeat's own
+	// transaction would withdraw it (the transaction only paused).
+	if !st.sawData && st.fwd == nil {
 		sent, err := st.src.Heartbeat(ctx)
 		if err != nil {
 			st.log.Warn("heartbeat failed", "err", err)
