@@ -24,6 +24,10 @@ func TestTrailDump(t *testing.T) {
 	require.NoError(t, w.Change(&change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text("1"), change.Text("hello")}}))
 	require.NoError(t, w.Change(&change.Change{Op: change.OpUpdate, Relation: rel, New: change.Row{change.Text("1"), change.Unchanged}}))
 	require.NoError(t, w.Commit(tx))
+	// Forwarded before its commit: the BEGIN has no commit position.
+	fwd := &change.Tx{XID: 901, FinalLSN: 0x16B37600, CommitLSN: 0x16B37600, EndLSN: 0x16B37700}
+	require.NoError(t, w.Begin(&change.Tx{XID: 901}))
+	require.NoError(t, w.Commit(fwd))
 	_, err = w.Sync()
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
@@ -34,7 +38,7 @@ func TestTrailDump(t *testing.T) {
 	root.SetArgs([]string{"trail", "dump", dir})
 	require.NoError(t, root.Execute())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.Len(t, lines, 6, out.String())
+	require.Len(t, lines, 8, out.String())
 	require.Equal(t, "# trail "+dir+": source=postgres system_id=000000000000002a segments=1", lines[0])
 	lines = lines[1:]
 	require.Contains(t, lines[0], "BEGIN")
@@ -45,6 +49,8 @@ func TestTrailDump(t *testing.T) {
 	require.Contains(t, lines[3], `note=<unchanged-toast>`)
 	require.Contains(t, lines[4], "COMMIT")
 	require.Contains(t, lines[4], "end_lsn=0/16B37500")
+	require.Contains(t, lines[5], "xid=901 forwarded")
+	require.Contains(t, lines[6], "xid=901 commit_lsn=0/16B37600 end_lsn=0/16B37700")
 
 	out.Reset()
 	root = newRoot()

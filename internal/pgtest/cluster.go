@@ -309,6 +309,35 @@ func (c *Cluster) Exec(ctx context.Context, db string, sql ...string) error {
 	return nil
 }
 
+// StartPsqlT starts psql running sql in db in a session of its own, in the
+// background (for a transaction that must stay open while the test acts);
+// the caller Waits for it. A psql still running when the test ends is
+// killed.
+func (c *Cluster) StartPsqlT(t testing.TB, db, sql string) *exec.Cmd {
+	t.Helper()
+	psql := filepath.Join(c.binDir, "psql")
+	if _, err := os.Stat(psql); err != nil {
+		// Some server packages come without client programs: the
+		// PostgreSQL 15 psql speaks to every version here.
+		dir, err := BinDir(V15)
+		if err != nil {
+			t.Fatalf("psql: %v", err)
+		}
+		psql = filepath.Join(dir, "psql")
+	}
+	cmd := exec.Command(psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", c.DSN(db), "-c", sql)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start psql: %v", err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd
+}
+
 // ExecT is [Cluster.Exec] for tests: it fails t on error.
 func (c *Cluster) ExecT(t testing.TB, db string, sql ...string) {
 	t.Helper()

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,4 +155,49 @@ func TestEarlyTransactionHeldAtCommit(t *testing.T) {
 	w.ReleaseHold(h)
 	require.Eventually(t, func() bool { return fs.end() == 0x6010 }, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, want(10), ids(fs.snapshot()))
+}
+
+// TestCaptureRollbackRestartsQuietly: a speculative reader inside a
+// forwarded transaction that capture withdraws (trail rollback) starts its
+// session over at once — a new sink session, no retry counted, no error
+// reported — and applies what comes next.
+func TestCaptureRollbackRestartsQuietly(t *testing.T) {
+	dir := t.TempDir()
+	tw, err := trail.Open(dir, trail.Options{})
+	require.NoError(t, err)
+	appendTx(t, tw, 0x1000, "1")
+	require.NoError(t, tw.Begin(&change.Tx{XID: 77}))
+	for i := range 5 {
+		require.NoError(t, tw.Change(&change.Change{Op: change.OpInsert, Relation: rel, New: change.Row{change.Text(fmt.Sprint(100 + i))}}))
+	}
+	_, err = tw.Flush() // on disk, not durable
+	require.NoError(t, err)
+
+	fs := &fakeSink{}
+	var opens atomic.Int32
+	w, err := New(Config{Name: "x", TrailDir: dir, Durable: tw.Durable, Speculate: tw.Generation, MaxRows: 2, MinBackoff: time.Hour},
+		func(context.Context) (sink.Sink, error) { opens.Add(1); return storingSink{fs}, nil })
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-errc) }()
+
+	partial := func() bool {
+		for _, id := range ids(fs.snapshot()) {
+			if id == "100" {
+				return true
+			}
+		}
+		return false
+	}
+	require.Eventually(t, partial, 10*time.Second, 5*time.Millisecond, "a chunk of the open transaction was applied")
+	require.NoError(t, tw.Rollback())
+	appendTx(t, tw, 0x2000, "2")
+	require.Eventually(t, func() bool { return fs.end() == 0x2010 }, 10*time.Second, 5*time.Millisecond,
+		"applied after the rollback, without the hour-long backoff")
+	st := w.Stats()
+	require.Zero(t, st.Retries)
+	require.Empty(t, st.LastError)
+	require.Equal(t, int32(2), opens.Load(), "a new sink session")
 }

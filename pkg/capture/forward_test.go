@@ -3,7 +3,6 @@ package capture_test
 import (
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,16 +36,9 @@ func TestForwardedTrail(t *testing.T) {
 	r.waitPast(t, marker(t, src), time.Minute)
 	require.Equal(t, uint64(2), r.c.Stats().Forwarded)
 	require.Zero(t, r.c.Stats().Withdrawn, "a deferrable key is not a changed key")
-	bin, err := pgtest.BinDir(pgtest.V15)
-	require.NoError(t, err)
 	// Each transaction below waits halfway for an advisory lock the test
 	// holds, until the test has seen what it waits for.
-	psql := func(sql string) *exec.Cmd {
-		cmd := exec.Command(filepath.Join(bin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", src.DSN("postgres"), "-c", sql)
-		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return cmd
-	}
+	psql := func(sql string) *exec.Cmd { return src.StartPsqlT(t, "postgres", sql) }
 	hold := func(key int) (release func()) {
 		h := psql(fmt.Sprintf(`SELECT pg_advisory_lock(%d), pg_sleep(600)`, key))
 		require.Eventually(t, func() bool {

@@ -279,7 +279,7 @@ wal_guard: { interval: 100ms }
 	for _, s := range []string{"cdcd_trail_bytes", "cdcd_trail_segments", "cdcd_source_slot_retained_wal_bytes", `cdcd_source_slot_wal_status{wal_status="reserved"}`, "cdcd_ready"} {
 		require.Greater(t, metric(after, s), 0.0, s)
 	}
-	for _, s := range []string{"cdcd_capture_reconnects_total", `cdcd_sink_errors_total{sink="target"}`, "cdcd_wal_guard_level"} {
+	for _, s := range []string{"cdcd_capture_reconnects_total", "cdcd_capture_forwarded_total", "cdcd_capture_withdrawn_total", `cdcd_sink_errors_total{sink="target"}`, "cdcd_wal_guard_level"} {
 		require.Equal(t, 0.0, metric(after, s), "%s present and zero", s)
 	}
 	for _, s := range []string{`cdcd_sink_lag_seconds{sink="target"}`, `cdcd_sink_lag_transactions{sink="target"}`, "cdcd_capture_lag_bytes", "cdcd_capture_lag_seconds"} {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cdcd-io/cdcd/pkg/schema"
 	"github.com/cdcd-io/cdcd/pkg/sink"
 )
 
@@ -40,4 +41,21 @@ func TestChunkRows(t *testing.T) {
 	set := def
 	set.ChunkRows, set.autoChunkRows = 300000, false
 	require.Equal(t, int64(300000), set.chunkRows(1_000_000))
+}
+
+// TestSkips: a sink whose complete snapshot left consistent points, or
+// whose state cannot be read, makes Skips true (a source must then not
+// forward transactions before their commit); no state, or an unfinished
+// one, does not.
+func TestSkips(t *testing.T) {
+	dir := t.TempDir()
+	require.False(t, Skips(dir, "a", "b"), "no state")
+	table := &TableState{Table: &schema.Table{Source: schema.Name{Schema: "public", Name: "t"}}, Skip: "0/16B3748"}
+	require.NoError(t, storeState(dir, "a", &State{ID: "x", LSN: "0/16B3748", Tables: []*TableState{table}}))
+	require.False(t, Skips(dir, "a", "b"), "still copying: nothing is dropped yet")
+	require.NoError(t, storeState(dir, "a", &State{ID: "x", LSN: "0/16B3748", Complete: true, Tables: []*TableState{table}}))
+	require.True(t, Skips(dir, "a", "b"))
+	require.False(t, Skips(dir, "b"))
+	require.NoError(t, os.WriteFile(statePath(dir, "b"), []byte("{"), 0o600))
+	require.True(t, Skips(dir, "b"), "unreadable")
 }
